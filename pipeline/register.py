@@ -1,0 +1,121 @@
+"""Model registration in MLflow: the model folder (safetensors + tokenizer + model card) as
+run artifacts, the run's parameters, per-language metrics, and the corpus manifest checksum,
+registered as a new version of a named model.
+
+Default store: SQLite under `mlruns/` (no server). Point `registry.tracking_uri` or
+MLFLOW_TRACKING_URI at an MLflow server for a shared registry; credentials for its artifact
+store come from the environment, never from config files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import yaml
+
+from .config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+def tracking_uri(configured: str | None) -> str:
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    Path("mlruns").mkdir(exist_ok=True)
+    return f"sqlite:///{Path('mlruns/mlflow.db').resolve()}"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, tuple)) else str(v)
+    return {k: v[:500] for k, v in out.items()}
+
+
+def model_card(name: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig) -> str:
+    cls = eval_report.get("classification", {})
+    languages = sorted(set(manifest.get("languages", {})) | set(cls.get("languages", {})))
+    results = [
+        {
+            "task": {"type": "text-classification", "name": "Topic classification"},
+            "dataset": {"name": "babelforge labelled set", "type": cfg.finetune.test_path, "config": lang, "split": "test"},
+            "metrics": [{"type": "accuracy", "value": m["accuracy"]}, {"type": "f1", "value": m["macro_f1"], "name": "macro-F1"}],
+        }
+        for lang, m in sorted(cls.get("languages", {}).items())
+    ]
+    meta = {"language": languages, "library_name": "transformers", "pipeline_tag": "text-classification",
+            "tags": ["babelforge", "multilingual"], "model-index": [{"name": name, "results": results}]}
+    from .evaluate import markdown
+
+    corpus_rows = "\n".join(
+        f"| {lang} | {info['rows']} | {info.get('augmented_rows', 0)} | {info['weight']} |"
+        for lang, info in sorted(manifest.get("languages", {}).items())
+    )
+    return (
+        f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n"
+        f"# {name}\n\n"
+        f"A BERT-style encoder pretrained with masked-LM on the babelforge corpus of run `{cfg.run_name}`, "
+        f"then fine-tuned for topic classification. Languages: {', '.join(languages)}.\n\n"
+        f"## Training data\n\nCorpus manifest sha256 `{manifest_sha256}`; temperature alpha {manifest.get('alpha')}.\n\n"
+        f"| language | documents | of which back-translated | sampling weight |\n|---|---:|---:|---:|\n{corpus_rows}\n\n"
+        f"## Evaluation (per language)\n\n{markdown(eval_report)}\n"
+        f"Weights are stored as safetensors.\n"
+    )
+
+
+def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig) -> dict:
+    import mlflow
+    from mlflow import MlflowClient
+
+    rcfg = cfg.registry
+    uri = tracking_uri(rcfg.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.get_experiment_by_name(rcfg.experiment)
+    if exp is None:
+        location = Path("mlruns/artifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
+        exp_id = client.create_experiment(rcfg.experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+
+    Path(model_dir, "README.md").write_text(model_card(rcfg.model_name, eval_report, manifest, manifest_sha256, cfg),
+                                            encoding="utf-8")
+    metrics: dict[str, float] = {}
+    for lang, m in eval_report.get("classification", {}).get("languages", {}).items():
+        metrics[f"accuracy.{lang}"] = m["accuracy"]
+        metrics[f"macro_f1.{lang}"] = m["macro_f1"]
+    for lang, m in eval_report.get("mlm", {}).get("languages", {}).items():
+        metrics[f"mlm_loss.{lang}"] = m["mlm_loss"]
+    for k, v in eval_report.get("classification", {}).get("overall", {}).items():
+        metrics[f"overall.{k}"] = v
+    with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:
+        mlflow.log_params(flatten(cfg.model_dump(mode="json")))
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags({"manifest_sha256": manifest_sha256, "languages": ",".join(sorted(eval_report.get("classification", {}).get("languages", {})))})
+        mlflow.log_artifacts(model_dir, artifact_path="model")
+        mlflow.log_dict(eval_report, "eval/report.json")
+        mlflow.log_dict(manifest, "corpus/manifest.json")
+        artifact_uri = run.info.artifact_uri
+        run_id = run.info.run_id
+    try:
+        client.get_registered_model(rcfg.model_name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(rcfg.model_name, description="babelforge multilingual classifier")
+    version = client.create_model_version(
+        rcfg.model_name, source=f"{artifact_uri}/model", run_id=run_id,
+        tags={"manifest_sha256": manifest_sha256, "run_name": cfg.run_name},
+        description=f"run {cfg.run_name}; macro accuracy over languages "
+                    f"{eval_report.get('classification', {}).get('overall', {}).get('macro_accuracy')}",
+    )
+    log.info("register: %s version %s (run %s) in %s", rcfg.model_name, version.version, run_id, uri)
+    return {"model_name": rcfg.model_name, "version": int(version.version), "run_id": run_id,
+            "source": version.source, "tracking_uri": uri}

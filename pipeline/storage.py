@@ -1,0 +1,129 @@
+"""Storage is a URI: local paths, file:// and s3:// through fsspec, with atomic writes.
+
+A write goes to a temporary name beside the target and is then moved into place, so a reader
+never sees half a file; the manifest, written last, is the commit point of a corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def get_fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem of a URI and the path inside it."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs, path
+
+
+def join(base: str, *parts: str) -> str:
+    out = base.rstrip("/")
+    for p in parts:
+        out = f"{out}/{p.strip('/')}"
+    return out
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def absolute(uri: str) -> str:
+    """Local paths made absolute (Ray workers run in another directory); URIs unchanged."""
+    if "://" in uri and not uri.startswith("file://"):
+        return uri
+    return str(Path(uri.removeprefix("file://")).resolve())
+
+
+def expand(patterns: list[str]) -> list[str]:
+    """Expand paths, directories and globs to a sorted, de-duplicated list of file URIs."""
+    out: list[str] = []
+    for pattern in patterns:
+        fs, path = get_fs(pattern)
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        prefix = "" if protocol in ("file", "local") else f"{protocol}://"
+        if any(ch in path for ch in "*?["):
+            matches = fs.glob(path)
+        elif fs.isdir(path):
+            matches = [p for p in fs.find(path)]
+        elif fs.exists(path):
+            matches = [path]
+        else:
+            raise FileNotFoundError(f"input not found: {pattern}")
+        files = sorted(p for p in matches if fs.isfile(p))
+        if not files:
+            raise FileNotFoundError(f"no input files match: {pattern}")
+        out.extend(prefix + p for p in files)
+    return sorted(dict.fromkeys(out))
+
+
+@contextmanager
+def atomic_open(uri: str, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file beside `uri`; on success move it into place, else remove it."""
+    fs, path = get_fs(uri)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        with fs.open(tmp, mode) as f:
+            yield f
+        fs.mv(tmp, path)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+
+
+def write_json(uri: str, obj: Any) -> None:
+    with atomic_open(uri, "wb") as f:
+        f.write((json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode())
+
+
+def read_json(uri: str) -> Any:
+    fs, path = get_fs(uri)
+    with fs.open(path, "rb") as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def exists(uri: str) -> bool:
+    fs, path = get_fs(uri)
+    return fs.exists(path)
+
+
+def remove(uri: str) -> None:
+    fs, path = get_fs(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def write_parquet(uri: str, table: pa.Table, compression: str = "zstd", row_group_size: int | None = None) -> dict:
+    """Write a Parquet file atomically; return its rows, bytes and sha256."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression=compression, row_group_size=row_group_size)
+    data = sink.getvalue().to_pybytes()
+    with atomic_open(uri, "wb") as f:
+        f.write(data)
+    return {"rows": table.num_rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = get_fs(uri)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, columns=columns)
+
+
+def sha256_file(uri: str) -> str:
+    fs, path = get_fs(uri)
+    h = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

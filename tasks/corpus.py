@@ -1,0 +1,36 @@
+"""Prefect task of the corpus phase, with per-language report artifacts."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from pipeline import corpus
+from pipeline.config import CorpusConfig
+
+
+def _language_rows(report: dict) -> list[dict]:
+    rows = []
+    for lang, info in report["languages"].items():
+        rows.append({"language": lang, "input": info["input"], "kept": info["kept"],
+                     "rejected": info["input"] - info["kept"],
+                     "reasons": ", ".join(f"{k}: {v}" for k, v in info["rejected"].items()),
+                     "back_translated": report["augmented"]["languages"].get(lang, {}).get("kept", 0)})
+    return rows
+
+
+@task(name="prepare-corpus", task_run_name="prepare-corpus -> {out_dir}")
+def prepare_corpus_task(inputs: list[str], out_dir: str, cfg: CorpusConfig) -> dict:
+    report = corpus.prepare(inputs, out_dir, cfg)
+    create_table_artifact(key="corpus-languages", table=_language_rows(report),
+                          description=f"Corpus per language: {out_dir}")
+    create_markdown_artifact(
+        key="corpus-summary",
+        markdown=(f"## Corpus `{out_dir}`\n\ninput **{report['input']}** = kept **{report['kept']}** + "
+                  f"rejected **{report['rejected']}**\n\nRejected by reason: "
+                  + ", ".join(f"{k} {v}" for k, v in report["rejected_by_reason"].items())
+                  + f"\n\nBack-translation: {report['augmented']['kept']} kept of {report['augmented']['generated']} "
+                  f"generated.\n\nManifest sha256 `{report['manifest_sha256']}`\n"),
+        description="Corpus accounting",
+    )
+    return report

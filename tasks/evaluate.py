@@ -1,0 +1,30 @@
+"""Prefect task of per-language evaluation; writes eval/report.json and report.md."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from pipeline import evaluate
+from pipeline.config import PipelineConfig
+from pipeline.storage import atomic_open, join, write_json
+
+
+@task(name="evaluate")
+def evaluate_task(classifier_dir: str, pretrained_dir: str, manifest: dict, corpus_dir: str, out_dir: str,
+                  cfg: PipelineConfig) -> dict:
+    report = {
+        "classification": evaluate.evaluate_classifier(classifier_dir, cfg.finetune.test_path, cfg.model.max_length),
+        "mlm": evaluate.evaluate_mlm(pretrained_dir, manifest, corpus_dir, cfg.model, cfg.pretrain.seed),
+    }
+    write_json(join(out_dir, "report.json"), report)
+    md = evaluate.markdown(report)
+    with atomic_open(join(out_dir, "report.md"), "wb") as f:
+        f.write(md.encode())
+    create_table_artifact(
+        key="eval-languages",
+        table=[{"language": lang, **m} for lang, m in report["classification"]["languages"].items()],
+        description="Classifier accuracy and macro-F1 per language")
+    create_markdown_artifact(key="eval-report", markdown="## Evaluation per language\n\n" + md,
+                             description="Per-language evaluation")
+    return report

@@ -1,0 +1,35 @@
+"""Prefect tasks of the training phase: tokenizer, Ray Train pretraining and fine-tuning."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+
+from pipeline import finetune, pretrain, tokenizer
+from pipeline.config import PipelineConfig
+from pipeline.shard import shard_paths
+from pipeline.storage import read_parquet
+
+
+@task(name="train-tokenizer")
+def train_tokenizer_task(manifest: dict, corpus_dir: str, out_dir: str, cfg: PipelineConfig) -> str:
+    tok = tokenizer.train_tokenizer(manifest, corpus_dir, out_dir, cfg.tokenizer)
+    heldout = {lang: [t for uri in shard_paths(manifest, corpus_dir, "heldout", [lang])
+                      for t in read_parquet(uri, ["text"])["text"].to_pylist()]
+               for lang in manifest["languages"]}
+    fert = tokenizer.fertility(tok, heldout)
+    if fert:
+        create_table_artifact(key="tokenizer-fertility",
+                              table=[{"language": k, **v} for k, v in fert.items()],
+                              description="Tokens per character / word on held-out text, per language")
+    return out_dir
+
+
+@task(name="pretrain")
+def pretrain_task(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
+    return pretrain.pretrain(corpus_dir, manifest, tokenizer_dir, out_dir, cfg)
+
+
+@task(name="finetune")
+def finetune_task(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
+    return finetune.finetune(pretrained_dir, out_dir, cfg)

@@ -1,0 +1,51 @@
+from pipeline.clean import count_words, dedup_exact, filter_quality, normalize
+from pipeline.config import CleanConfig
+from pipeline.langid import detect_script
+from pipeline.schema import make_docs
+import pyarrow as pa
+
+
+def docs_of(*texts):
+    t = make_docs([f"d{i}" for i in range(len(texts))], list(texts), ["src"] * len(texts))
+    return t.set_column(t.schema.get_field_index("script"), "script", pa.array([detect_script(x) for x in texts]))
+
+
+def test_normalize_repairs_mojibake_and_whitespace():
+    broken = "Ma grand-mère fait du pain frais".encode("utf-8").decode("cp1252")
+    kept, rej = normalize(docs_of(broken + "  \t avec   du miel.\r\n\n\x07"), CleanConfig())
+    assert kept["text"].to_pylist() == ["Ma grand-mère fait du pain frais avec du miel."]
+    assert rej.num_rows == 0
+
+
+def test_normalize_removes_boilerplate_lines_and_rejects_pure_boilerplate():
+    kept, rej = normalize(docs_of("This site uses cookies.\nDer Fluss stieg schnell an.\nHome | News | Contact",
+                                  "Please enable JavaScript to view this page."), CleanConfig())
+    assert kept["text"].to_pylist() == ["Der Fluss stieg schnell an."]
+    assert rej["reason"].to_pylist() == ["empty_after_cleaning"] and rej["id"].to_pylist() == ["d1"]
+
+
+def test_nfc_normalisation():
+    kept, _ = normalize(docs_of("Cafe\u0301 au lait et croissants"), CleanConfig(fix_mojibake=False))
+    assert kept["text"][0].as_py() == "Caf\u00e9 au lait et croissants"
+
+
+def test_words_are_counted_per_script():
+    assert count_words("ทีมเจ้าบ้านยิงได้สองประตูในครึ่งหลัง", "Thai") >= 10
+    assert count_words("主队在下半场打进两球", "Hani") == 5
+    assert count_words("three words here", "Latn") == 3
+
+
+def test_filter_keeps_unsegmented_scripts_and_drops_short():
+    kept, rej = filter_quality(docs_of("ทีมเจ้าบ้านยิงได้สองประตูในครึ่งหลัง", "主队在下半场打进两球，最终赢得了比赛。", "ok", "a b c d e f g h i j k l m n o p q"),
+                               CleanConfig(min_chars=10, min_words=3))
+    assert kept["id"].to_pylist() == ["d0", "d1", "d3"]
+    assert rej["reason"].to_pylist() == ["too_short"]
+
+
+def test_exact_dedup_folds_case_punctuation_and_spacing_and_spans_calls():
+    seen = {}
+    kept, rej = dedup_exact(docs_of("The river rose quickly.", "THE RIVER ROSE QUICKLY !!", "The river rose slowly."), seen)
+    assert kept["id"].to_pylist() == ["d0", "d2"]
+    assert rej["detail"].to_pylist() == ["duplicate of d0"] and rej["reason"].to_pylist() == ["exact_duplicate"]
+    kept2, rej2 = dedup_exact(docs_of("the river rose  quickly"), seen)  # a later work unit
+    assert kept2.num_rows == 0 and rej2["detail"].to_pylist() == ["duplicate of d0"]

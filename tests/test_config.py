@@ -1,0 +1,37 @@
+import pytest
+
+from conftest import ROOT, write
+from pipeline.config import ConfigError, PipelineConfig, load_yaml
+
+
+def test_defaults_are_valid_and_serialisable():
+    cfg = PipelineConfig()
+    again = PipelineConfig.model_validate(cfg.model_dump(mode="json"))
+    assert again == cfg
+    assert cfg.path("corpus") == "runs/demo/corpus"
+
+
+def test_demo_config_loads():
+    cfg = load_yaml(ROOT / "configs" / "demo.yaml")
+    assert "sw" in cfg.corpus.langid.languages
+    assert cfg.corpus.langid.min_score_per_language["sw"] < cfg.corpus.langid.min_score
+
+
+def test_bad_value_names_file_and_field(tmp_path):
+    f = write(tmp_path / "bad.yaml", "pretrain:\n  max_steps: -3\n")
+    with pytest.raises(ConfigError) as e:
+        load_yaml(f)
+    assert "bad.yaml" in str(e.value) and "pretrain.max_steps" in str(e.value)
+
+
+def test_unknown_field_is_rejected(tmp_path):
+    f = write(tmp_path / "typo.yaml", "corpus:\n  shard:\n    alhpa: 0.5\n")
+    with pytest.raises(ConfigError, match=r"corpus\.shard\.alhpa"):
+        load_yaml(f)
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(write(tmp_path / "x.yaml", "a: [1, 2"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_yaml(tmp_path / "nope.yaml")

@@ -1,0 +1,113 @@
+import json
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SAMPLE, SAMPLE_LANGS
+
+import sys
+sys.path.insert(0, str(SAMPLE))
+from texts import DOCS, TOPICS  # noqa: E402
+
+DOCS_BY_ID = {f"{lang}-{topic}-{i}": t for lang in DOCS for topic in TOPICS for i, t in enumerate(DOCS[lang][topic])}
+from pipeline.corpus import prepare
+from pipeline.storage import read_parquet, sha256_file
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    from pipeline.config import load_yaml
+    from conftest import ROOT, SAMPLE
+
+    out = tmp_path_factory.mktemp("corpus")
+    cfg = load_yaml(ROOT / "configs" / "demo.yaml").corpus
+    report = prepare([str(SAMPLE / "corpus" / "*")], str(out), cfg)
+    return out, report, cfg
+
+
+def all_rejects(out):
+    import pyarrow as pa
+    return pa.concat_tables([pq.read_table(p) for p in sorted((out / "rejects").glob("*.parquet"))])
+
+
+def test_accounting_adds_up_overall_and_per_language(prepared):
+    out, report, _ = prepared
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["input"] == on_disk["kept"] + on_disk["rejected"] == 243
+    for lang, info in on_disk["languages"].items():
+        assert info["input"] == info["kept"] + sum(info["rejected"].values()), lang
+    assert sum(i["kept"] for i in on_disk["languages"].values()) == on_disk["kept"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["totals"]["rows"] == on_disk["kept"]
+    assert all_rejects(out).num_rows == on_disk["rejected"]
+
+
+def test_every_sample_language_is_kept_with_its_ids(prepared):
+    out, report, _ = prepared
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["languages"]) == SAMPLE_LANGS
+    for s in manifest["shards"]:
+        assert sha256_file(str(out / s["path"])) == s["sha256"]
+    fr = read_parquet(str(out / "shards" / "fr" / "train-00000.parquet"))
+    assert any(i.startswith("fr-sports-") for i in fr["id"].to_pylist())   # input ids are kept
+
+
+def test_planted_noise_is_removed_with_reasons(prepared):
+    out, _, _ = prepared
+    rej = all_rejects(out)
+    reason = dict(zip(rej["id"].to_pylist(), rej["reason"].to_pylist()))
+    ids = set(reason)
+    for n in range(6):
+        assert reason[f"other-language-{n}"] == "language_not_allowed"
+    for n in range(6):  # boilerplate-only pages
+        assert reason[f"boilerplate-{n}"] in ("empty_after_cleaning", "too_short", "low_lang_score")
+    for n in range(8):
+        assert f"short-{n}" in ids
+    for n in range(3):
+        assert f"gibberish-{n}" in ids
+    # mojibake copies are repaired, which makes them exact duplicates of their originals
+    moji = [i for i in ids if i.startswith("mojibake-")]
+    assert len(moji) == 6 and {reason[i] for i in moji} == {"exact_duplicate"}
+    # of a text and its planted copies exactly one survives
+    kept_texts = []
+    for p in (out / "shards").rglob("*.parquet"):
+        kept_texts += pq.read_table(p)["text"].to_pylist()
+    for text in DOCS_BY_ID.values():
+        assert kept_texts.count(text) <= 1
+    copied = {i.split("-of-", 1)[1] for i in ids | {"x"} if i.startswith(("copy-", "near-"))}
+    for original in copied:
+        assert kept_texts.count(DOCS_BY_ID[original]) == 1, original
+    details = rej.filter(pc.equal(rej["reason"], "malformed_json"))["detail"].to_pylist()
+    assert details and "news.jsonl:18" in details[0]
+
+
+def test_boilerplate_lines_removed_from_kept_documents(prepared):
+    out, _, _ = prepared
+    sw = pq.read_table(next((out / "shards" / "sw").glob("train-*.parquet")))
+    assert not any("cookies" in t or "Home |" in t for t in sw["text"].to_pylist())
+
+
+def test_rerun_with_same_inputs_is_a_no_op(prepared):
+    from conftest import SAMPLE
+
+    out, report, cfg = prepared
+    before = sha256_file(str(out / "manifest.json"))
+    mtime = (out / "manifest.json").stat().st_mtime_ns
+    again = prepare([str(SAMPLE / "corpus" / "*")], str(out), cfg)
+    assert again["manifest_sha256"] == before and (out / "manifest.json").stat().st_mtime_ns == mtime
+
+
+def test_changed_config_recomputes_and_replaces_stale_shards(prepared, tmp_path):
+    from conftest import SAMPLE
+    from pipeline.config import CorpusConfig
+
+    out = tmp_path / "c"
+    cfg = CorpusConfig()
+    cfg.langid.languages = ["fr", "de"]
+    first = prepare([str(SAMPLE / "corpus" / "news.jsonl")], str(out), cfg)
+    assert sorted(json.loads((out / "manifest.json").read_text())["languages"]) == ["de", "fr"]
+    cfg.langid.languages = ["fr"]
+    second = prepare([str(SAMPLE / "corpus" / "news.jsonl")], str(out), cfg)
+    assert not (out / "shards" / "de").exists()
+    assert second["input"] == first["input"] == second["kept"] + second["rejected"]

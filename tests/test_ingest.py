@@ -1,0 +1,74 @@
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import write
+from pipeline.ingest import IngestError, read_file
+from pipeline.storage import expand
+
+
+def test_jsonl_keeps_ids_and_rejects_bad_lines_without_losing_the_rest(tmp_path):
+    f = write(tmp_path / "a.jsonl", b"".join([
+        '{"id": "d1", "text": "première ligne"}\n'.encode(),
+        b'{"id": "d2", "text": "cut off\n',                       # malformed JSON
+        b'{"id": "d3", "text": "caf\xe9 latin-1 bytes"}\n',        # invalid UTF-8
+        b'{"id": "d4", "title": "no text"}\n',                     # missing text
+        b'{"id": "d5", "text": 42}\n',                             # text not a string
+        b'["not", "an", "object"]\n',
+        b"\n",                                                     # blank line: not a document
+        b'{"text": "no id here"}\n',
+    ]))
+    docs, rej = read_file(str(f))
+    assert docs["id"].to_pylist() == ["d1", "a.jsonl:8"]
+    assert docs["text"].to_pylist() == ["première ligne", "no id here"]
+    reasons = dict(zip(rej["id"].to_pylist(), rej["reason"].to_pylist()))
+    assert reasons == {f"{f}:2": "malformed_json", f"{f}:3": "invalid_utf8", f"{f}:4": "missing_text",
+                       f"{f}:5": "text_not_string", f"{f}:6": "malformed_json"}
+    assert all(d.startswith(f"{f}:") for d in rej["detail"].to_pylist())
+    assert set(rej["stage"].to_pylist()) == {"ingest"}
+    assert rej.filter(pa.compute.equal(rej["reason"], "invalid_utf8"))["text"][0].as_py().startswith('{"id": "d3"')
+
+
+def test_txt_one_document_per_line(tmp_path):
+    f = write(tmp_path / "b.txt", "eins zwei drei\n\nvier fünf sechs\n")
+    docs, rej = read_file(str(f))
+    assert docs["id"].to_pylist() == ["b.txt:1", "b.txt:3"]
+    assert rej.num_rows == 0
+
+
+def test_parquet_text_column_and_nulls(tmp_path):
+    f = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"id": ["x", "y", None], "text": ["hola mundo", None, "sin id"]}), f)
+    docs, rej = read_file(str(f))
+    assert docs["id"].to_pylist() == ["x", "c.parquet:3"]
+    assert rej["reason"].to_pylist() == ["missing_text"]
+
+
+def test_parquet_without_text_column_rejects_every_row(tmp_path):
+    f = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"body": ["a", "b"]}), f)
+    docs, rej = read_file(str(f))
+    assert docs.num_rows == 0 and rej.num_rows == 2
+    assert "no column 'text'" in rej["detail"][0].as_py()
+
+
+def test_empty_file_is_a_reject_not_a_crash(tmp_path):
+    f = write(tmp_path / "empty.jsonl", "")
+    docs, rej = read_file(str(f))
+    assert docs.num_rows == 0
+    assert rej["reason"].to_pylist() == ["empty_file"] and rej["id"][0].as_py() == str(f)
+
+
+def test_unsupported_format_names_the_file(tmp_path):
+    f = write(tmp_path / "e.csv", "text\nhello\n")
+    with pytest.raises(IngestError, match="e.csv"):
+        read_file(str(f))
+
+
+def test_expand_globs_dirs_and_missing(tmp_path):
+    write(tmp_path / "x" / "1.txt", "a")
+    write(tmp_path / "x" / "2.jsonl", "{}")
+    assert [p.rsplit("/", 1)[1] for p in expand([str(tmp_path / "x" / "*")])] == ["1.txt", "2.jsonl"]
+    assert len(expand([str(tmp_path / "x")])) == 2
+    with pytest.raises(FileNotFoundError, match="nope"):
+        expand([str(tmp_path / "nope.txt")])

@@ -1,0 +1,59 @@
+import pytest
+
+from conftest import SAMPLE_LANGS
+from pipeline.langid import detect_script, identify, predict
+from pipeline.schema import make_docs
+
+LINGUA = ["ar", "de", "en", "es", "eu", "fr", "hi", "ja", "ru", "sw", "th", "zh", "ko", "vi", "uk", "he", "el", "ta"]
+
+
+def test_sample_languages_are_identified():
+    import sys
+    sys.path.insert(0, str(__import__("conftest").SAMPLE))
+    from texts import DOCS
+
+    for lang in SAMPLE_LANGS:
+        texts = [t for docs in DOCS[lang].values() for t in docs]
+        langs, scores = predict(texts)
+        assert sum(l == lang for l in langs) >= 0.75 * len(texts), (lang, langs)
+
+
+@pytest.mark.parametrize("lang", LINGUA)
+def test_real_sentences_per_language(shared_data, lang):
+    """Three-sentence documents from lingua's test sentences: >= 95% identified correctly."""
+    lines = [l for l in (shared_data / "lingua-sentences" / f"{lang}.txt").read_text().splitlines() if l.strip()][:300]
+    docs = [" ".join(lines[i : i + 3]) for i in range(0, len(lines), 3)]
+    langs, _ = predict(docs)
+    accuracy = sum(l == lang for l in langs) / len(langs)
+    assert accuracy >= 0.95, f"{lang}: {accuracy:.2f}"
+
+
+def test_all_caps_and_newlines_do_not_confuse_the_model():
+    langs, scores = predict(["DAS NEUE RESTAURANT AM MARKT SERVIERT REIS MIT GEGRILLTEM FISCH",
+                             "Le lac gèle en hiver\net la neige couvre\nles collines."])
+    assert langs == ["de", "fr"] and min(scores) > 0.8
+
+
+@pytest.mark.parametrize("text,script", [
+    ("Hello world", "Latn"), ("Привет, мир", "Cyrl"), ("你好，世界", "Hani"), ("こんにちは世界", "Jpan"),
+    ("مرحبا بالعالم", "Arab"), ("नमस्ते दुनिया", "Deva"), ("สวัสดีชาวโลก", "Thai"), ("안녕하세요", "Hang"),
+    ("12345 !!!", "Zyyy"),
+])
+def test_detect_script(text, script):
+    assert detect_script(text) == script
+
+
+def test_identify_rejects_with_reasons_and_per_language_thresholds():
+    docs = make_docs(["en", "it", "sym", "sw"],
+                     ["The weather was cold and rainy all week in the north.",
+                      "Il treno per Milano parte alle otto e arriva a mezzogiorno.",
+                      "#### @@@ %%%",
+                      "Upepo mkali ulivuma kutoka baharini na mawingu meusi yakafunika kijiji chote."],
+                     ["s"] * 4)
+    kept, rej = identify(docs, min_score=0.5, languages=["en", "sw"], min_score_per_language={"sw": 0.05})
+    assert kept["id"].to_pylist() == ["en", "sw"]
+    assert kept["script"].to_pylist() == ["Latn", "Latn"]
+    assert dict(zip(rej["id"].to_pylist(), rej["reason"].to_pylist())) == {
+        "it": "language_not_allowed", "sym": "low_lang_score"}
+    assert rej["detail"][0].as_py().startswith("it:")
+    assert rej["stage"].to_pylist() == ["langid", "langid"]

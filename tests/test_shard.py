@@ -1,0 +1,53 @@
+import pyarrow as pa
+import pytest
+
+from pipeline.config import ShardConfig
+from pipeline.schema import make_docs
+from pipeline.shard import heldout_mask, mixing_plan, temperature_weights, write_shards
+from pipeline.storage import read_parquet, sha256_file
+
+
+def test_temperature_weights():
+    sizes = {"en": 900.0, "sw": 100.0}
+    assert temperature_weights(sizes, 1.0) == pytest.approx({"en": 0.9, "sw": 0.1})
+    flat = temperature_weights(sizes, 0.3)
+    assert sum(flat.values()) == pytest.approx(1.0)
+    # p^0.3 normalised: 0.9^0.3 / (0.9^0.3 + 0.1^0.3)
+    assert flat["sw"] == pytest.approx(0.1**0.3 / (0.9**0.3 + 0.1**0.3))
+    assert 0.1 < flat["sw"] < 0.5
+
+
+def test_heldout_is_deterministic_and_never_empty_for_a_real_language():
+    ids = [f"doc-{i}" for i in range(6)]
+    assert heldout_mask(ids, 0.01) == heldout_mask(ids, 0.01)
+    assert sum(heldout_mask(ids, 0.01)) == 1          # forced: >= 5 docs always hold one out
+    assert sum(heldout_mask(ids[:3], 0.01)) == 0
+    big = [f"d{i}" for i in range(10_000)]
+    assert 0.08 < sum(heldout_mask(big, 0.1)) / 10_000 < 0.12
+
+
+def test_mixing_plan_sums_and_follows_weights():
+    manifest = {"languages": {"en": {"train_rows": 900, "train_text_bytes": 9000, "weight": 0.6},
+                              "sw": {"train_rows": 10, "train_text_bytes": 100, "weight": 0.4}}}
+    plan = mixing_plan(manifest, 1001)
+    assert sum(plan.values()) == 1001 and plan["sw"] in (400, 401)
+    plan1 = mixing_plan(manifest, 1000, alpha=1.0)
+    assert plan1["en"] == pytest.approx(1000 * 9000 / 9100, abs=1)
+
+
+def test_write_shards_checksums_and_split(tmp_path):
+    ids = [f"fr-{i}" for i in range(30)] + [f"de-{i}" for i in range(7)]
+    docs = make_docs(ids, [f"texte {i}" for i in range(37)], ["s"] * 37, lang=["fr"] * 30 + ["de"] * 7)
+    body = write_shards(docs, str(tmp_path), ShardConfig(max_rows_per_shard=10, heldout_fraction=0.2))
+    assert body["totals"]["rows"] == 37
+    for s in body["shards"]:
+        uri = str(tmp_path / s["path"])
+        assert sha256_file(uri) == s["sha256"]
+        table = read_parquet(uri)
+        assert table.num_rows == s["rows"] <= 10
+        assert set(table["lang"].to_pylist()) == {s["lang"]}
+    fr = body["languages"]["fr"]
+    assert fr["train_rows"] + fr["heldout_rows"] == 30 and fr["heldout_rows"] >= 1
+    assert sum(v["weight"] for v in body["languages"].values()) == pytest.approx(1.0, abs=1e-5)
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
+    assert written == sorted(s["path"] for s in body["shards"])
