@@ -82,7 +82,9 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.get_experiment_by_name(rcfg.experiment)
     if exp is None:
-        location = Path("mlruns/artifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
+        # beside a SQLite store, artifacts go next to the database file (mlruns/artifacts)
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri() \
+            if uri.startswith("sqlite:///") else None
         exp_id = client.create_experiment(rcfg.experiment, artifact_location=location)
     else:
         exp_id = exp.experiment_id

@@ -1,0 +1,33 @@
+import json
+
+from conftest import ROOT, SAMPLE, write
+from flows.cli import main
+
+
+def test_prepare_command_writes_the_documented_layout(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    rc = main(["prepare", str(SAMPLE / "corpus" / "news.jsonl"), str(SAMPLE / "corpus" / "noise.jsonl"),
+               "--out", str(out), "--config", str(ROOT / "configs" / "demo.yaml")])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) >= {"input", "kept", "rejected", "languages"}
+    assert report["input"] == report["kept"] + report["rejected"]
+    assert (out / "manifest.json").exists() and list((out / "shards").glob("*/*.parquet"))
+    assert sorted(p.name for p in (out / "rejects").iterdir()) == ["clean.parquet", "dedup.parquet", "ingest.parquet", "langid.parquet"]
+    for lang, info in report["languages"].items():
+        assert set(info) == {"input", "kept", "rejected"}
+    assert '"kept"' in capsys.readouterr().out
+
+
+def test_bad_config_fails_before_work_and_names_the_field(tmp_path, capsys):
+    cfg = write(tmp_path / "c.yaml", "corpus:\n  langid:\n    min_score: 7\n")
+    rc = main(["prepare", str(SAMPLE / "corpus" / "news.jsonl"), "--out", str(tmp_path / "o"), "--config", str(cfg)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "c.yaml" in err and "corpus.langid.min_score" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_input_is_a_clear_error(tmp_path, capsys):
+    rc = main(["prepare", str(tmp_path / "nothing-*.jsonl"), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "nothing-" in capsys.readouterr().err
