@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import AugmentConfig, TranslationModel
-from .langid import detect_script, predict
+from .langid import detect_scripts, predict
 from .schema import concat, empty_docs, empty_rejects, make_docs, rejects_from_docs, split, DOC_SCHEMA, REJECT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def augment(docs: pa.Table, cfg: AugmentConfig, langid_model_path: str | None = 
         out_langs, scores = predict(outputs, langid_model_path)
         new = new.set_column(new.schema.get_field_index("lang_score"), "lang_score", pa.array(scores, pa.float32()))
         new = new.set_column(new.schema.get_field_index("script"), "script",
-                             pa.array([detect_script(t) for t in outputs], pa.string()))
+                             pa.array(detect_scripts(outputs), pa.string()))
         reasons, details = [], []
         for inp, out, ol, sc in zip(inputs, outputs, out_langs, scores):
             ratio = max(_length(inp), _length(out)) / min(_length(inp), _length(out))

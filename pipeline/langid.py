@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections import Counter
 from functools import lru_cache
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .schema import UNKNOWN_LANG, rejects_from_docs, split
 
@@ -45,32 +46,25 @@ def _label_to_code(label: str) -> str:
     return label.removeprefix("__label__")
 
 
-def predict(texts: list[str], model_path: str | None = None) -> tuple[list[str], list[float]]:
-    """Top-1 language and probability per text.
+def predict(texts: list[str] | pa.Array, model_path: str | None = None) -> tuple[list[str], list[float]]:
+    """Top-1 language and probability per text, in one batch call to fastText's C++ side.
 
-    fastText reads one line: newlines become spaces. Text is lower-cased first: lid.176
-    misreads all-caps text (an upper-cased German sentence scores 0.33 'en', lower-cased 0.998
-    'de') and lower-casing costs nothing on normal text. We call the C++ binding directly
-    (`f.predict`) because the Python wrapper of fasttext-wheel 0.9.2 breaks on NumPy 2.
+    fastText reads one line and splits words on whitespace itself: newlines become spaces
+    (Arrow compute, no per-row Python). Text is lower-cased first: lid.176 misreads all-caps text (an upper-cased
+    German sentence scores 0.33 'en', lower-cased 0.998 'de') and lower-casing costs nothing
+    on normal text. We call the C++ binding (`f.multilinePredict`) directly because the Python
+    wrapper of fasttext-wheel 0.9.2 breaks on NumPy 2; its top-1 probability is exact.
     """
     model = load_model(model_path).f
-    langs: list[str] = []
-    scores: list[float] = []
-    for text in texts:
-        line = " ".join((text or "").split()).lower()
-        if not line:
-            langs.append(UNKNOWN_LANG)
-            scores.append(0.0)
-            continue
-        top = model.predict(line, 1, 0.0, "replace")
-        if not top:  # nothing the model knows (symbols only)
-            langs.append(UNKNOWN_LANG)
-            scores.append(0.0)
-            continue
-        prob, label = top[0]
-        langs.append(_label_to_code(label))
-        scores.append(min(float(prob), 1.0))
-    return langs, scores
+    arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.string())
+    one_line = pc.replace_substring(pc.replace_substring(pc.fill_null(arr, ""), "\n", " "), "\r", " ")
+    lines = pc.utf8_trim_whitespace(pc.utf8_lower(one_line)).to_pylist()
+    labels, probs = model.multilinePredict(lines, 1, 0.0, "replace")
+    # an empty line, or one of symbols only, gets no label: unknown language, score 0
+    langs = [_label_to_code(lab[0]) if lab and line else UNKNOWN_LANG for lab, line in zip(labels, lines)]
+    top = np.array([p[0] if len(p) else 0.0 for p in probs], dtype=np.float64)
+    top[[not line for line in lines]] = 0.0
+    return langs, np.minimum(top, 1.0).tolist()
 
 
 # Unicode character-name prefixes -> ISO 15924 script codes.
@@ -80,32 +74,55 @@ _SCRIPT_PREFIXES = {
     "TAMIL": "Taml", "TELUGU": "Telu", "KANNADA": "Knda", "MALAYALAM": "Mlym", "SINHALA": "Sinh",
     "THAI": "Thai", "LAO": "Laoo", "KHMER": "Khmr", "MYANMAR": "Mymr", "TIBETAN": "Tibt",
     "GEORGIAN": "Geor", "ARMENIAN": "Armn", "ETHIOPIC": "Ethi", "HANGUL": "Hang",
-    "HIRAGANA": "Kana", "KATAKANA": "Kana", "CJK": "Hani", "ORIYA": "Orya",
+    "HIRAGANA": "Kana", "KATAKANA": "Kana", "CJK": "Hani", "ORIYA": "Orya", "SYRIAC": "Syrc",
+    "THAANA": "Thaa", "MONGOLIAN": "Mong", "CHEROKEE": "Cher", "TIFINAGH": "Tfng",
 }
+SCRIPTS = ["Zyyy"] + sorted(set(_SCRIPT_PREFIXES.values()))
+_TABLE_SIZE = 0x30000  # BMP + SMP + the CJK extension plane; rarer code points count as no script
 
 
-def _char_script(ch: str) -> str | None:
-    try:
-        name = unicodedata.name(ch)
-    except ValueError:
-        return None
-    first = name.split(" ", 1)[0]
-    return _SCRIPT_PREFIXES.get(first)
-
-
-def detect_script(text: str, max_chars: int = 400) -> str:
-    """Dominant script of the letters in `text` (ISO 15924); 'Jpan' for Han mixed with kana."""
-    counts: Counter[str] = Counter()
-    for ch in (text or "")[:max_chars]:
+@lru_cache(maxsize=1)
+def _script_table() -> np.ndarray:
+    """Script index (into SCRIPTS) of every letter below _TABLE_SIZE; 0 for non-letters."""
+    index = {code: i for i, code in enumerate(SCRIPTS)}
+    table = np.zeros(_TABLE_SIZE, dtype=np.uint8)
+    for cp in range(_TABLE_SIZE):
+        ch = chr(cp)
         if ch.isalpha():
-            s = _char_script(ch)
-            if s:
-                counts[s] += 1
-    if not counts:
-        return "Zyyy"
-    if counts.get("Kana") and (counts.get("Hani", 0) + counts["Kana"]) >= sum(counts.values()) / 2:
-        return "Jpan"
-    return counts.most_common(1)[0][0]
+            name = unicodedata.name(ch, "")
+            code = _SCRIPT_PREFIXES.get(name.split(" ", 1)[0])
+            if code:
+                table[cp] = index[code]
+    return table
+
+
+def detect_scripts(texts: list[str] | pa.Array, max_chars: int = 200) -> list[str]:
+    """Dominant script of the letters of each text (ISO 15924), vectorised over the batch:
+    'Jpan' for Han mixed with kana, 'Zyyy' for a text without letters."""
+    n = len(texts)
+    if not n:
+        return []
+    arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.string())
+    heads = pc.utf8_slice_codeunits(pc.fill_null(arr, ""), 0, max_chars)
+    if isinstance(heads, pa.ChunkedArray):
+        heads = heads.combine_chunks()
+    offsets = np.frombuffer(heads.buffers()[1], dtype=np.int32)[heads.offset : heads.offset + n + 1]
+    data = heads.buffers()[2]
+    utf8 = data[offsets[0] : offsets[-1]].to_pybytes() if data is not None else b""
+    cps = np.frombuffer(utf8.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
+    doc = np.repeat(np.arange(n), pc.utf8_length(heads).to_numpy(zero_copy_only=False))
+    script = _script_table()[np.minimum(cps, _TABLE_SIZE - 1)]
+    letters = script > 0
+    counts = np.bincount(doc[letters] * len(SCRIPTS) + script[letters],
+                         minlength=n * len(SCRIPTS)).reshape(n, len(SCRIPTS))
+    best = counts.argmax(axis=1)
+    kana, hani = counts[:, SCRIPTS.index("Kana")], counts[:, SCRIPTS.index("Hani")]
+    japanese = (kana > 0) & (2 * (kana + hani) >= counts.sum(axis=1))
+    return ["Jpan" if j else SCRIPTS[b] for b, j in zip(best, japanese)]
+
+
+def detect_script(text: str, max_chars: int = 200) -> str:
+    return detect_scripts([text], max_chars)[0]
 
 
 def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0.0,
@@ -118,30 +135,22 @@ def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0
 
     Rows that already carry a language (augmented rows) keep it; their score is still computed.
     """
-    texts = docs["text"].to_pylist()
-    langs, scores = predict(texts, model_path)
-    scripts = [detect_script(t) for t in texts]
+    langs, scores = predict(docs["text"], model_path)
+    scripts = detect_scripts(docs["text"])
     given = docs["lang"].to_pylist()
     out_langs = [g if g else l for g, l in zip(given, langs)]
     docs = docs.set_column(docs.schema.get_field_index("lang"), "lang", pa.array(out_langs, pa.string()))
     docs = docs.set_column(docs.schema.get_field_index("lang_score"), "lang_score", pa.array(scores, pa.float32()))
     docs = docs.set_column(docs.schema.get_field_index("script"), "script", pa.array(scripts, pa.string()))
 
-    allowed = set(languages or [])
     thresholds = min_score_per_language or {}
-    reasons: list[str | None] = []
-    for lang, score in zip(out_langs, scores):
-        if score < thresholds.get(lang, min_score):
-            reasons.append("low_lang_score")
-        elif allowed and lang not in allowed:
-            reasons.append("language_not_allowed")
-        else:
-            reasons.append(None)
-    keep = [r is None for r in reasons]
-    kept, dropped = split(docs, keep)
-    dropped_reasons = [r for r in reasons if r is not None]
-    details = [
-        f"{l}:{s:.3f}" for (l, s, r) in zip(out_langs, scores, reasons) if r is not None
-    ]
-    return kept, rejects_from_docs(dropped, STAGE, dropped_reasons, details)
+    low = np.array(scores) < np.array([thresholds.get(l, min_score) for l in out_langs])
+    foreign = ~pc.is_in(docs["lang"], pa.array(languages, pa.string())).to_numpy(zero_copy_only=False) \
+        if languages else np.zeros(docs.num_rows, dtype=bool)
+    keep = ~(low | foreign)
+    kept, dropped = split(docs, pa.array(keep))
+    idx = np.flatnonzero(~keep)
+    reasons = ["low_lang_score" if low[i] else "language_not_allowed" for i in idx]
+    details = [f"{out_langs[i]}:{scores[i]:.3f}" for i in idx]
+    return kept, rejects_from_docs(dropped, STAGE, reasons, details)
 
