@@ -1,10 +1,11 @@
 """Cleaning: formatters that repair text, filters that drop documents, exact dedup.
 
 - `normalize`: mojibake repair (ftfy), Unicode normalisation, control characters, whitespace,
-  line-level boilerplate removal. It runs before language ID, which is more accurate on
+  line-level boilerplate removal, PII redaction (emails, IPs, phone numbers). It runs before language ID, which is more accurate on
   repaired text. A document left empty by it is rejected (`empty_after_cleaning`).
-- `filter_quality`: minimum characters and words; words are counted per script, so Chinese,
-  Japanese, Thai... (no spaces) are not dropped as "one word".
+- `filter_quality`: minimum characters, then per-language Gopher quality / repetition and
+  FineWeb line filters (`filters.py`); words come from each language's segmentation, so
+  Chinese, Japanese, Thai... (no spaces) are not dropped as "one word".
 - `dedup_exact`: one document per normalised-text hash (case, punctuation and whitespace
   folded); the first in input order is kept, the others name it in `detail`.
 """
@@ -17,14 +18,12 @@ import unicodedata
 
 import pyarrow as pa
 
+from . import filters
 from .config import CleanConfig
-from .schema import rejects_from_docs, split
+from .schema import REJECT_SCHEMA, concat, rejects_from_docs, split
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
-# Scripts written without spaces between words: count characters, not whitespace tokens.
-UNSEGMENTED_SCRIPTS = {"Hani", "Jpan", "Kana", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"}
-CHARS_PER_WORD_UNSEGMENTED = 2.0
 
 
 def _compile(patterns: list[str]) -> list[re.Pattern]:
@@ -49,7 +48,10 @@ def normalize_text(text: str, cfg: CleanConfig, boilerplate: list[re.Pattern]) -
             removed += 1
             continue
         lines.append(line)
-    return "\n".join(lines), removed
+    text = "\n".join(lines)
+    if cfg.redact_pii:
+        text, _ = filters.redact_pii(text)
+    return text, removed
 
 
 def normalize(docs: pa.Table, cfg: CleanConfig) -> tuple[pa.Table, pa.Table]:
@@ -66,30 +68,34 @@ def normalize(docs: pa.Table, cfg: CleanConfig) -> tuple[pa.Table, pa.Table]:
     return kept, rejects_from_docs(dropped, "clean", ["empty_after_cleaning"] * dropped.num_rows, details)
 
 
-def count_words(text: str, script: str | None) -> int:
-    if script in UNSEGMENTED_SCRIPTS:
-        letters = sum(1 for ch in text if ch.isalnum())
-        return int(letters / CHARS_PER_WORD_UNSEGMENTED)
-    return len(text.split())
-
-
 def filter_quality(docs: pa.Table, cfg: CleanConfig) -> tuple[pa.Table, pa.Table]:
+    """Minimum length (stage `clean`), then the per-language quality, repetition and line
+    filters of `filters.py` (stage `quality`, reason per check)."""
     reasons: list[str | None] = []
+    stages: list[str] = []
     details: list[str] = []
-    for text, script in zip(docs["text"].to_pylist(), docs["script"].to_pylist()):
-        n_chars = len(text)
-        if n_chars < cfg.min_chars:
+    for text, lang, script, score in zip(docs["text"].to_pylist(), docs["lang"].to_pylist(),
+                                         docs["script"].to_pylist(), docs["lang_score"].to_pylist()):
+        if len(text) < cfg.min_chars:
             reasons.append("too_short")
-            details.append(f"{n_chars} chars < {cfg.min_chars}")
+            stages.append("clean")
+            details.append(f"{len(text)} chars < {cfg.min_chars}")
             continue
-        n_words = count_words(text, script)
-        if n_words < cfg.min_words:
-            reasons.append("too_few_words")
-            details.append(f"{n_words} words < {cfg.min_words}")
-            continue
-        reasons.append(None)
+        hit = filters.check(text, lang or "", script or "Zyyy", cfg.languages.get(lang or ""),
+                            1.0 if score is None else score)
+        if hit:
+            reasons.append(hit[1])
+            stages.append("quality")
+            details.append(f"{hit[0]}: {hit[2]}")
+        else:
+            reasons.append(None)
     kept, dropped = split(docs, [r is None for r in reasons])
-    return kept, rejects_from_docs(dropped, "clean", [r for r in reasons if r], details)
+    rejected = [r for r in reasons if r]
+    parts = [rejects_from_docs(dropped.filter(pa.array([s == stage for s in stages], pa.bool_())), stage,
+                               [r for r, s in zip(rejected, stages) if s == stage],
+                               [d for d, s in zip(details, stages) if s == stage])
+             for stage in ("clean", "quality")]
+    return kept, concat(parts, REJECT_SCHEMA)
 
 
 _DEDUP_FOLD = re.compile(r"[\W_]+", re.UNICODE)

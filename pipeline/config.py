@@ -46,8 +46,11 @@ class CleanConfig(_Model):
     normalization: Literal["NFC", "NFKC"] = "NFC"
     fix_mojibake: bool = True
     min_chars: int = Field(default=20, ge=0)
-    min_words: int = Field(
-        default=3, ge=0, description="Words counted per script: characters/2 for unsegmented scripts."
+    redact_pii: bool = Field(default=True, description="Replace emails, IPs and phone numbers.")
+    languages: dict[str, dict] = Field(
+        default_factory=dict,
+        description="Per-language overrides of the cleaning profiles in pipeline/lang_profiles "
+        "(e.g. {fr: {quality: {min_words: 3}}}).",
     )
     boilerplate_patterns: list[str] = Field(
         default_factory=lambda: [
@@ -61,6 +64,16 @@ class CleanConfig(_Model):
         ],
         description="Regular expressions (case-insensitive) for boilerplate lines, removed line by line.",
     )
+
+
+    @field_validator("languages")
+    @classmethod
+    def _profiles_valid(cls, v: dict[str, dict]) -> dict[str, dict]:
+        from .languages import profile
+
+        for lang, overrides in v.items():
+            profile(lang, "Latn", overrides)  # raises naming the bad key
+        return v
 
 
 class TranslationModel(_Model):

@@ -13,7 +13,11 @@ def test_prepare_command_writes_the_documented_layout(tmp_path, capsys):
     assert set(report) >= {"input", "kept", "rejected", "languages"}
     assert report["input"] == report["kept"] + report["rejected"]
     assert (out / "manifest.json").exists() and list((out / "shards").glob("*/*.parquet"))
-    assert sorted(p.name for p in (out / "rejects").iterdir()) == ["clean.parquet", "dedup.parquet", "ingest.parquet", "langid.parquet"]
+    files = {p.stem: p for p in (out / "rejects").iterdir()}
+    assert {"ingest", "langid", "dedup"} <= set(files) <= {"ingest", "clean", "langid", "quality", "dedup", "augment"}
+    for stage, path in files.items():
+        import pyarrow.parquet as pq
+        assert set(pq.read_table(path)["stage"].to_pylist()) == {stage}
     for lang, info in report["languages"].items():
         assert set(info) == {"input", "kept", "rejected"}
     assert '"kept"' in capsys.readouterr().out

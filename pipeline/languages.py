@@ -1,0 +1,157 @@
+"""Per-language cleaning profiles, as data, and word segmentation.
+
+A profile is built from layered YAML files in `pipeline/lang_profiles/`:
+
+    (built-in defaults)       the pydantic models below: every language
+    _scripts.yaml             by script family (ISO 15924 of the document): Hani, Thai, Arab...
+    <lang>.yaml               one small file per configured language (e.g. fr.yaml)
+    CleanConfig.languages     run-time overrides from the pipeline config
+
+Each layer overrides only the keys it names. A language nobody configured still gets sane
+thresholds from its script family. To add a language, drop `<code>.yaml` in that folder
+(see README "Adding a language").
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+PROFILE_DIR = Path(__file__).with_name("lang_profiles")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QualityThresholds(_Strict):
+    """Gopher-style quality heuristics, with multilingual defaults."""
+
+    min_words: int = 5
+    max_words: int = 100_000
+    min_avg_word_length: float = 2.0
+    max_avg_word_length: float = 15.0
+    max_symbol_word_ratio: float = 0.1
+    max_bullet_lines_ratio: float = 0.9
+    max_ellipsis_lines_ratio: float = 0.3
+    min_alpha_words_ratio: float = 0.6
+    min_stopwords: int = 0
+    stopword_check_min_words: int = Field(
+        default=25, description="Shorter documents are too short to judge by stopwords.")
+    stopword_min_lang_score: float = Field(
+        default=0.65, description="Below this language-ID confidence the document may be in another "
+        "language, and this language's stopword list says nothing about it.")
+
+
+class RepetitionThresholds(_Strict):
+    """Gopher-style repetition heuristics (fractions of lines, paragraphs or characters)."""
+
+    dup_line_frac: float = 0.3
+    dup_para_frac: float = 0.3
+    dup_line_char_frac: float = 0.2
+    dup_para_char_frac: float = 0.2
+    top_ngram_char_frac: dict[int, float] = Field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    dup_ngram_char_frac: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
+    min_words: int = Field(default=20, description="n-gram checks need at least this many words.")
+
+
+class LineThresholds(_Strict):
+    """FineWeb-style line statistics."""
+
+    min_line_punct_ratio: float = 0.12
+    max_short_line_ratio: float = 0.67
+    short_line_chars: int = 30
+    max_newline_per_word: float = 0.3
+    min_lines: int = Field(default=3, description="Line statistics need at least this many lines.")
+
+
+class LanguageProfile(_Strict):
+    segmentation: Literal["whitespace", "chars", "jieba", "thai"] = "whitespace"
+    terminal_punctuation: str = ".!?…\"'”’»)"
+    stopwords: list[str] = Field(default_factory=list)
+    filters: list[Literal["quality", "repetition", "lines"]] = Field(
+        default_factory=lambda: ["quality", "repetition", "lines"])
+    quality: QualityThresholds = Field(default_factory=QualityThresholds)
+    repetition: RepetitionThresholds = Field(default_factory=RepetitionThresholds)
+    lines: LineThresholds = Field(default_factory=LineThresholds)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in (over or {}).items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@lru_cache(maxsize=None)
+def _yaml(name: str) -> dict:
+    path = PROFILE_DIR / name
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must be a mapping")
+    return data
+
+
+def configured_languages() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def profile(lang: str, script: str, overrides: dict | None = None) -> LanguageProfile:
+    """The merged profile of a language written in a script."""
+    return _profile(lang, script, yaml.safe_dump(overrides or {}, sort_keys=True))
+
+
+@lru_cache(maxsize=4096)
+def _profile(lang: str, script: str, overrides_yaml: str) -> LanguageProfile:
+    merged = dict(_yaml("_scripts.yaml").get(script, {}))
+    merged = _deep_merge(merged, _yaml(f"{lang}.yaml") if re.fullmatch(r"[a-z]{2,3}(_[A-Za-z]{4})?", lang or "") else {})
+    merged = _deep_merge(merged, yaml.safe_load(overrides_yaml) or {})
+    try:
+        return LanguageProfile.model_validate(merged)
+    except Exception as e:  # name the layer files so the user knows where to look
+        raise ValueError(f"language profile {lang}/{script} (from {PROFILE_DIR}): {e}") from e
+
+
+def _punctuation_class() -> str:
+    """A regex character class of every punctuation and symbol character in the BMP."""
+    import unicodedata
+
+    chars = [chr(c) for c in range(0x10000) if unicodedata.category(chr(c))[0] in "PS"]
+    return "[" + "".join(re.escape(c) for c in chars) + "]"
+
+
+# Edge punctuation of a whitespace token; not \W, which would also strip the combining vowel
+# signs of Devanagari, Bengali, Thai... (categories Mn/Mc are not "word" characters to `re`).
+_WORD_EDGES = re.compile(f"^{_punctuation_class()}+|{_punctuation_class()}+$")
+
+
+@lru_cache(maxsize=1)
+def _thai():
+    from pythainlp.tokenize import word_tokenize
+
+    return word_tokenize
+
+
+def segment(text: str, mode: str) -> list[str]:
+    """Words of a text: whitespace tokens, or a real segmenter for scripts without spaces
+    (rjieba for Chinese, pythainlp newmm for Thai), or single letters for other unsegmented
+    scripts. Punctuation-only tokens are dropped."""
+    if mode == "whitespace":
+        tokens = [_WORD_EDGES.sub("", t) for t in text.split()]
+    elif mode == "jieba":
+        import rjieba
+
+        tokens = rjieba.cut(text)
+    elif mode == "thai":
+        tokens = _thai()(text, engine="newmm", keep_whitespace=False)
+    else:  # chars
+        tokens = [ch for ch in text if not ch.isspace()]
+    return [t for t in tokens if any(ch.isalnum() for ch in t)]

@@ -1,0 +1,112 @@
+import random
+
+import pytest
+
+from pipeline.config import CleanConfig, ConfigError, load_yaml
+from pipeline.filters import check, redact_pii
+from pipeline.languages import configured_languages, profile, segment
+
+EN = ("Heavy rain fell over the mountains all night and the river rose quickly. In spring the forest is "
+      "full of birds, flowers and young green leaves. The lake freezes in winter, and snow covers the hills "
+      "around the village. Farmers hope the dry weather ends soon because the fields need water.")
+
+
+GIBBERISH_WORDS = ("Zorb wibble flarn quux blorp snark grault garply waldo fred plugh xyzzy thud corge "
+                   "spam eggs foo bar baz qux norf blip blop zing zang zong wump.")
+
+
+def test_profiles_layer_defaults_script_language_and_overrides():
+    assert profile("zh", "Hani").segmentation == "jieba"
+    assert profile("xx", "Hani").segmentation == "jieba"          # unconfigured: script family
+    assert profile("th", "Thai").lines.min_line_punct_ratio == 0
+    assert profile("de", "Latn").quality.max_avg_word_length == 18  # de.yaml
+    assert profile("de", "Latn", {"quality": {"min_words": 2}}).quality.min_words == 2
+    assert profile("de", "Latn", {"quality": {"min_words": 2}}).quality.max_avg_word_length == 18
+    assert "no" in profile("es", "Latn").stopwords                  # YAML 'no' stays a string
+    assert {"en", "fr", "zh", "th", "sw"} <= set(configured_languages())
+
+
+def test_bad_override_fails_in_config_validation(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("corpus:\n  clean:\n    languages:\n      fr: {quality: {min_wrds: 3}}\n")
+    with pytest.raises(ConfigError, match="min_wrds"):
+        load_yaml(f)
+
+
+@pytest.mark.parametrize("text,mode,expected", [
+    ("主队在下半场打进两球", "jieba", ["主队", "在", "下半场", "打进", "两球"]),
+    ("ฝนตกหนักบนภูเขา", "thai", ["ฝน", "ตกหนัก", "บน", "ภูเขา"]),
+    ("こんにちは。", "chars", list("こんにちは")),
+    ("«Les» enfants, qui jouent...", "whitespace", ["Les", "enfants", "qui", "jouent"]),
+    ("घरेलू टीम ने गोल किए।", "whitespace", ["घरेलू", "टीम", "ने", "गोल", "किए"]),  # vowel signs kept
+])
+def test_segmentation(text, mode, expected):
+    assert segment(text, mode) == expected
+
+
+def test_clean_prose_passes():
+    assert check(EN, "en", "Latn") is None
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("Click here now", "too_few_words"),
+    ("# # # # # # buy # now # cheap # deals # here # today # fast", "symbol_ratio"),
+    ("\n".join(["• item one of the list", "• item two of the list", "• item three of the list",
+                "• item four of the list"]), "bullet_lines"),
+    (EN + "\n" + "\n".join(["Read more about this story here today"] * 6), "duplicate_lines"),
+    (" ".join(["cheap shoes online store"] * 12) + " " + EN, "top_2gram"),
+    ("2012 3434 5656 7878 9090 1111 2222 3333 4444 5555 6666 7777 8888 9999 page", "alpha_words"),
+    (GIBBERISH_WORDS, "stopwords"),
+    ("\n".join(["Menu.", "Login.", "Sports news today and tomorrow in the city.", "Weather.", "Shop.", "Cart."]),
+     "short_lines"),
+    ("\n".join(["Sports news today and tomorrow in the city", "Weather for the whole region and the coast",
+                 "Shop for the best deals of the season here"]), "lines_without_punctuation"),
+])
+def test_each_check_catches_its_noise(text, reason):
+    hit = check(text, "en", "Latn")
+    assert hit is not None and hit[1] == reason, hit
+
+
+def test_stopword_check_skips_uncertain_language_id_and_short_documents():
+    assert check(GIBBERISH_WORDS, "en", "Latn", lang_score=0.3) is None
+    assert check("Zorb wibble flarn quux blorp snark grault garply waldo fred plugh.", "en", "Latn") is None
+
+
+def test_pii_redaction_keeps_ordinary_numbers():
+    text, n = redact_pii("Match 2026-11-22: 3-1 at 19.30, ticket 1234. Mail a.b@c.io, server 10.0.0.1, "
+                         "+1 (555) 123-4567 or 020 7946 0958.")
+    assert n == 4
+    assert text == ("Match 2026-11-22: 3-1 at 19.30, ticket 1234. Mail <EMAIL>, server <IP>, "
+                    "<PHONE> or <PHONE>.")
+
+
+def _documents(lines: list[str], k: int, seed: int = 0) -> list[str]:
+    lines = list(lines)
+    random.Random(seed).shuffle(lines)
+    return [" ".join(lines[i : i + k]) for i in range(0, len(lines) - k + 1, k)]
+
+
+def test_clean_real_text_survives_in_every_language(shared_data):
+    """Documents of several real sentences (lingua 75 languages, Tatoeba 112) go through
+    normalisation, language ID and the quality filters with default settings: >= 95% of the
+    documents are kept in >= 95% of the sets (issue 3 target)."""
+    from pipeline.clean import filter_quality, normalize
+    from pipeline.langid import identify
+    from pipeline.schema import make_docs
+
+    sets = {}
+    for f in sorted((shared_data / "lingua-sentences").glob("*.txt")):
+        sets[f"lingua:{f.stem}"] = _documents([l for l in f.read_text().splitlines() if l.strip()][:480], 4)
+    for f in sorted((shared_data / "tatoeba").glob("tatoeba.*-eng.*")):
+        if not f.name.endswith(".eng"):
+            sets[f"tatoeba:{f.suffix[1:]}"] = _documents([l for l in f.read_text().splitlines() if l.strip()][:600], 5)
+    cfg = CleanConfig()
+    low = {}
+    for name, texts in sets.items():
+        docs = make_docs([str(i) for i in range(len(texts))], texts, ["x"] * len(texts))
+        docs, _ = normalize(docs, cfg)
+        docs, _ = identify(docs)
+        kept, _ = filter_quality(docs, cfg)
+        if kept.num_rows < 0.95 * len(texts):
+            low[name] = round(kept.num_rows / len(texts), 3)
+    assert len(low) <= 0.05 * len(sets), low
