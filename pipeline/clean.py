@@ -110,7 +110,7 @@ def dedup_exact(docs: pa.Table, seen: dict[str, str] | None = None) -> tuple[pa.
     """Keep the first document of each normalised text; `seen` (key -> kept id) may carry
     keys across calls so dedup spans the whole corpus."""
     seen = {} if seen is None else seen
-    keep, details = [], []
+    keep, details, firsts = [], [], []
     for doc_id, text in zip(docs["id"].to_pylist(), docs["text"].to_pylist()):
         key = dedup_key(text)
         first = seen.get(key)
@@ -120,5 +120,6 @@ def dedup_exact(docs: pa.Table, seen: dict[str, str] | None = None) -> tuple[pa.
         else:
             keep.append(False)
             details.append(f"duplicate of {first}")
+            firsts.append(first)
     kept, dropped = split(docs, keep)
-    return kept, rejects_from_docs(dropped, "dedup", ["exact_duplicate"] * dropped.num_rows, details)
+    return kept, rejects_from_docs(dropped, "dedup", ["exact_duplicate"] * dropped.num_rows, details, firsts)

@@ -76,6 +76,18 @@ class CleanConfig(_Model):
         return v
 
 
+class DedupConfig(_Model):
+    near: bool = Field(default=True, description="MinHash LSH near-duplicate removal after exact dedup.")
+    ngram: int = Field(default=5, ge=1, description="Word n-gram shingles (segmented languages).")
+    char_ngram: int = Field(default=5, ge=1, description="Character n-grams for scripts counted in characters.")
+    # 20 x 5 with a 0.6 link threshold: on 6-sentence real documents with two word edits,
+    # recall 0.978 and precision 1.0 (datatrove's 14 x 8 at 0.7: recall 0.863), see tests.
+    bands: int = Field(default=20, ge=1)
+    rows_per_band: int = Field(default=5, ge=1)
+    threshold: float = Field(default=0.6, gt=0, le=1, description="Estimated Jaccard similarity to link two documents.")
+    seed: int = 1
+
+
 class TranslationModel(_Model):
     source: str = Field(description="Language of the text fed to the model, e.g. 'en'.")
     target: str = Field(description="Low-resource language the model writes, e.g. 'sw'.")
@@ -119,6 +131,7 @@ class CorpusConfig(_Model):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     shard: ShardConfig = Field(default_factory=ShardConfig)
 

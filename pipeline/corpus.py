@@ -1,5 +1,5 @@
 """The corpus phase: ingest -> normalise -> language ID -> quality filter -> exact dedup
--> back-translation -> shards + manifest, with rejects and a per-language report.
+-> MinHash near dedup -> back-translation -> shards + manifest, with rejects and a per-language report.
 
 Output layout under `out_dir` (a local path or URI):
     shards/<lang>/{train,heldout}-NNNNN.parquet
@@ -20,13 +20,14 @@ import logging
 import time
 from collections import Counter, defaultdict
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import augment as augment_mod
-from . import clean, ingest, langid
+from . import clean, dedup, ingest, langid
 from .config import CorpusConfig
-from .schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat
+from .schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs
 from .shard import MANIFEST, write_shards
 from .storage import exists, expand, get_fs, join, read_json, remove, sha256_file, write_json, write_parquet
 
@@ -84,6 +85,35 @@ def build_report(n_input: int, kept: pa.Table, rejects: pa.Table, timings: dict)
     return report
 
 
+def near_dedup(kept: pa.Table, sigs: np.ndarray, cfg: CorpusConfig) -> tuple[pa.Table, pa.Table]:
+    """Global MinHash LSH step over the signatures of every work unit."""
+    roots, similarity, _ = dedup.clusters(kept["lang"].to_pylist(), sigs, cfg.dedup)
+    keep = roots == np.arange(kept.num_rows)
+    ids = kept["id"].to_pylist()
+    drop = np.flatnonzero(~keep)
+    rejects = rejects_from_docs(kept.filter(pa.array(~keep)), "dedup", ["near_duplicate"] * len(drop),
+                                [f"near duplicate of {ids[roots[i]]} (estimated Jaccard {similarity[i]:.2f})" for i in drop],
+                                [ids[roots[i]] for i in drop])
+    return kept.filter(pa.array(keep)), rejects
+
+
+def with_cluster_sizes(kept: pa.Table, rejects: pa.Table) -> pa.Table:
+    """cluster_size = 1 + every dedup reject that ends, through chains of `duplicate_of`, at
+    this row (an exact copy of a document that was itself a near duplicate counts for the
+    document finally kept)."""
+    dedup_rows = rejects.filter(pc.equal(rejects["stage"], "dedup"))
+    parent = dict(zip(dedup_rows["id"].to_pylist(), dedup_rows["duplicate_of"].to_pylist()))
+
+    def final(i: str) -> str:
+        while i in parent:
+            i = parent[i]
+        return i
+
+    counts = Counter(final(i) for i in parent)
+    sizes = pa.array([1 + counts.get(i, 0) for i in kept["id"].to_pylist()], pa.int32())
+    return kept.set_column(kept.schema.get_field_index("cluster_size"), "cluster_size", sizes)
+
+
 def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None) -> dict:
     """Run the corpus phase; return the report (with `manifest_sha256`)."""
     cfg = cfg or CorpusConfig()
@@ -101,7 +131,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None) ->
     model_path = cfg.langid.model_path
     langid.load_model(model_path)  # fail early on a bad model path
     seen: dict[str, str] = {}
-    kept_parts, reject_parts, n_input = [], [], 0
+    kept_parts, reject_parts, sig_parts, n_input = [], [], [], 0
     start = time.monotonic()
     for i, uri in enumerate(files, start=1):
         t = time.monotonic()
@@ -120,11 +150,21 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None) ->
             docs, rej = step(docs)
             reject_parts.append(rej)
             timings[name] += time.monotonic() - t
+        if cfg.dedup.near:
+            t = time.monotonic()
+            sig_parts.append(dedup.signatures(docs, cfg.dedup))
+            timings["minhash"] += time.monotonic() - t
         kept_parts.append(docs)
         elapsed = time.monotonic() - start
         log.info("prepare [%d/%d] %s: %d kept; %d docs in %.1fs (%.0f docs/s), ETA %.0fs", i, len(files), uri,
                  docs.num_rows, n_input, elapsed, n_input / max(elapsed, 1e-9), elapsed / i * (len(files) - i))
     kept = concat(kept_parts, DOC_SCHEMA)
+    if cfg.dedup.near and kept.num_rows:
+        t = time.monotonic()
+        kept, near_rejects = near_dedup(kept, np.concatenate(sig_parts), cfg)
+        reject_parts.append(near_rejects)
+        timings["near_dedup"] += time.monotonic() - t
+    kept = with_cluster_sizes(kept, concat(reject_parts, REJECT_SCHEMA))
 
     t = time.monotonic()
     synthetic, synthetic_rej = augment_mod.augment(kept, cfg.augment, model_path)

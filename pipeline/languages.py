@@ -130,7 +130,8 @@ def _punctuation_class() -> str:
 
 # Edge punctuation of a whitespace token; not \W, which would also strip the combining vowel
 # signs of Devanagari, Bengali, Thai... (categories Mn/Mc are not "word" characters to `re`).
-_WORD_EDGES = re.compile(f"^{_punctuation_class()}+|{_punctuation_class()}+$")
+_PUNCT = _punctuation_class()
+_WORD_EDGES = re.compile(f"^{_PUNCT}+|{_PUNCT}+$")
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,7 @@ DOC_SCHEMA = pa.schema(
         pa.field("source", pa.string()),
         pa.field("augmented", pa.bool_()),
         pa.field("origin_id", pa.string()),
+        pa.field("cluster_size", pa.int32()),  # documents this row stands for after dedup
     ]
 )
 
@@ -33,6 +34,7 @@ REJECT_SCHEMA = pa.schema(
         pa.field("lang", pa.string()),
         pa.field("source", pa.string()),
         pa.field("augmented", pa.bool_()),
+        pa.field("duplicate_of", pa.string()),  # dedup: the id of the document kept instead
     ]
 )
 
@@ -67,12 +69,14 @@ def make_docs(
             "source": pa.array(sources, pa.string()),
             "augmented": pa.array([augmented] * n, pa.bool_()),
             "origin_id": pa.array(origin_ids if origin_ids is not None else [None] * n, pa.string()),
+            "cluster_size": pa.array([1] * n, pa.int32()),
         },
         schema=DOC_SCHEMA,
     )
 
 
-def rejects_from_docs(docs: pa.Table, stage: str, reasons: list[str], details: list[str | None] | None = None) -> pa.Table:
+def rejects_from_docs(docs: pa.Table, stage: str, reasons: list[str], details: list[str | None] | None = None,
+                      duplicate_of: list[str] | None = None) -> pa.Table:
     """Turn rejected document rows into reject rows with a stage and a reason per row."""
     n = docs.num_rows
     return pa.table(
@@ -85,6 +89,7 @@ def rejects_from_docs(docs: pa.Table, stage: str, reasons: list[str], details: l
             "lang": docs["lang"],
             "source": docs["source"],
             "augmented": docs["augmented"],
+            "duplicate_of": pa.array(duplicate_of if duplicate_of is not None else [None] * n, pa.string()),
         },
         schema=REJECT_SCHEMA,
     )

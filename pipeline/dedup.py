@@ -1,0 +1,89 @@
+"""Near-duplicate removal with MinHash LSH, per language, across the whole corpus.
+
+1. `signatures(docs)`: per work unit (a batch), each document's shingles (word n-grams in the
+   language's segmentation; character n-grams for scripts counted in characters) are hashed
+   (xxh64) and reduced to a MinHash signature of bands x rows values. Only signatures leave
+   this step, never text.
+2. `clusters(...)`: the global step sees signatures only. Documents of the same language that
+   share a band bucket are candidates; a candidate pair is linked when its estimated Jaccard
+   similarity (share of equal signature values) reaches the threshold. Linked documents form
+   clusters (union-find); the first document in input order is kept, and its row records the
+   cluster size; the others are rejected with the id they duplicate.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+
+from .config import DedupConfig
+from .languages import profile, segment
+
+_MERSENNE = np.uint64((1 << 61) - 1)
+_MAX_HASH = np.uint64((1 << 32) - 1)
+
+
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, (1 << 61) - 1, size=num_perm, dtype=np.uint64)
+    b = rng.integers(0, (1 << 61) - 1, size=num_perm, dtype=np.uint64)
+    return a, b
+
+
+def shingles(text: str, lang: str, script: str, cfg: DedupConfig) -> list[str]:
+    p = profile(lang, script)
+    if p.segmentation == "chars":
+        chars = "".join(text.split()).lower()
+        n = cfg.char_ngram
+        return [chars[i : i + n] for i in range(max(len(chars) - n + 1, 1))]
+    words = [w.lower() for w in segment(text, p.segmentation)]
+    n = cfg.ngram
+    return [" ".join(words[i : i + n]) for i in range(max(len(words) - n + 1, 1))]
+
+
+def signatures(docs: pa.Table, cfg: DedupConfig) -> np.ndarray:
+    """MinHash signatures, shape (rows, bands * rows_per_band), uint32."""
+    num_perm = cfg.bands * cfg.rows_per_band
+    a, b = _permutations(num_perm, cfg.seed)
+    out = np.empty((docs.num_rows, num_perm), dtype=np.uint32)
+    for i, (text, lang, script) in enumerate(zip(docs["text"].to_pylist(), docs["lang"].to_pylist(),
+                                                 docs["script"].to_pylist())):
+        hashes = np.fromiter((xxhash.xxh64_intdigest(s.encode()) for s in set(shingles(text, lang or "", script or "Zyyy", cfg))),
+                             dtype=np.uint64)
+        with np.errstate(over="ignore"):  # (a*x + b) wraps modulo 2^64 as in datasketch
+            permuted = ((np.outer(a, hashes) + b[:, None]) % _MERSENNE) & _MAX_HASH
+        out[i] = permuted.min(axis=1)
+    return out
+
+
+def clusters(langs: list[str], sigs: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For documents in input order: (representative index, similarity to it, cluster size)."""
+    n = len(langs)
+    parent = np.arange(n)
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for band in range(cfg.bands):
+        cols = sigs[:, band * cfg.rows_per_band : (band + 1) * cfg.rows_per_band]
+        buckets: dict[tuple[str, bytes], list[int]] = defaultdict(list)
+        for i in range(n):
+            buckets[(langs[i], cols[i].tobytes())].append(i)
+        for members in buckets.values():
+            for k, j in enumerate(members[1:], start=1):
+                for m in members[:k]:  # link to the first earlier member similar enough
+                    if np.mean(sigs[m] == sigs[j]) >= cfg.threshold:
+                        rm, rj = find(m), find(j)
+                        if rm != rj:  # the earlier root stays root: it is the document kept
+                            parent[max(rm, rj)] = min(rm, rj)
+                        break
+    roots = np.array([find(i) for i in range(n)])
+    size = np.bincount(roots, minlength=n)[roots]
+    similarity = np.array([np.mean(sigs[i] == sigs[r]) for i, r in enumerate(roots)])
+    return roots, similarity, size
