@@ -128,6 +128,8 @@ class ShardConfig(_Model):
 
 
 class CorpusConfig(_Model):
+    engine: Literal["local", "ray"] = Field(
+        default="local", description="Run the work units in-process or as Ray tasks (RAY_ADDRESS or local).")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)

@@ -5,11 +5,10 @@ import pyarrow as pa
 import pytest
 
 from pipeline.config import DedupConfig
-from pipeline.corpus import near_dedup, with_cluster_sizes
 from pipeline.config import CorpusConfig
 from pipeline.dedup import clusters, signatures
 from pipeline.langid import detect_scripts
-from pipeline.schema import REJECT_SCHEMA, concat, make_docs
+from pipeline.schema import make_docs
 
 
 def docs_table(texts, langs):
@@ -40,18 +39,32 @@ def test_languages_are_never_clustered_together():
     assert roots.tolist() == [0, 1]
 
 
-def test_near_dedup_keeps_first_records_cluster_and_reason():
+def test_dedup_across_units_keeps_first_records_cluster_and_reason(tmp_path):
+    """Two files (work units): an exact copy of a near duplicate counts for the document
+    finally kept; rejects name the id kept instead."""
+    import json
+    import pyarrow.parquet as pq
+    from pipeline.corpus import prepare
+
     base = ("Heavy rain fell over the mountains all night and the river rose quickly. In spring the forest is "
             "full of birds, flowers and young green leaves. The lake freezes in winter, and snow covers the hills "
             "around the village. Farmers hope the dry weather ends soon because the fields need water.")
-    texts = [base, "Something else entirely: a recipe for soup with tomatoes, onions, garlic and a little oil, "
-             "boiled for twenty minutes and served hot with fresh bread.", edit(base, random.Random(0), 1)]
-    kept, rej = near_dedup(docs_table(texts, ["en"] * 3), signatures(docs_table(texts, ["en"] * 3), DedupConfig()),
-                           CorpusConfig())
-    assert kept["id"].to_pylist() == ["d0", "d1"]
-    assert rej["reason"].to_pylist() == ["near_duplicate"] and rej["duplicate_of"].to_pylist() == ["d0"]
-    sized = with_cluster_sizes(kept, concat([rej], REJECT_SCHEMA))
-    assert sized["cluster_size"].to_pylist() == [2, 1]
+    other = ("A recipe for soup with tomatoes, onions, garlic and a little oil: boil it for twenty minutes "
+             "and serve it hot with fresh bread and butter for the whole family to enjoy.")
+    near = edit(base, random.Random(0), 1)
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps({"id": i, "text": t}) for i, t in
+                                                [("a1", base), ("a2", other)]) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"id": i, "text": t}) for i, t in
+                                                [("b1", near), ("b2", near.upper())]) + "\n")
+    cfg = CorpusConfig()
+    cfg.clean.min_chars = 10
+    report = prepare([str(tmp_path / "*.jsonl")], str(tmp_path / "out"), cfg)
+    assert report["input"] == 4 and report["kept"] == 2
+    kept = pq.read_table(list((tmp_path / "out" / "shards" / "en").glob("*.parquet")))
+    assert dict(zip(kept["id"].to_pylist(), kept["cluster_size"].to_pylist())) == {"a1": 3, "a2": 1}
+    rej = pq.read_table(tmp_path / "out" / "rejects" / "dedup.parquet")
+    assert dict(zip(rej["id"].to_pylist(), zip(rej["reason"].to_pylist(), rej["duplicate_of"].to_pylist()))) == {
+        "b1": ("near_duplicate", "a1"), "b2": ("exact_duplicate", "b1")}
 
 
 def test_near_duplicates_recall_and_precision_on_real_text(shared_data):
