@@ -5,6 +5,7 @@ Output layout under `out_dir` (a local path or URI):
     shards/<lang>/{train,heldout}-NNNNN.parquet
     rejects/<stage>.parquet        one row per rejected document: id, stage, reason, detail, text...
     report.json                    input = kept + rejected, per language and reason
+    report.png                     the same per language, as a chart
     manifest.json                  written last; the commit point of the corpus
 
 A rerun with the same inputs and config finds the committed manifest (same fingerprint) and
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import augment as augment_mod
-from . import clean, dedup, ingest, langid
+from . import charts, clean, dedup, ingest, langid
 from .config import CorpusConfig
 from .schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
 from .shard import MANIFEST, write_shards
@@ -275,6 +276,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None) ->
                       rejects.filter(pc.equal(rejects["stage"], stage)))
     report["seconds"]["shard"] = round(time.monotonic() - t, 3)
     write_json(join(out_dir, "report.json"), report)
+    charts.corpus_chart(report, join(out_dir, "report.png"))
     manifest = {"version": VERSION, "fingerprint": fp, "inputs": files, **body}
     write_json(manifest_uri, manifest)  # commit point
     report["manifest_sha256"] = sha256_file(manifest_uri)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+import base64
+
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from pipeline import corpus
 from pipeline.config import CorpusConfig
+from pipeline.storage import absolute, get_fs
 
 
 def _language_rows(report: dict) -> list[dict]:
@@ -24,11 +27,17 @@ def prepare_corpus_task(inputs: list[str], out_dir: str, cfg: CorpusConfig) -> d
     report = corpus.prepare(inputs, out_dir, cfg)
     create_table_artifact(key="corpus-languages", table=_language_rows(report),
                           description=f"Corpus per language: {out_dir}")
+    chart_uri = f"{out_dir}/report.png"
+    create_link_artifact(key="corpus-chart", link=absolute(chart_uri) if "://" in chart_uri else
+                         "file://" + absolute(chart_uri), link_text="kept / rejected per language (PNG)")
+    fs, path = get_fs(chart_uri)
+    png = base64.b64encode(fs.cat_file(path)).decode()
     create_markdown_artifact(
         key="corpus-summary",
         markdown=(f"## Corpus `{out_dir}`\n\ninput **{report['input']}** = kept **{report['kept']}** + "
                   f"rejected **{report['rejected']}**\n\nRejected by reason: "
                   + ", ".join(f"{k} {v}" for k, v in report["rejected_by_reason"].items())
+                  + f"\n\n![kept and rejected per language](data:image/png;base64,{png})"
                   + f"\n\nBack-translation: {report['augmented']['kept']} kept of {report['augmented']['generated']} "
                   f"generated.\n\nManifest sha256 `{report['manifest_sha256']}`\n"),
         description="Corpus accounting",

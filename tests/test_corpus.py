@@ -111,3 +111,9 @@ def test_changed_config_recomputes_and_replaces_stale_shards(prepared, tmp_path)
     second = prepare([str(SAMPLE / "corpus" / "news.jsonl")], str(out), cfg)
     assert not (out / "shards" / "de").exists()
     assert second["input"] == first["input"] == second["kept"] + second["rejected"]
+
+
+def test_report_chart_is_a_png(prepared):
+    out, _, _ = prepared
+    data = (out / "report.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
