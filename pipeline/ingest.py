@@ -1,4 +1,5 @@
-"""Ingest: files (.jsonl, .txt, .parquet; local, glob or fsspec URI) -> Arrow documents.
+"""Ingest: files (.jsonl, .txt, .parquet; local, glob or fsspec URI) and Hugging Face
+datasets saved to disk (`save_to_disk` folders) -> Arrow documents.
 
 Bad input never crashes the run and never disappears: a malformed JSON line, invalid UTF-8,
 a missing or non-string `text`, or an empty file becomes a reject row that names the file and
@@ -70,8 +71,7 @@ def _read_lines(source: str, data: bytes, parse_json: bool, text_field: str, id_
     return ids, texts, rejects
 
 
-def _read_parquet(source: str, data: bytes, text_field: str, id_field: str):
-    table = pq.read_table(pa.BufferReader(data))
+def _read_table(source: str, table: pa.Table, text_field: str, id_field: str):
     n = table.num_rows
     if text_field not in table.column_names:
         rejects = [_reject(source, i + 1, "missing_text", f"no column '{text_field}' (columns: {table.column_names})", None)
@@ -89,9 +89,35 @@ def _read_parquet(source: str, data: bytes, text_field: str, id_field: str):
     return ids, texts, rejects
 
 
+def is_hf_dataset(uri: str) -> bool:
+    """A folder written by `datasets.Dataset.save_to_disk` (or a DatasetDict's)."""
+    fs, path = get_fs(uri)
+    return fs.isdir(path) and (fs.exists(f"{path}/state.json") or fs.exists(f"{path}/dataset_dict.json"))
+
+
+def _read_hf_dataset(uri: str, text_field: str, id_field: str):
+    """Every split of a saved Hugging Face dataset, memory-mapped; rows are `<split>:<row>`
+    when the dataset has no id column."""
+    import datasets
+
+    loaded = datasets.load_from_disk(uri)
+    splits = loaded.items() if isinstance(loaded, datasets.DatasetDict) else [("", loaded)]
+    ids, texts, rejects = [], [], []
+    for name, ds in splits:
+        source = f"{uri}#{name}" if name else uri
+        i, t, r = _read_table(source, ds.data.table, text_field, id_field)
+        ids += [x if id_field in ds.column_names else f"{name or 'train'}:{x.rsplit(':', 1)[1]}" for x in i]
+        texts += t
+        rejects += r
+    return ids, texts, rejects
+
+
 def read_file(uri: str, text_field: str = "text", id_field: str = "id") -> tuple[pa.Table, pa.Table]:
-    """Read one input file into (documents, rejects)."""
+    """Read one input (a file, or a saved HF dataset folder) into (documents, rejects)."""
     lower = uri.lower()
+    if is_hf_dataset(uri):
+        ids, texts, rejects = _read_hf_dataset(uri, text_field, id_field)
+        return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)
     if not lower.endswith(FORMATS):
         raise IngestError(f"{uri}: unsupported input format (expected one of {', '.join(FORMATS)})")
     fs, path = get_fs(uri)
@@ -102,7 +128,7 @@ def read_file(uri: str, text_field: str = "text", id_field: str = "id") -> tuple
         return empty_docs(), make_rejects([_reject(uri, None, "empty_file", "file is empty", None)])
     if lower.endswith(".parquet"):
         try:
-            ids, texts, rejects = _read_parquet(uri, data, text_field, id_field)
+            ids, texts, rejects = _read_table(uri, pq.read_table(pa.BufferReader(data)), text_field, id_field)
         except pa.ArrowInvalid as e:
             return empty_docs(), make_rejects([_reject(uri, None, "unreadable_parquet", str(e), None)])
     else:

@@ -51,6 +51,9 @@ def expand(patterns: list[str]) -> list[str]:
         prefix = "" if protocol in ("file", "local") else f"{protocol}://"
         if any(ch in path for ch in "*?["):
             matches = fs.glob(path)
+        elif fs.isdir(path) and (fs.exists(f"{path}/state.json") or fs.exists(f"{path}/dataset_dict.json")):
+            out.append(prefix + path)  # a saved Hugging Face dataset is one input
+            continue
         elif fs.isdir(path):
             matches = [p for p in fs.find(path)]
         elif fs.exists(path):

@@ -72,3 +72,21 @@ def test_expand_globs_dirs_and_missing(tmp_path):
     assert len(expand([str(tmp_path / "x")])) == 2
     with pytest.raises(FileNotFoundError, match="nope"):
         expand([str(tmp_path / "nope.txt")])
+
+
+def test_hugging_face_dataset_saved_to_disk(tmp_path):
+    import datasets
+
+    from pipeline.corpus import prepare
+
+    dd = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": ["Le lac gèle en hiver et la neige couvre les collines.", None]}),
+        "test": datasets.Dataset.from_dict({"text": ["Die Bauern hoffen, dass die Trockenheit bald endet."]}),
+    })
+    dd.save_to_disk(str(tmp_path / "hf"))
+    assert expand([str(tmp_path / "hf")]) == [str(tmp_path / "hf")]
+    docs, rej = read_file(str(tmp_path / "hf"))
+    assert docs["id"].to_pylist() == ["test:1", "train:1"] or docs["id"].to_pylist() == ["train:1", "test:1"]
+    assert rej["reason"].to_pylist() == ["missing_text"]
+    report = prepare([str(tmp_path / "hf")], str(tmp_path / "out"))
+    assert report["input"] == 3 and report["kept"] + report["rejected"] == 3
