@@ -29,7 +29,7 @@ from . import augment as augment_mod
 from . import charts, clean, dedup, ingest, langid
 from .config import CorpusConfig
 from .schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
-from .shard import MANIFEST, write_shards
+from .shard import MANIFEST, RollingParquet, ShardSink
 from .storage import (absolute, exists, expand, get_fs, join, read_json, read_parquet, remove, sha256_file,
                       write_json, write_parquet)
 
@@ -52,26 +52,49 @@ def fingerprint(files: list[str], cfg: CorpusConfig) -> str:
     return h.hexdigest()
 
 
-def build_report(n_input: int, kept: pa.Table, rejects: pa.Table, timings: dict) -> dict:
-    original = rejects.filter(pc.invert(rejects["augmented"]))
-    synthetic = rejects.filter(rejects["augmented"])
-    kept_orig = kept.filter(pc.invert(kept["augmented"]))
+class Tally:
+    """Running counts of kept and rejected rows, per language, stage and reason, so the
+    report needs no table of the whole corpus in memory."""
+
+    def __init__(self) -> None:
+        self.kept: Counter[tuple[str, bool]] = Counter()
+        self.rejected: Counter[tuple[str, str, str, bool]] = Counter()
+
+    def add_kept(self, docs: pa.Table) -> None:
+        self.kept.update(zip(docs["lang"].to_pylist(), docs["augmented"].to_pylist()))
+
+    def add_rejects(self, rejects: pa.Table) -> None:
+        self.rejected.update(zip((l or UNKNOWN_LANG for l in rejects["lang"].to_pylist()),
+                                 rejects["stage"].to_pylist(), rejects["reason"].to_pylist(),
+                                 rejects["augmented"].to_pylist()))
+
+
+def build_report(n_input: int, tally: Tally, timings: dict) -> dict:
     langs: dict[str, dict] = defaultdict(lambda: {"input": 0, "kept": 0, "rejected": {}})
-    for lang, n in Counter(kept_orig["lang"].to_pylist()).items():
-        langs[lang]["kept"] = n
-    for (lang, reason), n in sorted(Counter(zip(original["lang"].to_pylist(), original["reason"].to_pylist())).items(),
-                                    key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        langs[lang or UNKNOWN_LANG]["rejected"][reason] = n
+    by_stage: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    aug_kept: Counter[str] = Counter()
+    aug_rej: Counter[str] = Counter()
+    for (lang, synthetic), n in tally.kept.items():
+        if synthetic:
+            aug_kept[lang] += n
+        else:
+            langs[lang]["kept"] += n
+    for (lang, stage, reason, synthetic), n in sorted(tally.rejected.items()):
+        if synthetic:
+            aug_rej[lang] += n
+            continue
+        langs[lang]["rejected"][reason] = langs[lang]["rejected"].get(reason, 0) + n
+        by_stage[stage] += n
+        by_reason[reason] += n
     for info in langs.values():
         info["input"] = info["kept"] + sum(info["rejected"].values())
-    aug_kept = Counter(kept.filter(kept["augmented"])["lang"].to_pylist())
-    aug_rej = Counter(synthetic["lang"].to_pylist())
     report = {
         "input": n_input,
-        "kept": kept_orig.num_rows,
-        "rejected": original.num_rows,
-        "rejected_by_stage": dict(sorted(Counter(original["stage"].to_pylist()).items())),
-        "rejected_by_reason": dict(sorted(Counter(original["reason"].to_pylist()).items())),
+        "kept": sum(v["kept"] for v in langs.values()),
+        "rejected": sum(by_reason.values()),
+        "rejected_by_stage": dict(sorted(by_stage.items())),
+        "rejected_by_reason": dict(sorted(by_reason.items())),
         "languages": dict(sorted(langs.items())),
         "augmented": {
             "generated": sum(aug_kept.values()) + sum(aug_rej.values()),
@@ -176,29 +199,42 @@ def run_units(files: list[str], out_dir: str, cfg: CorpusConfig) -> list[dict]:
         return ray.get(refs)
     for uri in files:
         results.append(run_unit(uri, out_dir, payload))
+        pa.default_memory_pool().release_unused()  # hand a finished unit's buffers back to the OS
         progress(results[-1])
     return results
 
 
 def global_dedup(units: list[dict], cfg: CorpusConfig) -> dict[int, tuple[str, int, str]]:
-    """Exact, then near-duplicate decisions over every unit, from keys and signatures only.
-    Returns {global row: (reason, global row of the document kept instead, detail)}."""
-    cols = ["id", "lang", "dedup_key", "minhash"]
-    table = pa.concat_tables([read_parquet(join(u["dir"], "docs.parquet"), cols) for u in units])
+    """Exact, then near-duplicate decisions over every unit, from keys and signatures only,
+    read unit by unit. Returns {global row: (reason, row of the document kept instead, detail)}."""
     decisions: dict[int, tuple[str, int, str]] = {}
     first: dict[str, int] = {}
-    ids = table["id"].to_pylist()
-    for row, key in enumerate(table["dedup_key"].to_pylist()):
-        if key in first:
-            decisions[row] = ("exact_duplicate", first[key], f"duplicate of {ids[first[key]]}")
-        else:
-            first[key] = row
-    if cfg.dedup.near and first:
-        rows = np.array(sorted(first.values()))
-        width = cfg.dedup.bands * cfg.dedup.rows_per_band
-        sigs = table["minhash"].combine_chunks().flatten().to_numpy().reshape(-1, width)[rows]
-        langs = [table["lang"][int(r)].as_py() for r in rows]
-        roots, similarity, _ = dedup.clusters(langs, sigs, cfg.dedup)
+    ids: dict[int, str] = {}
+    near_rows, near_langs, near_sigs = [], [], []
+    width = cfg.dedup.bands * cfg.dedup.rows_per_band
+    offset = 0
+    for u in units:
+        t = read_parquet(join(u["dir"], "docs.parquet"), ["id", "lang", "dedup_key", "minhash"])
+        unit_ids, langs = t["id"].to_pylist(), t["lang"].to_pylist()
+        survivors = []
+        for i, key in enumerate(t["dedup_key"].to_pylist()):
+            row = offset + i
+            if key in first:
+                decisions[row] = ("exact_duplicate", first[key], f"duplicate of {ids[first[key]]}")
+            else:
+                first[key] = row
+                ids[row] = unit_ids[i]
+                survivors.append(i)
+        if cfg.dedup.near and survivors:
+            sigs = t["minhash"].combine_chunks().flatten().to_numpy().reshape(-1, width)
+            near_sigs.append(sigs[survivors])
+            near_rows.extend(offset + i for i in survivors)
+            near_langs.extend(langs[i] for i in survivors)
+        offset += t.num_rows
+    del first
+    if near_rows:
+        rows = np.array(near_rows)
+        roots, similarity, _ = dedup.clusters(near_langs, np.concatenate(near_sigs), cfg.dedup)
         for i in np.flatnonzero(roots != np.arange(len(rows))):
             kept_row = int(rows[roots[i]])
             decisions[int(rows[i])] = ("near_duplicate", kept_row,
@@ -206,31 +242,31 @@ def global_dedup(units: list[dict], cfg: CorpusConfig) -> dict[int, tuple[str, i
     return decisions
 
 
-def apply_dedup(units: list[dict], decisions: dict[int, tuple[str, int, str]]) -> tuple[pa.Table, pa.Table]:
-    """Stream the units again: drop the duplicates as rejects naming the document kept, and
-    record on each kept row the size of its duplicate cluster."""
+def dedup_units(units: list[dict], decisions: dict[int, tuple[str, int, str]]):
+    """Stream the units again, one at a time: yield (kept rows with their duplicate-cluster
+    size, dedup rejects naming the document kept instead)."""
     def final(row: int) -> int:
         while row in decisions:
             row = decisions[row][1]
         return row
 
     cluster = Counter(final(r) for r in decisions)
-    kept_parts, reject_parts, offset, ids = [], [], 0, {}
+    targets = {d[1] for d in decisions.values()}
+    ids: dict[int, str] = {}  # ids of the rows others duplicate: always earlier rows
+    offset = 0
     for u in units:
         docs = read_parquet(join(u["dir"], "docs.parquet")).drop_columns(["dedup_key", "minhash"])
-        for i, doc_id in enumerate(docs["id"].to_pylist()):
-            ids[offset + i] = doc_id
         rows = range(offset, offset + docs.num_rows)
+        ids.update((r, i) for r, i in zip(rows, docs["id"].to_pylist()) if r in targets)
         drop = [r in decisions for r in rows]
         kept, dropped = split(docs, [not d for d in drop])
         sizes = pa.array([1 + cluster.get(r, 0) for r, d in zip(rows, drop) if not d], pa.int32())
-        kept_parts.append(kept.set_column(kept.schema.get_field_index("cluster_size"), "cluster_size", sizes))
+        kept = kept.set_column(kept.schema.get_field_index("cluster_size"), "cluster_size", sizes)
         hits = [decisions[r] for r, d in zip(rows, drop) if d]
-        # the document kept always comes earlier in input order, so its id is known here
-        reject_parts.append(rejects_from_docs(dropped, "dedup", [h[0] for h in hits], [h[2] for h in hits],
-                                              [ids[h[1]] for h in hits]))
+        rejects = rejects_from_docs(dropped, "dedup", [h[0] for h in hits], [h[2] for h in hits],
+                                    [ids[h[1]] for h in hits])
         offset += docs.num_rows
-    return concat(kept_parts, DOC_SCHEMA), concat(reject_parts, REJECT_SCHEMA)
+        yield kept, rejects
 
 
 def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None) -> dict:
@@ -257,24 +293,56 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None) ->
         timings.update(u["seconds"])
     t = time.monotonic()
     decisions = global_dedup(units, cfg)
-    kept, dedup_rejects = apply_dedup(units, decisions)
     timings["dedup"] += time.monotonic() - t
-    unit_rejects = [read_parquet(join(u["dir"], "rejects.parquet")) for u in units]
 
+    # One streaming pass: units -> dedup -> shard writers, rejects -> per-stage writers.
+    # Memory holds one unit, the writers' buffers, and the back-translation sources.
     t = time.monotonic()
-    synthetic, synthetic_rej = augment_mod.augment(kept, cfg.augment, cfg.langid.model_path)
-    timings["augment"] += time.monotonic() - t
-    kept = concat([kept, synthetic], DOC_SCHEMA)
-    rejects = concat(unit_rejects + [dedup_rejects, synthetic_rej], REJECT_SCHEMA)
-
-    report = build_report(sum(u["input"] for u in units), kept, rejects, timings)
-    t = time.monotonic()
-    body = write_shards(kept, out_dir, cfg.shard)
+    tally = Tally()
+    shards = ShardSink(out_dir, cfg.shard, DOC_SCHEMA)
     remove(join(out_dir, "rejects"))
-    for stage in sorted(set(rejects["stage"].to_pylist())):
-        write_parquet(join(out_dir, "rejects", f"{stage}.parquet"),
-                      rejects.filter(pc.equal(rejects["stage"], stage)))
-    report["seconds"]["shard"] = round(time.monotonic() - t, 3)
+    reject_writers: dict[str, RollingParquet] = {}
+
+    def write_rejects(rejects: pa.Table) -> None:
+        tally.add_rejects(rejects)
+        for stage in sorted(set(rejects["stage"].to_pylist())):
+            if stage not in reject_writers:
+                reject_writers[stage] = RollingParquet(lambda n, s=stage: join(out_dir, "rejects", f"{s}.parquet"),
+                                                       REJECT_SCHEMA, 2**62, "zstd")
+            reject_writers[stage].write(rejects.filter(pc.equal(rejects["stage"], stage)))
+
+    sources = {m.source for m in cfg.augment.models}
+    to_translate: list[pa.Table] = []
+    n_sources: Counter[str] = Counter()
+    for u in units:
+        write_rejects(read_parquet(join(u["dir"], "rejects.parquet")))
+    for kept, dedup_rejects in dedup_units(units, decisions):
+        pa.default_memory_pool().release_unused()
+        write_rejects(dedup_rejects)
+        tally.add_kept(kept)
+        shards.add(kept)
+        for lang in sources:  # keep the first max_new_per_language source documents
+            room = cfg.augment.max_new_per_language - n_sources[lang]
+            if room > 0:
+                part = kept.filter(pc.equal(kept["lang"], lang)).slice(0, room)
+                to_translate.append(part)
+                n_sources[lang] += part.num_rows
+    timings["shard"] += time.monotonic() - t
+
+    t = time.monotonic()
+    synthetic, synthetic_rej = augment_mod.augment(concat(to_translate, DOC_SCHEMA), cfg.augment,
+                                                   cfg.langid.model_path)
+    timings["augment"] += time.monotonic() - t
+    tally.add_kept(synthetic)
+    shards.add(synthetic)
+    write_rejects(synthetic_rej)
+
+    t = time.monotonic()
+    body = shards.close()
+    for w in reject_writers.values():
+        w.close()
+    timings["shard"] += time.monotonic() - t
+    report = build_report(sum(u["input"] for u in units), tally, timings)
     write_json(join(out_dir, "report.json"), report)
     charts.corpus_chart(report, join(out_dir, "report.png"))
     manifest = {"version": VERSION, "fingerprint": fp, "inputs": files, **body}

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import pyarrow as pa
 import xxhash
@@ -59,8 +57,25 @@ def signatures(docs: pa.Table, cfg: DedupConfig) -> np.ndarray:
     return out
 
 
+_BAND_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _band_keys(cols: np.ndarray, lang_ids: np.ndarray) -> np.ndarray:
+    """One 64-bit key per document for a band (its rows_per_band values and its language),
+    computed for the whole batch at once."""
+    key = lang_ids.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(cols.shape[1]):
+            key = key * _BAND_MULT + cols[:, k].astype(np.uint64) + np.uint64(k + 1)
+    return key
+
+
 def clusters(langs: list[str], sigs: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For documents in input order: (representative index, similarity to it, cluster size)."""
+    """For documents in input order: (representative index, similarity to it, cluster size).
+
+    Per band, documents are grouped by sorting their band keys (no per-document Python
+    objects); only groups of two or more are looked at, and a candidate is linked to the
+    first earlier member whose estimated Jaccard reaches the threshold."""
     n = len(langs)
     parent = np.arange(n)
 
@@ -70,13 +85,17 @@ def clusters(langs: list[str], sigs: np.ndarray, cfg: DedupConfig) -> tuple[np.n
             x = parent[x]
         return x
 
+    _, lang_ids = np.unique(np.array(langs, dtype=object), return_inverse=True)
     for band in range(cfg.bands):
-        cols = sigs[:, band * cfg.rows_per_band : (band + 1) * cfg.rows_per_band]
-        buckets: dict[tuple[str, bytes], list[int]] = defaultdict(list)
-        for i in range(n):
-            buckets[(langs[i], cols[i].tobytes())].append(i)
-        for members in buckets.values():
-            for k, j in enumerate(members[1:], start=1):
+        keys = _band_keys(sigs[:, band * cfg.rows_per_band : (band + 1) * cfg.rows_per_band], lang_ids)
+        order = np.argsort(keys, kind="stable")  # stable: input order inside a group
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        ends = np.r_[starts[1:], n]
+        for s, e in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+            members = order[s:e]
+            for k in range(1, len(members)):
+                j = members[k]
                 for m in members[:k]:  # link to the first earlier member similar enough
                     if np.mean(sigs[m] == sigs[j]) >= cfg.threshold:
                         rm, rj = find(m), find(j)
@@ -85,5 +104,7 @@ def clusters(langs: list[str], sigs: np.ndarray, cfg: DedupConfig) -> tuple[np.n
                         break
     roots = np.array([find(i) for i in range(n)])
     size = np.bincount(roots, minlength=n)[roots]
-    similarity = np.array([np.mean(sigs[i] == sigs[r]) for i, r in enumerate(roots)])
+    similarity = np.ones(n)
+    for i in np.flatnonzero(roots != np.arange(n)):  # only duplicates need it
+        similarity[i] = np.mean(sigs[i] == sigs[roots[i]])
     return roots, similarity, size

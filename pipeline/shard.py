@@ -12,12 +12,15 @@ share of training text bytes.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .config import ShardConfig
-from .storage import join, remove, write_parquet
+from .storage import join, put_local, remove
 
 MANIFEST = "manifest.json"
 
@@ -52,46 +55,138 @@ def _text_bytes(table: pa.Table) -> int:
     return int(pc.sum(pc.binary_length(pc.cast(table["text"], pa.binary()))).as_py() or 0)
 
 
+class RollingParquet:
+    """Parquet files of at most `max_rows` rows under one name pattern, written through a
+    local temporary file and moved into place atomically when full or closed. Rows are
+    buffered up to `row_group_rows` so row groups suit streaming readers; memory stays at
+    one buffer per writer whatever the corpus size."""
+
+    def __init__(self, name, schema: pa.Schema, max_rows: int, compression: str, row_group_rows: int = 1000):
+        self.name, self.schema, self.max_rows = name, schema, max_rows
+        self.compression, self.row_group_rows = compression, row_group_rows
+        self.files: list[dict] = []
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self.buffered_bytes = 0
+        self._writer = None
+        self._tmp = None
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            take = min(self.max_rows - self._rows - self._buffered, table.num_rows)
+            self._buffer.append(table.slice(0, take))
+            self._buffered += take
+            self.buffered_bytes += self._buffer[-1].nbytes
+            table = table.slice(take)
+            if self._buffered >= self.row_group_rows or self._rows + self._buffered >= self.max_rows:
+                self._flush()
+            if self._rows >= self.max_rows:
+                self._close_file()
+
+    def flush(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffered:
+            return
+        if self._writer is None:
+            fd, self._tmp = tempfile.mkstemp(suffix=".parquet")
+            os.close(fd)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
+        self._writer.write_table(pa.concat_tables(self._buffer).cast(self.schema))
+        self._rows += self._buffered
+        self._buffer, self._buffered, self.buffered_bytes = [], 0, 0
+
+    def _close_file(self) -> None:
+        self._flush()
+        if self._writer is None:
+            return
+        self._writer.close()
+        uri = self.name(len(self.files))
+        meta = put_local(self._tmp, uri)
+        os.remove(self._tmp)
+        self.files.append({"uri": uri, "rows": self._rows, **meta})
+        self._writer, self._tmp, self._rows = None, None, 0
+
+    def close(self) -> list[dict]:
+        self._close_file()
+        return self.files
+
+
+class ShardSink:
+    """Streaming shard writer: documents of any languages go in batch by batch, in corpus
+    order; per language and split (train / heldout) they become shards of at most
+    `max_rows_per_shard` rows. `close()` returns the manifest body (not yet written)."""
+
+    SPLITS = ("train", "heldout")
+    BUFFER_BYTES = 32 << 20  # all writers' buffers together; past it every buffer is flushed
+
+    def __init__(self, corpus_dir: str, cfg: ShardConfig, schema: pa.Schema):
+        remove(join(corpus_dir, "shards"))  # a rerun rewrites every shard; stale files must not linger
+        self.dir, self.cfg, self.schema = corpus_dir, cfg, schema
+        self.writers: dict[tuple[str, str], RollingParquet] = {}
+        self.stats: dict[str, dict] = {}
+
+    def _writer(self, lang: str, split: str) -> RollingParquet:
+        key = (lang, split)
+        if key not in self.writers:
+            self.writers[key] = RollingParquet(
+                lambda n, l=lang, s=split: join(self.dir, f"shards/{l}/{s}-{n:05d}.parquet"),
+                self.schema, self.cfg.max_rows_per_shard, self.cfg.compression)
+        return self.writers[key]
+
+    def add(self, docs: pa.Table) -> None:
+        for lang in sorted(set(docs["lang"].to_pylist())):
+            part = docs.filter(pc.equal(docs["lang"], lang))
+            augmented = part["augmented"].to_pylist()
+            held = [h and not a for h, a in zip(heldout_mask(part["id"].to_pylist(), self.cfg.heldout_fraction),
+                                                augmented)]
+            held_arr = pa.array(held, pa.bool_())
+            info = self.stats.setdefault(lang, {"rows": 0, "augmented_rows": 0, "shards": 0, "bytes": 0,
+                                                "train_rows": 0, "train_text_bytes": 0,
+                                                "heldout_rows": 0, "heldout_text_bytes": 0})
+            info["rows"] += part.num_rows
+            info["augmented_rows"] += int(sum(augmented))
+            for split, table in (("train", part.filter(pc.invert(held_arr))), ("heldout", part.filter(held_arr))):
+                if table.num_rows:
+                    info[f"{split}_rows"] += table.num_rows
+                    info[f"{split}_text_bytes"] += _text_bytes(table)
+                    self._writer(lang, split).write(table)
+        if sum(w.buffered_bytes for w in self.writers.values()) > self.BUFFER_BYTES:
+            for w in self.writers.values():
+                w.flush()
+
+    def close(self) -> dict:
+        shards: list[dict] = []
+        for (lang, split) in sorted(self.writers, key=lambda k: (k[0], self.SPLITS.index(k[1]))):
+            for f in self.writers[(lang, split)].close():
+                rel = f["uri"][len(self.dir.rstrip("/")) + 1 :]
+                shards.append({"path": rel, "lang": lang, "split": split, "rows": f["rows"],
+                               "bytes": f["bytes"], "sha256": f["sha256"]})
+                self.stats[lang]["shards"] += 1
+                self.stats[lang]["bytes"] += f["bytes"]
+        languages = dict(sorted(self.stats.items()))
+        weights = temperature_weights({k: v["train_text_bytes"] for k, v in languages.items()}, self.cfg.alpha)
+        total_train = sum(v["train_text_bytes"] for v in languages.values()) or 1
+        for lang, info in languages.items():
+            info["share"] = round(info["train_text_bytes"] / total_train, 6)
+            info["weight"] = round(weights[lang], 6)
+        return {
+            "alpha": self.cfg.alpha,
+            "totals": {"rows": sum(v["rows"] for v in languages.values()),
+                       "bytes": sum(v["bytes"] for v in languages.values()),
+                       "shards": len(shards), "languages": len(languages)},
+            "languages": languages,
+            "shards": shards,
+        }
+
+
 def write_shards(docs: pa.Table, corpus_dir: str, cfg: ShardConfig) -> dict:
-    """Write every language's shards; return the manifest body (not yet written)."""
-    remove(join(corpus_dir, "shards"))  # a rerun rewrites every shard; stale files must not linger
-    shards: list[dict] = []
-    languages: dict[str, dict] = {}
-    for lang in sorted(set(docs["lang"].to_pylist())):
-        part = docs.filter(pc.equal(docs["lang"], lang))
-        ids = part["id"].to_pylist()
-        augmented = part["augmented"].to_pylist()
-        held = [h and not a for h, a in zip(heldout_mask(ids, cfg.heldout_fraction), augmented)]
-        held_arr = pa.array(held, pa.bool_())
-        splits = {"train": part.filter(pc.invert(held_arr)), "heldout": part.filter(held_arr)}
-        info = {"rows": part.num_rows, "augmented_rows": int(sum(augmented)), "shards": 0, "bytes": 0}
-        for split_name, table in splits.items():
-            info[f"{split_name}_rows"] = table.num_rows
-            info[f"{split_name}_text_bytes"] = _text_bytes(table)
-            for n, start in enumerate(range(0, table.num_rows, cfg.max_rows_per_shard)):
-                chunk = table.slice(start, cfg.max_rows_per_shard)
-                rel = f"shards/{lang}/{split_name}-{n:05d}.parquet"
-                meta = write_parquet(join(corpus_dir, rel), chunk, compression=cfg.compression)
-                shards.append({"path": rel, "lang": lang, "split": split_name, **meta})
-                info["shards"] += 1
-                info["bytes"] += meta["bytes"]
-        languages[lang] = info
-    weights = temperature_weights({k: v["train_text_bytes"] for k, v in languages.items()}, cfg.alpha)
-    total_train = sum(v["train_text_bytes"] for v in languages.values()) or 1
-    for lang, info in languages.items():
-        info["share"] = round(info["train_text_bytes"] / total_train, 6)
-        info["weight"] = round(weights[lang], 6)
-    return {
-        "alpha": cfg.alpha,
-        "totals": {
-            "rows": sum(v["rows"] for v in languages.values()),
-            "bytes": sum(v["bytes"] for v in languages.values()),
-            "shards": len(shards),
-            "languages": len(languages),
-        },
-        "languages": languages,
-        "shards": shards,
-    }
+    """All shards of an in-memory table (a one-batch ShardSink)."""
+    sink = ShardSink(corpus_dir, cfg, docs.schema)
+    sink.add(docs)
+    return sink.close()
 
 
 def mixing_plan(manifest: dict, total_rows: int, alpha: float | None = None) -> dict[str, int]:

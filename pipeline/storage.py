@@ -130,3 +130,22 @@ def sha256_file(uri: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def put_local(local_path: str, uri: str) -> dict:
+    """Move a finished local file to `uri` atomically (temporary name, then rename); return
+    its bytes and sha256. Used by streaming writers, which write locally first."""
+    h = hashlib.sha256()
+    size = 0
+    with open(local_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    fs, path = get_fs(uri)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    fs.put_file(local_path, tmp)
+    fs.mv(tmp, path)
+    return {"bytes": size, "sha256": h.hexdigest()}
