@@ -179,7 +179,7 @@ def run_units(files: list[str], out_dir: str, cfg: CorpusConfig) -> list[dict]:
         done += 1
         n_docs += info["input"]
         elapsed = time.monotonic() - start
-        log.info("prepare [%d/%d] %s: %d of %d kept%s; %.0f docs/s, ETA %.0fs", done, len(files), info["uri"],
+        log.info("prepare [%d/%d] %s: %d of %d pass the unit filters%s; %.0f docs/s, ETA %.0fs", done, len(files), info["uri"],
                  info["kept"], info["input"], " (resumed)" if info["resumed"] else "",
                  n_docs / max(elapsed, 1e-9), elapsed / done * (len(files) - done))
 
