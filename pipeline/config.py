@@ -126,6 +126,14 @@ class ShardConfig(_Model):
         default=0.3, gt=0.0, le=1.0, description="Temperature sampling: q_i proportional to p_i^alpha."
     )
     compression: str = "zstd"
+    token_cap: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-language training-token budget ceiling (estimated tokens; key '*' for every "
+        "language): a language above it is sampled down to it.")
+    token_floor: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-language minimum training-token budget ('*' for every language): a smaller "
+        "language is upsampled (repeated) to it.")
 
 
 class CorpusConfig(_Model):

@@ -4,9 +4,10 @@ Layout under the corpus directory:
     shards/<lang>/train-00000.parquet, shards/<lang>/heldout-00000.parquet, ...
     manifest.json   (written last: a shard not listed in it does not exist)
 
-Per shard the manifest records rows, bytes and sha256; per language the totals and the
-temperature-sampling weight q_i = p_i^alpha / sum_j p_j^alpha, where p_i is the language's
-share of training text bytes.
+Per shard the manifest records rows, estimated tokens, bytes and sha256; per language the
+totals, the token budget (estimated training tokens raised to `token_floor`, lowered to
+`token_cap`) and the temperature-sampling weight q_i = p_i^alpha / sum_j p_j^alpha, where p_i
+is the language's share of the budgeted training tokens.
 """
 
 from __future__ import annotations
@@ -49,6 +50,32 @@ def temperature_weights(sizes: dict[str, float], alpha: float) -> dict[str, floa
     return {k: v / norm for k, v in powered.items()}
 
 
+# Characters per token of a typical multilingual subword tokenizer, by script: an estimate for
+# budgets and sampling before any tokenizer exists (the trained tokenizer's fertility per
+# language is reported by the train flow).
+CHARS_PER_TOKEN = {"Latn": 4.0, "Cyrl": 4.0, "Grek": 3.5, "Armn": 3.5, "Geor": 3.0, "Arab": 3.5, "Hebr": 3.5,
+                   "Deva": 3.0, "Beng": 3.0, "Taml": 3.0, "Telu": 3.0, "Thai": 3.0, "Hang": 2.0, "Hani": 1.3,
+                   "Jpan": 1.5, "Kana": 1.5}
+DEFAULT_CHARS_PER_TOKEN = 3.0
+
+
+def estimate_tokens(table: pa.Table) -> int:
+    if table.num_rows == 0:
+        return 0
+    chars = pc.utf8_length(table["text"]).to_numpy(zero_copy_only=False)
+    per = [CHARS_PER_TOKEN.get(s, DEFAULT_CHARS_PER_TOKEN) for s in table["script"].to_pylist()]
+    return int(sum(c / p for c, p in zip(chars, per)) + 0.5)
+
+
+def budget(tokens: int, lang: str, cfg: ShardConfig) -> int:
+    """Training tokens a language should contribute: its own, raised to its floor (upsampled)
+    and lowered to its cap; keys name a language or '*' for all."""
+    floor = cfg.token_floor.get(lang, cfg.token_floor.get("*", 0))
+    cap = cfg.token_cap.get(lang, cfg.token_cap.get("*"))
+    out = max(tokens, floor) if tokens else 0
+    return min(out, cap) if cap is not None else out
+
+
 def _text_bytes(table: pa.Table) -> int:
     if table.num_rows == 0:
         return 0
@@ -71,6 +98,7 @@ class RollingParquet:
         self._writer = None
         self._tmp = None
         self._rows = 0
+        self._tokens = 0
 
     def write(self, table: pa.Table) -> None:
         while table.num_rows:
@@ -94,7 +122,10 @@ class RollingParquet:
             fd, self._tmp = tempfile.mkstemp(suffix=".parquet")
             os.close(fd)
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
-        self._writer.write_table(pa.concat_tables(self._buffer).cast(self.schema))
+        table = pa.concat_tables(self._buffer).cast(self.schema)
+        self._writer.write_table(table)
+        if "script" in table.column_names:
+            self._tokens += estimate_tokens(table)
         self._rows += self._buffered
         self._buffer, self._buffered, self.buffered_bytes = [], 0, 0
 
@@ -106,8 +137,8 @@ class RollingParquet:
         uri = self.name(len(self.files))
         meta = put_local(self._tmp, uri)
         os.remove(self._tmp)
-        self.files.append({"uri": uri, "rows": self._rows, **meta})
-        self._writer, self._tmp, self._rows = None, None, 0
+        self.files.append({"uri": uri, "rows": self._rows, "tokens": self._tokens, **meta})
+        self._writer, self._tmp, self._rows, self._tokens = None, None, 0, 0
 
     def close(self) -> list[dict]:
         self._close_file()
@@ -144,14 +175,15 @@ class ShardSink:
                                                 augmented)]
             held_arr = pa.array(held, pa.bool_())
             info = self.stats.setdefault(lang, {"rows": 0, "augmented_rows": 0, "shards": 0, "bytes": 0,
-                                                "train_rows": 0, "train_text_bytes": 0,
-                                                "heldout_rows": 0, "heldout_text_bytes": 0})
+                                                "train_rows": 0, "train_text_bytes": 0, "train_tokens": 0,
+                                                "heldout_rows": 0, "heldout_text_bytes": 0, "heldout_tokens": 0})
             info["rows"] += part.num_rows
             info["augmented_rows"] += int(sum(augmented))
             for split, table in (("train", part.filter(pc.invert(held_arr))), ("heldout", part.filter(held_arr))):
                 if table.num_rows:
                     info[f"{split}_rows"] += table.num_rows
                     info[f"{split}_text_bytes"] += _text_bytes(table)
+                    info[f"{split}_tokens"] += estimate_tokens(table)
                     self._writer(lang, split).write(table)
         if sum(w.buffered_bytes for w in self.writers.values()) > self.BUFFER_BYTES:
             for w in self.writers.values():
@@ -163,18 +195,24 @@ class ShardSink:
             for f in self.writers[(lang, split)].close():
                 rel = f["uri"][len(self.dir.rstrip("/")) + 1 :]
                 shards.append({"path": rel, "lang": lang, "split": split, "rows": f["rows"],
-                               "bytes": f["bytes"], "sha256": f["sha256"]})
+                               "tokens": f["tokens"], "bytes": f["bytes"], "sha256": f["sha256"]})
                 self.stats[lang]["shards"] += 1
                 self.stats[lang]["bytes"] += f["bytes"]
         languages = dict(sorted(self.stats.items()))
-        weights = temperature_weights({k: v["train_text_bytes"] for k, v in languages.items()}, self.cfg.alpha)
-        total_train = sum(v["train_text_bytes"] for v in languages.values()) or 1
         for lang, info in languages.items():
-            info["share"] = round(info["train_text_bytes"] / total_train, 6)
+            info["budget_tokens"] = budget(info["train_tokens"], lang, self.cfg)
+            info["budget_ratio"] = round(info["budget_tokens"] / info["train_tokens"], 4) if info["train_tokens"] else 0.0
+        # p_i over the budgeted training tokens: caps and floors shape the sampling weights
+        weights = temperature_weights({k: v["budget_tokens"] for k, v in languages.items()}, self.cfg.alpha)
+        total_train = sum(v["budget_tokens"] for v in languages.values()) or 1
+        for lang, info in languages.items():
+            info["share"] = round(info["budget_tokens"] / total_train, 6)
             info["weight"] = round(weights[lang], 6)
         return {
             "alpha": self.cfg.alpha,
+            "tokens_estimated_with": "characters per token by script (pipeline/shard.py CHARS_PER_TOKEN)",
             "totals": {"rows": sum(v["rows"] for v in languages.values()),
+                       "train_tokens": sum(v["train_tokens"] for v in languages.values()),
                        "bytes": sum(v["bytes"] for v in languages.values()),
                        "shards": len(shards), "languages": len(languages)},
             "languages": languages,
@@ -197,7 +235,8 @@ def mixing_plan(manifest: dict, total_rows: int, alpha: float | None = None) -> 
     if alpha is None:
         weights = {k: v["weight"] for k, v in langs.items()}
     else:
-        weights = temperature_weights({k: v["train_text_bytes"] for k, v in langs.items()}, alpha)
+        weights = temperature_weights({k: v.get("budget_tokens", v["train_text_bytes"]) for k, v in langs.items()},
+                                      alpha)
     plan = {k: int(w * total_rows) for k, w in weights.items()}
     # hand the rounding remainder to the largest weights, so the plan sums to total_rows
     for k in sorted(weights, key=lambda k: -weights[k])[: total_rows - sum(plan.values())]:

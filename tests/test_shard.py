@@ -51,3 +51,22 @@ def test_write_shards_checksums_and_split(tmp_path):
     assert sum(v["weight"] for v in body["languages"].values()) == pytest.approx(1.0, abs=1e-5)
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
     assert written == sorted(s["path"] for s in body["shards"])
+
+
+def test_token_estimates_and_budgets(tmp_path):
+    from pipeline.langid import detect_scripts
+
+    en = ["The river rose quickly after the rain." * 3] * 40          # 117 chars each, Latin
+    zh = ["大雨在山区下了一整夜，河水很快就涨了起来。"] * 4                 # 21 chars each, Han
+    texts = en + zh
+    docs = make_docs([f"d{i}" for i in range(len(texts))], texts, ["s"] * len(texts), lang=["en"] * 40 + ["zh"] * 4)
+    docs = docs.set_column(docs.schema.get_field_index("script"), "script", pa.array(detect_scripts(texts)))
+    cfg = ShardConfig(heldout_fraction=0.0, token_cap={"en": 1000}, token_floor={"*": 500}, alpha=1.0)
+    body = write_shards(docs, str(tmp_path), cfg)
+    en_info, zh_info = body["languages"]["en"], body["languages"]["zh"]
+    assert en_info["train_tokens"] == pytest.approx(40 * len(en[0]) / 4.0, abs=1)
+    assert zh_info["train_tokens"] == pytest.approx(4 * len(zh[0]) / 1.3, abs=1)
+    assert en_info["budget_tokens"] == 1000 and en_info["budget_ratio"] < 1       # capped
+    assert zh_info["budget_tokens"] == 500 and zh_info["budget_ratio"] > 1        # upsampled to the floor
+    assert en_info["weight"] == pytest.approx(1000 / 1500, abs=1e-4)               # alpha 1: by budget
+    assert sum(s["tokens"] for s in body["shards"]) == body["totals"]["train_tokens"]
