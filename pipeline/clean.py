@@ -6,8 +6,8 @@
 - `filter_quality`: minimum characters, then per-language Gopher quality / repetition and
   FineWeb line filters (`filters.py`); words come from each language's segmentation, so
   Chinese, Japanese, Thai... (no spaces) are not dropped as "one word".
-- `dedup_exact`: one document per normalised-text hash (case, punctuation and whitespace
-  folded); the first in input order is kept, the others name it in `detail`.
+- `dedup_key`: the normalised-text hash (case, punctuation and whitespace folded) that the
+  corpus-wide exact dedup (`corpus.global_dedup`) groups documents by.
 """
 
 from __future__ import annotations
@@ -104,22 +104,3 @@ _DEDUP_FOLD = re.compile(r"[\W_]+", re.UNICODE)
 def dedup_key(text: str) -> str:
     folded = _DEDUP_FOLD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
     return hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest()
-
-
-def dedup_exact(docs: pa.Table, seen: dict[str, str] | None = None) -> tuple[pa.Table, pa.Table]:
-    """Keep the first document of each normalised text; `seen` (key -> kept id) may carry
-    keys across calls so dedup spans the whole corpus."""
-    seen = {} if seen is None else seen
-    keep, details, firsts = [], [], []
-    for doc_id, text in zip(docs["id"].to_pylist(), docs["text"].to_pylist()):
-        key = dedup_key(text)
-        first = seen.get(key)
-        if first is None:
-            seen[key] = doc_id
-            keep.append(True)
-        else:
-            keep.append(False)
-            details.append(f"duplicate of {first}")
-            firsts.append(first)
-    kept, dropped = split(docs, keep)
-    return kept, rejects_from_docs(dropped, "dedup", ["exact_duplicate"] * dropped.num_rows, details, firsts)

@@ -2,13 +2,12 @@ import json
 import logging
 import sys
 
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import SAMPLE
 from pipeline.augment import augment
-from pipeline.config import AugmentConfig, CorpusConfig, TranslationModel
+from pipeline.config import AugmentConfig, TranslationModel
 from pipeline.corpus import prepare
 from pipeline.schema import make_docs
 from tiny_models import build_tiny_marian

@@ -2,7 +2,6 @@ import random
 
 import numpy as np
 import pyarrow as pa
-import pytest
 
 from pipeline.config import DedupConfig
 from pipeline.config import CorpusConfig

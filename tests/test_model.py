@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import SAMPLE
-from pipeline.config import CorpusConfig, ModelConfig, TokenizerConfig, load_yaml
+from pipeline.config import ModelConfig, TokenizerConfig, load_yaml
 from pipeline.corpus import prepare
 from pipeline.evaluate import evaluate_mlm, macro_f1
 from pipeline.model import build_mlm, encode, mask_tokens, warmup_cosine
