@@ -40,6 +40,10 @@ class LangIdConfig(_Model):
         default_factory=list,
         description="Keep only these language codes (empty: keep every language).",
     )
+    max_chars: int = Field(
+        default=2000, ge=100,
+        description="Characters of each document that language ID reads (the model's time grows "
+        "with length; its answer on the first 2000 characters matches the whole document).")
 
 
 class CleanConfig(_Model):

@@ -46,7 +46,8 @@ def _label_to_code(label: str) -> str:
     return label.removeprefix("__label__")
 
 
-def predict(texts: list[str] | pa.Array, model_path: str | None = None) -> tuple[list[str], list[float]]:
+def predict(texts: list[str] | pa.Array, model_path: str | None = None,
+            max_chars: int | None = None) -> tuple[list[str], list[float]]:
     """Top-1 language and probability per text, in one batch call to fastText's C++ side.
 
     fastText reads one line and splits words on whitespace itself: newlines become spaces
@@ -57,7 +58,10 @@ def predict(texts: list[str] | pa.Array, model_path: str | None = None) -> tuple
     """
     model = load_model(model_path).f
     arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.string())
-    one_line = pc.replace_substring(pc.replace_substring(pc.fill_null(arr, ""), "\n", " "), "\r", " ")
+    arr = pc.fill_null(arr, "")
+    if max_chars:
+        arr = pc.utf8_slice_codeunits(arr, 0, max_chars)
+    one_line = pc.replace_substring(pc.replace_substring(arr, "\n", " "), "\r", " ")
     lines = pc.utf8_trim_whitespace(pc.utf8_lower(one_line)).to_pylist()
     labels, probs = model.multilinePredict(lines, 1, 0.0, "replace")
     # an empty line, or one of symbols only, gets no label: unknown language, score 0
@@ -127,7 +131,8 @@ def detect_script(text: str, max_chars: int = 200) -> str:
 
 def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0.0,
              languages: list[str] | None = None,
-             min_score_per_language: dict[str, float] | None = None) -> tuple[pa.Table, pa.Table]:
+             min_score_per_language: dict[str, float] | None = None,
+             max_chars: int | None = None) -> tuple[pa.Table, pa.Table]:
     """Fill `lang`, `lang_score`, `script`; reject low-confidence or disallowed languages.
 
     The confidence threshold is per language (`min_score_per_language`, default `min_score`):
@@ -135,7 +140,7 @@ def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0
 
     Rows that already carry a language (augmented rows) keep it; their score is still computed.
     """
-    langs, scores = predict(docs["text"], model_path)
+    langs, scores = predict(docs["text"], model_path, max_chars)
     scripts = detect_scripts(docs["text"])
     given = docs["lang"].to_pylist()
     out_langs = [g if g else l for g, l in zip(given, langs)]

@@ -57,3 +57,18 @@ def test_identify_rejects_with_reasons_and_per_language_thresholds():
         "it": "language_not_allowed", "sym": "low_lang_score"}
     assert rej["detail"][0].as_py().startswith("it:")
     assert rej["stage"].to_pylist() == ["langid", "langid"]
+
+
+def test_truncation_and_newlines_keep_the_answer_on_long_documents(shared_data):
+    """Language ID reads the first max_chars characters; on long multi-line documents
+    (40 real sentences, one per line) the answer is the same as on the whole text."""
+    same, total = 0, 0
+    for lang in LINGUA:
+        lines = [l for l in (shared_data / "lingua-sentences" / f"{lang}.txt").read_text().splitlines() if l.strip()]
+        docs = ["\n".join(lines[i : i + 40]) for i in range(0, 400, 40)]
+        full, _ = predict(docs)
+        cut, _ = predict(docs, max_chars=2000)
+        assert sum(l == lang for l in cut) >= 0.95 * len(docs), lang
+        same += sum(a == b for a, b in zip(full, cut))
+        total += len(docs)
+    assert same / total >= 0.99
