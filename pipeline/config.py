@@ -124,7 +124,11 @@ class AugmentConfig(_Model):
 
 
 class ShardConfig(_Model):
-    max_rows_per_shard: int = Field(default=10_000, ge=1)
+    max_rows_per_shard: int = Field(default=100_000, ge=1)
+    max_shard_bytes: int = Field(
+        default=256 << 20, ge=1 << 10,
+        description="Close a shard when its rows reach this many bytes in memory (Arrow), ~4x its zstd size.")
+    row_group_rows: int = Field(default=1000, ge=1, description="Rows per Parquet row group (streaming reads).")
     heldout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     alpha: float = Field(
         default=0.3, gt=0.0, le=1.0, description="Temperature sampling: q_i proportional to p_i^alpha."

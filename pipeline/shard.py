@@ -88,8 +88,9 @@ class RollingParquet:
     buffered up to `row_group_rows` so row groups suit streaming readers; memory stays at
     one buffer per writer whatever the corpus size."""
 
-    def __init__(self, name, schema: pa.Schema, max_rows: int, compression: str, row_group_rows: int = 1000):
-        self.name, self.schema, self.max_rows = name, schema, max_rows
+    def __init__(self, name, schema: pa.Schema, max_rows: int, compression: str, row_group_rows: int = 1000,
+                 max_bytes: int | None = None):
+        self.name, self.schema, self.max_rows, self.max_bytes = name, schema, max_rows, max_bytes
         self.compression, self.row_group_rows = compression, row_group_rows
         self.files: list[dict] = []
         self._buffer: list[pa.Table] = []
@@ -99,17 +100,20 @@ class RollingParquet:
         self._tmp = None
         self._rows = 0
         self._tokens = 0
+        self._bytes = 0
 
     def write(self, table: pa.Table) -> None:
         while table.num_rows:
-            take = min(self.max_rows - self._rows - self._buffered, table.num_rows)
+            take = min(self.max_rows - self._rows - self._buffered, self.row_group_rows - self._buffered,
+                       table.num_rows)
             self._buffer.append(table.slice(0, take))
             self._buffered += take
             self.buffered_bytes += self._buffer[-1].nbytes
             table = table.slice(take)
-            if self._buffered >= self.row_group_rows or self._rows + self._buffered >= self.max_rows:
+            if (self._buffered >= self.row_group_rows or self._rows + self._buffered >= self.max_rows
+                    or (self.max_bytes and self._bytes + self.buffered_bytes >= self.max_bytes)):
                 self._flush()
-            if self._rows >= self.max_rows:
+            if self._rows >= self.max_rows or (self.max_bytes and self._bytes >= self.max_bytes):
                 self._close_file()
 
     def flush(self) -> None:
@@ -123,7 +127,8 @@ class RollingParquet:
             os.close(fd)
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
         table = pa.concat_tables(self._buffer).cast(self.schema)
-        self._writer.write_table(table)
+        self._writer.write_table(table, row_group_size=self.row_group_rows)
+        self._bytes += table.nbytes
         if "script" in table.column_names:
             self._tokens += estimate_tokens(table)
         self._rows += self._buffered
@@ -138,7 +143,7 @@ class RollingParquet:
         meta = put_local(self._tmp, uri)
         os.remove(self._tmp)
         self.files.append({"uri": uri, "rows": self._rows, "tokens": self._tokens, **meta})
-        self._writer, self._tmp, self._rows, self._tokens = None, None, 0, 0
+        self._writer, self._tmp, self._rows, self._tokens, self._bytes = None, None, 0, 0, 0
 
     def close(self) -> list[dict]:
         self._close_file()
@@ -164,7 +169,8 @@ class ShardSink:
         if key not in self.writers:
             self.writers[key] = RollingParquet(
                 lambda n, l=lang, s=split: join(self.dir, f"shards/{l}/{s}-{n:05d}.parquet"),
-                self.schema, self.cfg.max_rows_per_shard, self.cfg.compression)
+                self.schema, self.cfg.max_rows_per_shard, self.cfg.compression, self.cfg.row_group_rows,
+                self.cfg.max_shard_bytes)
         return self.writers[key]
 
     def add(self, docs: pa.Table) -> None:

@@ -70,3 +70,19 @@ def test_token_estimates_and_budgets(tmp_path):
     assert zh_info["budget_tokens"] == 500 and zh_info["budget_ratio"] > 1        # upsampled to the floor
     assert en_info["weight"] == pytest.approx(1000 / 1500, abs=1e-4)               # alpha 1: by budget
     assert sum(s["tokens"] for s in body["shards"]) == body["totals"]["train_tokens"]
+
+
+def test_shards_are_size_targeted_with_row_groups(tmp_path):
+    import pyarrow.parquet as pq
+
+    texts = [("Le lac gèle en hiver et la neige couvre les collines. " * 4) + str(i) for i in range(3000)]
+    docs = make_docs([f"d{i}" for i in range(3000)], texts, ["s"] * 3000, lang=["fr"] * 3000)
+    body = write_shards(docs, str(tmp_path), ShardConfig(heldout_fraction=0.0, max_shard_bytes=200_000,
+                                                          row_group_rows=250))
+    files = [s for s in body["shards"] if s["lang"] == "fr"]
+    assert len(files) >= 3 and sum(s["rows"] for s in files) == 3000
+    for s in files[:-1]:
+        meta = pq.ParquetFile(tmp_path / s["path"]).metadata
+        assert meta.num_row_groups >= 1 and max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 250
+    ids = pq.read_table([str(tmp_path / s["path"]) for s in files])["id"].to_pylist()
+    assert ids == [f"d{i}" for i in range(3000)]   # order kept across shards
