@@ -6,8 +6,10 @@ Texts: three-sentence documents from ../shared/data/lingua-sentences (75 languag
 bundled sample when that folder is absent. Reports documents per second for
   raw-multiline : fastText's C++ batch call (`f.multilinePredict`, k=1) on the raw texts
   raw-predict   : fastText's C++ per-text call (`f.predict`) on newline-free texts
+  raw-predict-top3 : the same with k=3
   babelforge    : pipeline.langid.predict (whitespace folding, lower-casing, f.predict)
   identify      : pipeline.langid.identify on an Arrow table (adds script detection, rejects)
+  identify-top3 : the same keeping the 3 best languages per document (the default)
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ def main() -> None:
     rows = {
         "raw-multiline": best(lambda: model.multilinePredict(clean, 1, 0.0, "replace"), args.repeat),
         "raw-predict": best(lambda: [model.predict(t, 1, 0.0, "replace") for t in clean], args.repeat),
+        "raw-predict-top3": best(lambda: [model.predict(t, 3, 0.0, "replace") for t in clean], args.repeat),
         "babelforge": best(lambda: langid.predict(texts), args.repeat),
-        "identify": best(lambda: langid.identify(table), args.repeat),
+        "identify": best(lambda: langid.identify(table, top_k=1), args.repeat),
+        "identify-top3": best(lambda: langid.identify(table, top_k=3), args.repeat),
     }
     print(f"{len(texts)} texts ({what}); {platform.processor() or platform.machine()}, Python {platform.python_version()}")
     base = rows["raw-predict"]

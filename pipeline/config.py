@@ -40,6 +40,7 @@ class LangIdConfig(_Model):
         default_factory=list,
         description="Keep only these language codes (empty: keep every language).",
     )
+    top_k: int = Field(default=3, ge=1, le=20, description="Language scores kept per document (lang_top).")
     max_chars: int = Field(
         default=2000, ge=100,
         description="Characters of each document that language ID reads (the model's time grows "

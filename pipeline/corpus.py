@@ -135,7 +135,8 @@ def process_unit(uri: str, cfg: CorpusConfig) -> tuple[pa.Table, pa.Table, dict]
     for name, step in (
         ("normalize", lambda d: clean.normalize(d, cfg.clean)),
         ("langid", lambda d: langid.identify(d, model_path, cfg.langid.min_score, cfg.langid.languages,
-                                             cfg.langid.min_score_per_language, cfg.langid.max_chars)),
+                                             cfg.langid.min_score_per_language, cfg.langid.max_chars,
+                                             cfg.langid.top_k)),
         ("filter", lambda d: clean.filter_quality(d, cfg.clean)),
     ):
         t = time.monotonic()

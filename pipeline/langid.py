@@ -46,29 +46,55 @@ def _label_to_code(label: str) -> str:
     return label.removeprefix("__label__")
 
 
-def predict(texts: list[str] | pa.Array, model_path: str | None = None,
-            max_chars: int | None = None) -> tuple[list[str], list[float]]:
-    """Top-1 language and probability per text, in one batch call to fastText's C++ side.
+TOP_TYPE = pa.list_(pa.struct([("lang", pa.string()), ("score", pa.float32())]))
 
-    fastText reads one line and splits words on whitespace itself: newlines become spaces
-    (Arrow compute, no per-row Python). Text is lower-cased first: lid.176 misreads all-caps text (an upper-cased
-    German sentence scores 0.33 'en', lower-cased 0.998 'de') and lower-casing costs nothing
-    on normal text. We call the C++ binding (`f.multilinePredict`) directly because the Python
-    wrapper of fasttext-wheel 0.9.2 breaks on NumPy 2; its top-1 probability is exact.
-    """
-    model = load_model(model_path).f
+
+def _lines(texts: list[str] | pa.Array, max_chars: int | None) -> list[str]:
+    """What fastText reads: one line (newlines become spaces, in Arrow compute), lower-cased,
+    the first `max_chars` characters. lid.176 misreads all-caps text (an upper-cased German
+    sentence scores 0.33 'en', lower-cased 0.998 'de'); lower-casing costs nothing otherwise."""
     arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.string())
     arr = pc.fill_null(arr, "")
     if max_chars:
         arr = pc.utf8_slice_codeunits(arr, 0, max_chars)
     one_line = pc.replace_substring(pc.replace_substring(arr, "\n", " "), "\r", " ")
-    lines = pc.utf8_trim_whitespace(pc.utf8_lower(one_line)).to_pylist()
-    labels, probs = model.multilinePredict(lines, 1, 0.0, "replace")
+    return pc.utf8_trim_whitespace(pc.utf8_lower(one_line)).to_pylist()
+
+
+def predict(texts: list[str] | pa.Array, model_path: str | None = None,
+            max_chars: int | None = None) -> tuple[list[str], list[float]]:
+    """Top-1 language and probability per text, in one batch call to fastText's C++ side
+    (`f.multilinePredict`: the Python wrapper of fasttext-wheel 0.9.2 breaks on NumPy 2; the
+    binding's top-1 probability is exact, its k > 1 probabilities are not)."""
+    lines = _lines(texts, max_chars)
+    labels, probs = load_model(model_path).f.multilinePredict(lines, 1, 0.0, "replace")
     # an empty line, or one of symbols only, gets no label: unknown language, score 0
     langs = [_label_to_code(lab[0]) if lab and line else UNKNOWN_LANG for lab, line in zip(labels, lines)]
     top = np.array([p[0] if len(p) else 0.0 for p in probs], dtype=np.float64)
     top[[not line for line in lines]] = 0.0
     return langs, np.minimum(top, 1.0).tolist()
+
+
+def predict_top(texts: list[str] | pa.Array, k: int, model_path: str | None = None,
+                max_chars: int | None = None) -> tuple[list[str], list[float], pa.Array]:
+    """Top-1 language and probability per text, and the k best (language, probability) pairs
+    as an Arrow list<struct> column (per-text `f.predict`, right for any k)."""
+    model = load_model(model_path).f
+    flat_labels: list[str] = []
+    flat_probs: list[float] = []
+    offsets = [0]
+    langs, scores = [], []
+    for line in _lines(texts, max_chars):
+        pairs = model.predict(line, k, 0.0, "replace") if line else []
+        langs.append(pairs[0][1][9:] if pairs else UNKNOWN_LANG)  # strip "__label__"
+        scores.append(min(pairs[0][0], 1.0) if pairs else 0.0)
+        flat_probs.extend(p for p, _ in pairs)
+        flat_labels.extend(label[9:] for _, label in pairs)
+        offsets.append(len(flat_labels))
+    values = pa.StructArray.from_arrays(
+        [pa.array(flat_labels, pa.string()), pa.array(np.minimum(np.array(flat_probs, np.float32), 1.0))],
+        fields=list(TOP_TYPE.value_type))
+    return langs, scores, pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=TOP_TYPE)
 
 
 # Unicode character-name prefixes -> ISO 15924 script codes.
@@ -132,7 +158,7 @@ def detect_script(text: str, max_chars: int = 200) -> str:
 def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0.0,
              languages: list[str] | None = None,
              min_score_per_language: dict[str, float] | None = None,
-             max_chars: int | None = None) -> tuple[pa.Table, pa.Table]:
+             max_chars: int | None = None, top_k: int = 3) -> tuple[pa.Table, pa.Table]:
     """Fill `lang`, `lang_score`, `script`; reject low-confidence or disallowed languages.
 
     The confidence threshold is per language (`min_score_per_language`, default `min_score`):
@@ -140,7 +166,12 @@ def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0
 
     Rows that already carry a language (augmented rows) keep it; their score is still computed.
     """
-    langs, scores = predict(docs["text"], model_path, max_chars)
+    if top_k > 1:  # one per-text pass gives the top-1 and the runners-up
+        langs, scores, top = predict_top(docs["text"], top_k, model_path, max_chars)
+    else:
+        langs, scores = predict(docs["text"], model_path, max_chars)
+        top = pa.array([[{"lang": l, "score": s}] for l, s in zip(langs, scores)], TOP_TYPE)
+    docs = docs.set_column(docs.schema.get_field_index("lang_top"), "lang_top", top)
     scripts = detect_scripts(docs["text"])
     given = docs["lang"].to_pylist()
     out_langs = [g if g else l for g, l in zip(given, langs)]
