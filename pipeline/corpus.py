@@ -6,11 +6,12 @@ Output layout under `out_dir` (a local path or URI):
     rejects/<stage>.parquet        one row per rejected document: id, stage, reason, detail, text...
     report.json                    input = kept + rejected, per language and reason
     report.png                     the same per language, as a chart
+    _units/<fingerprint>/          committed work units (docs, rejects, done.json), reused on resume
     manifest.json                  written last; the commit point of the corpus
 
 A rerun with the same inputs and config finds the committed manifest (same fingerprint) and
-does no work; any other state is recomputed from the inputs, so a crash never leaves a
-half-written corpus visible.
+does no work; otherwise committed units are reused and the rest recomputed, so a crash never
+leaves a half-written corpus visible and never costs finished units.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .storage import (absolute, exists, expand, get_fs, join, read_json, read_pa
                       write_json, write_parquet)
 
 log = logging.getLogger(__name__)
-VERSION = 1
+VERSION = 2  # bump when the unit output changes (2: lang_top, cluster_size): old units are not reused
 
 
 class AccountingError(RuntimeError):
