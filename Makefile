@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-$(shell echo "$(TORCH_SPEC)" | tr -c 'A-Za-z0-9.\n' 
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install clean
+.PHONY: demo test bench install clean
 
 install: $(STAMP)
 
@@ -31,6 +31,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# Benchmarks against the peers (datatrove, raw fastText); needs ../shared/data. Results: bench/RESULTS.md
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	taskset -c 0 $(BIN)/python bench/langid_bench.py
+	taskset -c 0 $(BIN)/python bench/filters_bench.py
+	taskset -c 0 $(BIN)/python bench/minhash_bench.py
+	$(BIN)/python bench/noise_bench.py
 
 clean:
 	rm -rf runs mlruns .prefect .pytest_cache
