@@ -155,6 +155,15 @@ def detect_script(text: str, max_chars: int = 200) -> str:
     return detect_scripts([text], max_chars)[0]
 
 
+def script_fits(lang: str, script: str) -> bool:
+    """Whether a language's profile allows the detected script (any script when the profile
+    names none, and for text without letters)."""
+    from .languages import profile
+
+    allowed = profile(lang, script).scripts
+    return not allowed or script in allowed or script == "Zyyy"
+
+
 def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0.0,
              languages: list[str] | None = None,
              min_score_per_language: dict[str, float] | None = None,
@@ -181,12 +190,14 @@ def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0
 
     thresholds = min_score_per_language or {}
     low = np.array(scores) < np.array([thresholds.get(l, min_score) for l in out_langs])
+    mismatch = np.array([not script_fits(l, s) for l, s in zip(out_langs, scripts)], dtype=bool)
     foreign = ~pc.is_in(docs["lang"], pa.array(languages, pa.string())).to_numpy(zero_copy_only=False) \
         if languages else np.zeros(docs.num_rows, dtype=bool)
-    keep = ~(low | foreign)
+    keep = ~(low | foreign | mismatch)
     kept, dropped = split(docs, pa.array(keep))
     idx = np.flatnonzero(~keep)
-    reasons = ["low_lang_score" if low[i] else "language_not_allowed" for i in idx]
-    details = [f"{out_langs[i]}:{scores[i]:.3f}" for i in idx]
+    reasons = ["low_lang_score" if low[i] else "language_not_allowed" if foreign[i] else "script_mismatch"
+               for i in idx]
+    details = [f"{out_langs[i]}:{scores[i]:.3f} in {scripts[i]}" for i in idx]
     return kept, rejects_from_docs(dropped, STAGE, reasons, details)
 

@@ -72,6 +72,10 @@ class LineThresholds(_Strict):
 
 
 class LanguageProfile(_Strict):
+    scripts: list[str] = Field(
+        default_factory=list,
+        description="ISO 15924 scripts the language is written in; a document identified as this "
+        "language in another script is rejected (script_mismatch). Empty: any script.")
     segmentation: Literal["whitespace", "chars", "jieba", "thai"] = "whitespace"
     terminal_punctuation: str = ".!?…\"'”’»)"
     stopwords: list[str] = Field(default_factory=list)

@@ -72,3 +72,16 @@ def test_truncation_and_newlines_keep_the_answer_on_long_documents(shared_data):
         same += sum(a == b for a, b in zip(full, cut))
         total += len(docs)
     assert same / total >= 0.99
+
+
+def test_script_must_fit_the_language():
+    from pipeline.langid import script_fits
+
+    assert script_fits("ru", "Cyrl") and not script_fits("ru", "Latn")
+    assert script_fits("ja", "Jpan") and script_fits("ja", "Hani") and not script_fits("ja", "Latn")
+    assert script_fits("xx", "Latn")          # unconfigured language: any script
+    assert script_fits("hi", "Zyyy")          # no letters: nothing to judge
+    docs = make_docs(["d"], ["Vsyu noch nad gorami shel silnyy dozhd, i reka bystro podnyalas."], ["s"], lang=["ru"])
+    kept, rej = identify(docs)
+    assert kept.num_rows == 0 and rej["reason"].to_pylist() == ["script_mismatch"]
+    assert rej["detail"][0].as_py().endswith("in Latn")
