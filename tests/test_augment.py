@@ -28,6 +28,13 @@ def en_docs(n=6):
     return make_docs([f"en-{i}" for i in range(n)], EN[:n], ["s"] * n, lang=["en"] * n)
 
 
+def en_to_sw(marian_dir: str, max_new: int, check_language: bool) -> AugmentConfig:
+    """Back-translation en -> sw with the tiny model; no length-ratio cut (random outputs)."""
+    return AugmentConfig(models=[TranslationModel(source="en", target="sw", model_dir=marian_dir)],
+                         max_new_per_language=max_new, max_new_tokens=24, check_language=check_language,
+                         max_length_ratio=100)
+
+
 def test_no_model_configured_is_skipped_loudly(caplog):
     with caplog.at_level(logging.WARNING):
         kept, rej = augment(en_docs(), AugmentConfig())
@@ -36,9 +43,7 @@ def test_no_model_configured_is_skipped_loudly(caplog):
 
 
 def test_back_translation_generates_marked_documents(marian_dir):
-    cfg = AugmentConfig(models=[TranslationModel(source="en", target="sw", model_dir=marian_dir)],
-                        max_new_per_language=5, max_new_tokens=24, check_language=False, max_length_ratio=100)
-    kept, rej = augment(en_docs(6), cfg)
+    kept, rej = augment(en_docs(6), en_to_sw(marian_dir, 5, check_language=False))
     assert kept.num_rows + rej.num_rows == 5
     assert kept.num_rows >= 1
     assert set(kept["lang"].to_pylist()) == {"sw"} and all(kept["augmented"].to_pylist())
@@ -50,9 +55,7 @@ def test_back_translation_generates_marked_documents(marian_dir):
 
 def test_synthetic_outputs_are_filtered_by_language_with_reasons(marian_dir):
     """A random tiny model writes gibberish: the language check must reject it, with a reason."""
-    cfg = AugmentConfig(models=[TranslationModel(source="en", target="sw", model_dir=marian_dir)],
-                        max_new_per_language=6, max_new_tokens=24, check_language=True, max_length_ratio=100)
-    kept, rej = augment(en_docs(6), cfg)
+    kept, rej = augment(en_docs(6), en_to_sw(marian_dir, 6, check_language=True))
     assert kept.num_rows + rej.num_rows == 6
     assert rej.num_rows >= 1
     assert set(rej["reason"].to_pylist()) <= {"wrong_language", "empty_output", "copy_of_input"}
@@ -63,9 +66,7 @@ def test_synthetic_outputs_are_filtered_by_language_with_reasons(marian_dir):
 
 def test_prepare_with_augmentation_keeps_accounting(marian_dir, tmp_path, demo_corpus_config):
     cfg = demo_corpus_config.model_copy(deep=True)
-    cfg.augment = AugmentConfig(models=[TranslationModel(source="en", target="sw", model_dir=marian_dir)],
-                                max_new_per_language=8, max_new_tokens=24, check_language=False,
-                                max_length_ratio=100)
+    cfg.augment = en_to_sw(marian_dir, 8, check_language=False)
     report = prepare([str(SAMPLE / "corpus" / "*")], str(tmp_path), cfg)
     assert report["input"] == report["kept"] + report["rejected"]
     aug = report["augmented"]
