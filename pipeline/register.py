@@ -51,7 +51,8 @@ def model_card(name: str, eval_report: dict, manifest: dict, manifest_sha256: st
         }
         for lang, m in sorted(cls.get("languages", {}).items())
     ]
-    meta = {"language": languages, "library_name": "transformers", "pipeline_tag": "text-classification",
+    # HF card metadata wants ISO 639 codes: the language part of our `<ISO 639-3>_<script>` labels
+    meta = {"language": sorted({lang.partition("_")[0] for lang in languages}), "library_name": "transformers", "pipeline_tag": "text-classification",
             "tags": ["babelforge", "multilingual"], "model-index": [{"name": name, "results": results}]}
     from .evaluate import markdown
 

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .config import ShardConfig
+from .labels import lookup
 from .storage import join, put_local, remove
 
 MANIFEST = "manifest.json"
@@ -70,8 +71,8 @@ def estimate_tokens(table: pa.Table) -> int:
 def budget(tokens: int, lang: str, cfg: ShardConfig) -> int:
     """Training tokens a language should contribute: its own, raised to its floor (upsampled)
     and lowered to its cap; keys name a language or '*' for all."""
-    floor = cfg.token_floor.get(lang, cfg.token_floor.get("*", 0))
-    cap = cfg.token_cap.get(lang, cfg.token_cap.get("*"))
+    floor = lookup(cfg.token_floor, lang, 0)
+    cap = lookup(cfg.token_cap, lang)
     out = max(tokens, floor) if tokens else 0
     return min(out, cap) if cap is not None else out
 

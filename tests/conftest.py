@@ -18,7 +18,14 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
 SHARED_DATA = ROOT.parent / "shared" / "data"
-SAMPLE_LANGS = ["ar", "de", "en", "es", "eu", "fr", "hi", "ja", "ru", "sw", "th", "zh"]
+SAMPLE_LANGS = ["ar", "de", "en", "es", "eu", "fr", "hi", "ja", "ru", "sw", "th", "zh"]  # keys of data/sample/texts.py
+
+
+def label(code: str) -> str:
+    """The pipeline's canonical label of a data set's language code ('fr' -> 'fra_Latn')."""
+    from pipeline.labels import normalize
+
+    return normalize(code)
 
 
 @pytest.fixture

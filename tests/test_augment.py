@@ -25,7 +25,7 @@ def marian_dir(tmp_path_factory):
 
 
 def en_docs(n=6):
-    return make_docs([f"en-{i}" for i in range(n)], EN[:n], ["s"] * n, lang=["en"] * n)
+    return make_docs([f"en-{i}" for i in range(n)], EN[:n], ["s"] * n, lang=["eng_Latn"] * n)
 
 
 def en_to_sw(marian_dir: str, max_new: int, check_language: bool) -> AugmentConfig:
@@ -46,8 +46,8 @@ def test_back_translation_generates_marked_documents(marian_dir):
     kept, rej = augment(en_docs(6), en_to_sw(marian_dir, 5, check_language=False))
     assert kept.num_rows + rej.num_rows == 5
     assert kept.num_rows >= 1
-    assert set(kept["lang"].to_pylist()) == {"sw"} and all(kept["augmented"].to_pylist())
-    assert kept["id"].to_pylist() == [f"bt-sw-{o}" for o in kept["origin_id"].to_pylist()]
+    assert set(kept["lang"].to_pylist()) == {"swh_Latn"} and all(kept["augmented"].to_pylist())
+    assert kept["id"].to_pylist() == [f"bt-swh_Latn-{o}" for o in kept["origin_id"].to_pylist()]
     assert all(o.startswith("en-") for o in kept["origin_id"].to_pylist())
     assert all(t for t in kept["text"].to_pylist())
     assert set(rej["stage"].to_pylist()) <= {"augment"}
@@ -60,7 +60,7 @@ def test_synthetic_outputs_are_filtered_by_language_with_reasons(marian_dir):
     assert rej.num_rows >= 1
     assert set(rej["reason"].to_pylist()) <= {"wrong_language", "empty_output", "copy_of_input"}
     assert all(rej["augmented"].to_pylist())
-    assert all("expected sw" in d for d, r in zip(rej["detail"].to_pylist(), rej["reason"].to_pylist())
+    assert all("expected swh_Latn" in d for d, r in zip(rej["detail"].to_pylist(), rej["reason"].to_pylist())
                if r == "wrong_language")
 
 
@@ -72,10 +72,10 @@ def test_prepare_with_augmentation_keeps_accounting(marian_dir, tmp_path, demo_c
     aug = report["augmented"]
     assert aug["generated"] == 8 == aug["kept"] + aug["rejected"]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["languages"]["sw"]["augmented_rows"] == aug["kept"]
-    sw = pq.read_table([str(tmp_path / s["path"]) for s in manifest["shards"] if s["lang"] == "sw"])
+    assert manifest["languages"]["swh_Latn"]["augmented_rows"] == aug["kept"]
+    sw = pq.read_table([str(tmp_path / s["path"]) for s in manifest["shards"] if s["lang"] == "swh_Latn"])
     synthetic = sw.filter(sw["augmented"])
     assert synthetic.num_rows == aug["kept"]
-    held = [s for s in manifest["shards"] if s["lang"] == "sw" and s["split"] == "heldout"]
+    held = [s for s in manifest["shards"] if s["lang"] == "swh_Latn" and s["split"] == "heldout"]
     for s in held:  # synthetic text is never used for evaluation
         assert not any(pq.read_table(tmp_path / s["path"])["augmented"].to_pylist())

@@ -32,7 +32,7 @@ def test_nfc_normalisation():
 def test_filter_keeps_unsegmented_scripts_and_drops_short():
     t = docs_of("ทีมเจ้าบ้านยิงได้สองประตูในครึ่งหลังและชนะการแข่งขัน", "主队在下半场打进两球，最终赢得了比赛。", "ok",
                 "The lake freezes in winter, and snow covers the hills.", "Contact: Home. Menu.")
-    t = t.set_column(t.schema.get_field_index("lang"), "lang", pa.array(["th", "zh", "en", "en", "en"]))
+    t = t.set_column(t.schema.get_field_index("lang"), "lang", pa.array(["tha_Thai", "zho_Hans", "eng_Latn", "eng_Latn", "eng_Latn"]))
     kept, rej = filter_quality(t, CleanConfig(min_chars=10))
     assert kept["id"].to_pylist() == ["d0", "d1", "d3"]
     assert dict(zip(rej["id"].to_pylist(), rej["reason"].to_pylist())) == {"d2": "too_short", "d4": "too_few_words"}

@@ -4,7 +4,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SAMPLE, SAMPLE_LANGS
+from conftest import SAMPLE, SAMPLE_LANGS, label
 
 import sys
 sys.path.insert(0, str(SAMPLE))
@@ -46,10 +46,10 @@ def test_accounting_adds_up_overall_and_per_language(prepared):
 def test_every_sample_language_is_kept_with_its_ids(prepared):
     out, report, _ = prepared
     manifest = json.loads((out / "manifest.json").read_text())
-    assert sorted(manifest["languages"]) == SAMPLE_LANGS
+    assert sorted(manifest["languages"]) == sorted(label(l) for l in SAMPLE_LANGS)
     for s in manifest["shards"]:
         assert sha256_file(str(out / s["path"])) == s["sha256"]
-    fr = read_parquet(str(out / "shards" / "fr" / "train-00000.parquet"))
+    fr = read_parquet(str(out / "shards" / "fra_Latn" / "train-00000.parquet"))
     assert any(i.startswith("fr-sports-") for i in fr["id"].to_pylist())   # input ids are kept
 
 
@@ -84,7 +84,7 @@ def test_planted_noise_is_removed_with_reasons(prepared):
 
 def test_boilerplate_lines_removed_from_kept_documents(prepared):
     out, _, _ = prepared
-    sw = pq.read_table(next((out / "shards" / "sw").glob("train-*.parquet")))
+    sw = pq.read_table(next((out / "shards" / "swh_Latn").glob("train-*.parquet")))
     assert not any("cookies" in t or "Home |" in t for t in sw["text"].to_pylist())
 
 
@@ -106,10 +106,10 @@ def test_changed_config_recomputes_and_replaces_stale_shards(prepared, tmp_path)
     cfg = CorpusConfig()
     cfg.langid.languages = ["fr", "de"]
     first = prepare([str(SAMPLE / "corpus" / "news.jsonl")], str(out), cfg)
-    assert sorted(json.loads((out / "manifest.json").read_text())["languages"]) == ["de", "fr"]
+    assert sorted(json.loads((out / "manifest.json").read_text())["languages"]) == ["deu_Latn", "fra_Latn"]
     cfg.langid.languages = ["fr"]
     second = prepare([str(SAMPLE / "corpus" / "news.jsonl")], str(out), cfg)
-    assert not (out / "shards" / "de").exists()
+    assert not (out / "shards" / "deu_Latn").exists()
     assert second["input"] == first["input"] == second["kept"] + second["rejected"]
 
 

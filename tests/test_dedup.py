@@ -3,6 +3,7 @@ import random
 import numpy as np
 import pyarrow as pa
 
+from conftest import label
 from pipeline.config import DedupConfig
 from pipeline.config import CorpusConfig
 from pipeline.dedup import clusters, signatures
@@ -26,15 +27,15 @@ def edit(text: str, rng: random.Random, n_edits: int = 2) -> str:
 def test_identical_and_unrelated():
     a = "the quick brown fox jumps over the lazy dog near the river bank in the morning sun"
     sigs = signatures(docs_table([a, a, "completely different words make up this other sentence about cooking pasta at home"],
-                                 ["en"] * 3), DedupConfig())
-    roots, sim, size = clusters(["en"] * 3, sigs, DedupConfig())
+                                 ["eng_Latn"] * 3), DedupConfig())
+    roots, sim, size = clusters(["eng_Latn"] * 3, sigs, DedupConfig())
     assert roots.tolist() == [0, 0, 2] and sim[1] == 1.0 and size.tolist() == [2, 2, 1]
 
 
 def test_languages_are_never_clustered_together():
     a = "the quick brown fox jumps over the lazy dog near the river bank in the morning sun"
-    sigs = signatures(docs_table([a, a], ["en", "fr"]), DedupConfig())
-    roots, _, _ = clusters(["en", "fr"], sigs, DedupConfig())
+    sigs = signatures(docs_table([a, a], ["eng_Latn", "fra_Latn"]), DedupConfig())
+    roots, _, _ = clusters(["eng_Latn", "fra_Latn"], sigs, DedupConfig())
     assert roots.tolist() == [0, 1]
 
 
@@ -59,7 +60,7 @@ def test_dedup_across_units_keeps_first_records_cluster_and_reason(tmp_path):
     cfg.clean.min_chars = 10
     report = prepare([str(tmp_path / "*.jsonl")], str(tmp_path / "out"), cfg)
     assert report["input"] == 4 and report["kept"] == 2
-    kept = pq.read_table(list((tmp_path / "out" / "shards" / "en").glob("*.parquet")))
+    kept = pq.read_table(list((tmp_path / "out" / "shards" / "eng_Latn").glob("*.parquet")))
     assert dict(zip(kept["id"].to_pylist(), kept["cluster_size"].to_pylist())) == {"a1": 3, "a2": 1}
     rej = pq.read_table(tmp_path / "out" / "rejects" / "dedup.parquet")
     assert dict(zip(rej["id"].to_pylist(), zip(rej["reason"].to_pylist(), rej["duplicate_of"].to_pylist()))) == {
@@ -75,9 +76,9 @@ def test_near_duplicates_recall_and_precision_on_real_text(shared_data):
         lines = [l for l in (shared_data / "lingua-sentences" / f"{lang}.txt").read_text().splitlines() if l.strip()]
         originals = [" ".join(lines[i : i + 6]) for i in range(0, 600, 6)]
         for j, doc in enumerate(originals):
-            texts.append(doc); langs.append(lang); truth.append(False)
+            texts.append(doc); langs.append(label(lang)); truth.append(False)
             if j % 3 == 0:
-                texts.append(edit(doc, rng)); langs.append(lang); truth.append(True)
+                texts.append(edit(doc, rng)); langs.append(label(lang)); truth.append(True)
     docs = docs_table(texts, langs)
     roots, _, _ = clusters(langs, signatures(docs, DedupConfig()), DedupConfig())
     removed = roots != np.arange(len(texts))

@@ -16,14 +16,14 @@ GIBBERISH_WORDS = ("Zorb wibble flarn quux blorp snark grault garply waldo fred 
 
 
 def test_profiles_layer_defaults_script_language_and_overrides():
-    assert profile("zh", "Hani").segmentation == "jieba"
+    assert profile("zho_Hans", "Hani").segmentation == "jieba"
     assert profile("xx", "Hani").segmentation == "jieba"          # unconfigured: script family
-    assert profile("th", "Thai").lines.min_line_punct_ratio == 0
-    assert profile("de", "Latn").quality.max_avg_word_length == 18  # de.yaml
-    assert profile("de", "Latn", {"quality": {"min_words": 2}}).quality.min_words == 2
-    assert profile("de", "Latn", {"quality": {"min_words": 2}}).quality.max_avg_word_length == 18
-    assert "no" in profile("es", "Latn").stopwords                  # YAML 'no' stays a string
-    assert {"en", "fr", "zh", "th", "sw"} <= set(configured_languages())
+    assert profile("tha_Thai", "Thai").lines.min_line_punct_ratio == 0
+    assert profile("deu_Latn", "Latn").quality.max_avg_word_length == 18  # deu.yaml
+    assert profile("deu_Latn", "Latn", {"quality": {"min_words": 2}}).quality.min_words == 2
+    assert profile("deu_Latn", "Latn", {"quality": {"min_words": 2}}).quality.max_avg_word_length == 18
+    assert "no" in profile("spa_Latn", "Latn").stopwords                  # YAML 'no' stays a string
+    assert {"eng", "fra", "zho", "tha", "swh"} <= set(configured_languages())
 
 
 def test_bad_override_fails_in_config_validation(tmp_path):
@@ -45,7 +45,7 @@ def test_segmentation(text, mode, expected):
 
 
 def test_clean_prose_passes():
-    assert check(EN, "en", "Latn") is None
+    assert check(EN, "eng_Latn", "Latn") is None
 
 
 @pytest.mark.parametrize("text,reason", [
@@ -63,13 +63,13 @@ def test_clean_prose_passes():
                  "Shop for the best deals of the season here"]), "lines_without_punctuation"),
 ])
 def test_each_check_catches_its_noise(text, reason):
-    hit = check(text, "en", "Latn")
+    hit = check(text, "eng_Latn", "Latn")
     assert hit is not None and hit[1] == reason, hit
 
 
 def test_stopword_check_skips_uncertain_language_id_and_short_documents():
-    assert check(GIBBERISH_WORDS, "en", "Latn", lang_score=0.3) is None
-    assert check("Zorb wibble flarn quux blorp snark grault garply waldo fred plugh.", "en", "Latn") is None
+    assert check(GIBBERISH_WORDS, "eng_Latn", "Latn", lang_score=0.3) is None
+    assert check("Zorb wibble flarn quux blorp snark grault garply waldo fred plugh.", "eng_Latn", "Latn") is None
 
 
 def test_pii_redaction_keeps_ordinary_numbers():

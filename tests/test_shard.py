@@ -59,11 +59,11 @@ def test_token_estimates_and_budgets(tmp_path):
     en = ["The river rose quickly after the rain." * 3] * 40          # 117 chars each, Latin
     zh = ["大雨在山区下了一整夜，河水很快就涨了起来。"] * 4                 # 21 chars each, Han
     texts = en + zh
-    docs = make_docs([f"d{i}" for i in range(len(texts))], texts, ["s"] * len(texts), lang=["en"] * 40 + ["zh"] * 4)
+    docs = make_docs([f"d{i}" for i in range(len(texts))], texts, ["s"] * len(texts), lang=["eng_Latn"] * 40 + ["zho_Hans"] * 4)
     docs = docs.set_column(docs.schema.get_field_index("script"), "script", pa.array(detect_scripts(texts)))
     cfg = ShardConfig(heldout_fraction=0.0, token_cap={"en": 1000}, token_floor={"*": 500}, alpha=1.0)
     body = write_shards(docs, str(tmp_path), cfg)
-    en_info, zh_info = body["languages"]["en"], body["languages"]["zh"]
+    en_info, zh_info = body["languages"]["eng_Latn"], body["languages"]["zho_Hans"]
     assert en_info["train_tokens"] == pytest.approx(40 * len(en[0]) / 4.0, abs=1)
     assert zh_info["train_tokens"] == pytest.approx(4 * len(zh[0]) / 1.3, abs=1)
     assert en_info["budget_tokens"] == 1000 and en_info["budget_ratio"] < 1       # capped
