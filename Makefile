@@ -39,6 +39,7 @@ bench: $(STAMP)
 	taskset -c 0 $(BIN)/python bench/filters_bench.py
 	taskset -c 0 $(BIN)/python bench/minhash_bench.py
 	$(BIN)/python bench/noise_bench.py
+	$(BIN)/python bench/memory_bench.py
 
 clean:
 	rm -rf runs mlruns .prefect .pytest_cache
