@@ -37,6 +37,11 @@ class IngestConfig(_Model):
     )
     text_field: str = "text"
     id_field: str = "id"
+    unit_bytes: int = Field(
+        default=64 << 20, ge=1 << 10,
+        description="Input files larger than this are split into several work units (line-aligned "
+        "byte ranges of .jsonl/.txt, groups of Parquet row groups), so memory does not grow with "
+        "file size; ids and line numbers stay those of the whole file.")
 
 
 class LangIdConfig(_Model):

@@ -30,7 +30,7 @@ from . import augment as augment_mod
 from . import charts, clean, dedup, ingest, langid
 from .config import CorpusConfig
 from .schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
-from .shard import MANIFEST, RollingParquet, ShardSink
+from .shard import MANIFEST, ForcedHeldout, RollingParquet, ShardSink
 from .storage import (absolute, exists, expand, get_fs, join, read_json, read_parquet, remove, sha256_file,
                       write_json, write_parquet)
 
@@ -111,24 +111,25 @@ def build_report(n_input: int, tally: Tally, timings: dict) -> dict:
     return report
 
 
-def unit_fingerprint(uri: str, cfg: CorpusConfig) -> str:
-    """What a work unit's output depends on: the file (URI + size/mtime/etag) and the config
-    of the per-unit stages."""
-    fs, path = get_fs(uri)
+def unit_fingerprint(part: ingest.Part, cfg: CorpusConfig) -> str:
+    """What a work unit's output depends on: the file (URI + size/mtime/etag), the part of it,
+    and the config of the per-unit stages."""
+    fs, path = get_fs(part.uri)
     h = hashlib.sha256()
     unit_cfg = {k: cfg.model_dump(mode="json")[k] for k in ("ingest", "langid", "clean", "dedup")}
     h.update(json.dumps(unit_cfg, sort_keys=True).encode())
-    h.update(f"{VERSION}|{uri}|{fs.ukey(path)}".encode())
+    h.update(f"{VERSION}|{part}|{part.first}|{fs.ukey(path)}".encode())
     return h.hexdigest()[:20]
 
 
-def process_unit(uri: str, cfg: CorpusConfig) -> tuple[pa.Table, pa.Table, dict]:
-    """A work unit, pure: one input file through ingest -> normalise -> language ID ->
-    quality filters; each kept row also carries its exact-dedup key and MinHash signature,
-    so the global dedup step needs no text."""
+def process_unit(part: ingest.Part | str, cfg: CorpusConfig) -> tuple[pa.Table, pa.Table, dict]:
+    """A work unit, pure: one input file (or part of a large one) through ingest -> normalise
+    -> language ID -> quality filters; each kept row also carries its exact-dedup key and
+    MinHash signature, so the global dedup step needs no text."""
+    part = ingest.Part(part) if isinstance(part, str) else part
     timings: Counter[str] = Counter()
     t = time.monotonic()
-    docs, rej = ingest.read_file(uri, cfg.ingest.text_field, cfg.ingest.id_field)
+    docs, rej = ingest.read_part(part, cfg.ingest.text_field, cfg.ingest.id_field)
     n_input = docs.num_rows + rej.num_rows
     rejects = [rej]
     timings["ingest"] += time.monotonic() - t
@@ -154,25 +155,30 @@ def process_unit(uri: str, cfg: CorpusConfig) -> tuple[pa.Table, pa.Table, dict]
     return docs, concat(rejects, REJECT_SCHEMA), {"input": n_input, "seconds": dict(timings)}
 
 
-def run_unit(uri: str, out_dir: str, cfg_json: dict) -> dict:
+def run_unit(part: ingest.Part, out_dir: str, cfg_json: dict) -> dict:
     """Process a unit unless its committed result exists (resume); `done.json` is written
     last and is the unit's commit point. Runs in-process or as a Ray task."""
     cfg = CorpusConfig.model_validate(cfg_json)
-    unit = join(out_dir, "_units", unit_fingerprint(uri, cfg))
+    unit = join(out_dir, "_units", unit_fingerprint(part, cfg))
     done = join(unit, "done.json")
     if exists(done):
         return {**read_json(done), "resumed": True}
-    docs, rejects, info = process_unit(uri, cfg)
+    docs, rejects, info = process_unit(part, cfg)
     write_parquet(join(unit, "docs.parquet"), docs)
     write_parquet(join(unit, "rejects.parquet"), rejects)
-    info = {"uri": uri, "dir": unit, "kept": docs.num_rows, **info}
+    info = {"uri": str(part), "dir": unit, "kept": docs.num_rows, **info}
     write_json(done, info)
     return {**info, "resumed": False}
 
 
 def run_units(files: list[str], out_dir: str, cfg: CorpusConfig) -> list[dict]:
-    """All work units, in-process or on Ray (`cfg.engine`); results in input order."""
+    """All work units, in-process or on Ray (`cfg.engine`); results in input order. A unit is
+    an input file, or a part of one larger than `ingest.unit_bytes`."""
     payload = cfg.model_dump(mode="json")
+    parts = [p for uri in files for p in ingest.plan(uri, cfg.ingest.unit_bytes)]
+    if len(parts) > len(files):
+        log.info("prepare: %d input files -> %d work units (files over %d bytes are split)", len(files),
+                 len(parts), cfg.ingest.unit_bytes)
     start, done, n_docs = time.monotonic(), 0, 0
     results: list[dict] = []
 
@@ -181,9 +187,9 @@ def run_units(files: list[str], out_dir: str, cfg: CorpusConfig) -> list[dict]:
         done += 1
         n_docs += info["input"]
         elapsed = time.monotonic() - start
-        log.info("prepare [%d/%d] %s: %d of %d pass the unit filters%s; %.0f docs/s, ETA %.0fs", done, len(files), info["uri"],
+        log.info("prepare [%d/%d] %s: %d of %d pass the unit filters%s; %.0f docs/s, ETA %.0fs", done, len(parts), info["uri"],
                  info["kept"], info["input"], " (resumed)" if info["resumed"] else "",
-                 n_docs / max(elapsed, 1e-9), elapsed / done * (len(files) - done))
+                 n_docs / max(elapsed, 1e-9), elapsed / done * (len(parts) - done))
 
     if cfg.engine == "ray":
         import ray
@@ -193,14 +199,14 @@ def run_units(files: list[str], out_dir: str, cfg: CorpusConfig) -> list[dict]:
 
         init_ray(RayConfig())
         task = ray.remote(run_unit)
-        refs = [task.remote(uri, absolute(out_dir), payload) for uri in files]
+        refs = [task.remote(part, absolute(out_dir), payload) for part in parts]
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             progress(ray.get(ready[0]))
         return ray.get(refs)
-    for uri in files:
-        results.append(run_unit(uri, out_dir, payload))
+    for part in parts:
+        results.append(run_unit(part, out_dir, payload))
         pa.default_memory_pool().release_unused()  # hand a finished unit's buffers back to the OS
         progress(results[-1])
     return results
@@ -242,6 +248,21 @@ def global_dedup(units: list[dict], cfg: CorpusConfig) -> dict[int, tuple[str, i
             decisions[int(rows[i])] = ("near_duplicate", kept_row,
                                        f"near duplicate of {ids[kept_row]} (estimated Jaccard {similarity[i]:.2f})")
     return decisions
+
+
+def forced_heldout(units: list[dict], decisions: dict, fraction: float) -> set[str]:
+    """Ids that `shard.heldout_mask` must hold out so every language of 5+ kept documents has
+    a held-out one, decided over the whole corpus (ids and languages only), so the split does
+    not depend on how the inputs were cut into units."""
+    forced = ForcedHeldout(fraction)
+    offset = 0
+    for u in units:
+        t = read_parquet(join(u["dir"], "docs.parquet"), ["id", "lang"])
+        keep = [offset + i not in decisions for i in range(t.num_rows)]
+        forced.add([l for l, k in zip(t["lang"].to_pylist(), keep) if k],
+                   [i for i, k in zip(t["id"].to_pylist(), keep) if k])
+        offset += t.num_rows
+    return forced.ids
 
 
 def dedup_units(units: list[dict], decisions: dict[int, tuple[str, int, str]]):
@@ -301,7 +322,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None) ->
     # Memory holds one unit, the writers' buffers, and the back-translation sources.
     t = time.monotonic()
     tally = Tally()
-    shards = ShardSink(out_dir, cfg.shard, DOC_SCHEMA)
+    shards = ShardSink(out_dir, cfg.shard, DOC_SCHEMA, forced_heldout(units, decisions, cfg.shard.heldout_fraction))
     remove(join(out_dir, "rejects"))
     reject_writers: dict[str, RollingParquet] = {}
 

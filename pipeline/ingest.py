@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,9 +38,76 @@ def _doc_id(source: str, line: int) -> str:
     return f"{posixpath.basename(source)}:{line}"
 
 
-def _read_lines(source: str, data: bytes, parse_json: bool, text_field: str, id_field: str):
+@dataclass(frozen=True)
+class Part:
+    """A work unit's share of an input: the whole file, or for a file larger than the unit
+    size a line-aligned byte range [start, end) (.jsonl/.txt, `first` = line number of its
+    first line) or a range of Parquet row groups [start, end) (`first` = its first row)."""
+
+    uri: str
+    start: int | None = None
+    end: int | None = None
+    first: int = 1
+
+    def __str__(self) -> str:
+        return self.uri if self.start is None else f"{self.uri}[{self.start}:{self.end}]"
+
+
+def _line_parts(uri: str, f, unit_bytes: int, block: int = 16 << 20) -> list[Part]:
+    """Cut a line file into parts of about `unit_bytes`, each ending after a newline, counting
+    lines on the way (one sequential read) so every part knows its first line number."""
+    parts: list[Part] = []
+    start, first, pos, line = 0, 1, 0, 1   # `line`: number of the line that starts at/after pos
+    while True:
+        data = f.read(block)
+        if not data:
+            break
+        off = 0
+        while start + unit_bytes <= pos + len(data):
+            idx = data.find(b"\n", max(start + unit_bytes - pos, off))
+            if idx < 0:
+                break  # the line goes on in the next block
+            line += data.count(b"\n", off, idx + 1)
+            parts.append(Part(uri, start, pos + idx + 1, first))
+            start, first, off = pos + idx + 1, line, idx + 1
+        line += data.count(b"\n", off)
+        pos += len(data)
+    if start < pos or not parts:
+        parts.append(Part(uri, start, pos, first))
+    return parts
+
+
+def plan(uri: str, unit_bytes: int) -> list[Part]:
+    """The parts of one input: the whole input when it is at most `unit_bytes` (or a saved HF
+    dataset, which is memory-mapped), else line-aligned byte ranges or Parquet row groups."""
+    if is_hf_dataset(uri):
+        return [Part(uri)]
+    fs, path = get_fs(uri)
+    if fs.size(path) <= unit_bytes:
+        return [Part(uri)]
+    with fs.open(path, "rb") as f:
+        if not uri.lower().endswith(".parquet"):
+            parts = _line_parts(uri, f, unit_bytes)
+            return parts if len(parts) > 1 else [Part(uri)]
+        try:
+            meta = pq.ParquetFile(f).metadata
+        except pa.ArrowInvalid:
+            return [Part(uri)]  # read_part records it as unreadable
+    parts, start, first, size, row = [], 0, 1, 0, 1
+    for i in range(meta.num_row_groups):
+        rg = meta.row_group(i)
+        if size and size + rg.total_byte_size > unit_bytes:
+            parts.append(Part(uri, start, i, first))
+            start, first, size = i, row, 0
+        size += rg.total_byte_size
+        row += rg.num_rows
+    parts.append(Part(uri, start, meta.num_row_groups, first))
+    return parts if len(parts) > 1 else [Part(uri)]
+
+
+def _read_lines(source: str, data: bytes, parse_json: bool, text_field: str, id_field: str, first: int = 1):
     ids, texts, rejects = [], [], []
-    for lineno, raw in enumerate(data.splitlines(), start=1):
+    for lineno, raw in enumerate(data.splitlines(), start=first):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -71,16 +139,16 @@ def _read_lines(source: str, data: bytes, parse_json: bool, text_field: str, id_
     return ids, texts, rejects
 
 
-def _read_table(source: str, table: pa.Table, text_field: str, id_field: str):
+def _read_table(source: str, table: pa.Table, text_field: str, id_field: str, first: int = 1):
     n = table.num_rows
     if text_field not in table.column_names:
-        rejects = [_reject(source, i + 1, "missing_text", f"no column '{text_field}' (columns: {table.column_names})", None)
-                   for i in range(n)]
+        rejects = [_reject(source, i, "missing_text", f"no column '{text_field}' (columns: {table.column_names})", None)
+                   for i in range(first, first + n)]
         return [], [], rejects
     texts_col = table[text_field].to_pylist()
     id_col = table[id_field].to_pylist() if id_field in table.column_names else [None] * n
     ids, texts, rejects = [], [], []
-    for i, (t, d) in enumerate(zip(texts_col, id_col), start=1):
+    for i, (t, d) in enumerate(zip(texts_col, id_col), start=first):
         if not isinstance(t, str) or not t.strip():
             rejects.append(_reject(source, i, "missing_text", f"row {i}: '{text_field}' is null or empty", None))
             continue
@@ -113,17 +181,32 @@ def _read_hf_dataset(uri: str, text_field: str, id_field: str):
 
 
 def read_file(uri: str, text_field: str = "text", id_field: str = "id") -> tuple[pa.Table, pa.Table]:
-    """Read one input (a file, or a saved HF dataset folder) into (documents, rejects)."""
+    """Read one whole input (a file, or a saved HF dataset folder) into (documents, rejects)."""
+    return read_part(Part(uri), text_field, id_field)
+
+
+def read_part(part: Part, text_field: str = "text", id_field: str = "id") -> tuple[pa.Table, pa.Table]:
+    """Read one part of an input (see `plan`) into (documents, rejects); ids and reject
+    locations use the line or row numbers of the whole file."""
+    uri = part.uri
     lower = uri.lower()
-    if is_hf_dataset(uri):
+    if part.start is None and is_hf_dataset(uri):
         ids, texts, rejects = _read_hf_dataset(uri, text_field, id_field)
         return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)
     if not lower.endswith(FORMATS):
         raise IngestError(f"{uri}: unsupported input format (expected one of {', '.join(FORMATS)})")
     fs, path = get_fs(uri)
     with fs.open(path, "rb") as f:
-        data = f.read()
-    if not data.strip():
+        if part.start is None:
+            data = f.read()
+        elif lower.endswith(".parquet"):
+            table = pq.ParquetFile(f).read_row_groups(range(part.start, part.end))
+            ids, texts, rejects = _read_table(uri, table, text_field, id_field, part.first)
+            return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)
+        else:
+            f.seek(part.start)
+            data = f.read(part.end - part.start)
+    if part.start is None and not data.strip():
         log.warning("ingest: %s is empty; recorded as a reject", uri)
         return empty_docs(), make_rejects([_reject(uri, None, "empty_file", "file is empty", None)])
     if lower.endswith(".parquet"):
@@ -132,7 +215,7 @@ def read_file(uri: str, text_field: str = "text", id_field: str = "id") -> tuple
         except pa.ArrowInvalid as e:
             return empty_docs(), make_rejects([_reject(uri, None, "unreadable_parquet", str(e), None)])
     else:
-        ids, texts, rejects = _read_lines(uri, data, not lower.endswith(".txt"), text_field, id_field)
+        ids, texts, rejects = _read_lines(uri, data, not lower.endswith(".txt"), text_field, id_field, part.first)
     if rejects:
-        log.warning("ingest: %s: %d row(s) rejected (first: %s)", uri, len(rejects), rejects[0]["detail"])
+        log.warning("ingest: %s: %d row(s) rejected (first: %s)", part, len(rejects), rejects[0]["detail"])
     return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)

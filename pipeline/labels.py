@@ -16,8 +16,10 @@ Rules, in order (see `normalize`):
    stays `zho`, as in FLORES, and `cmn` (GlotLID's Mandarin) maps to it;
 5. the script: the model's if it names one; else, for Chinese, Simplified or Traditional by the
    characters of the text (`han_variant`); else the document's detected script when the
-   language is written in it (its profile's `scripts`, or any script for a language without a
-   profile); else the language's usual script (CLDR likely subtags via `langcodes`).
+   language is written in it (its profile's `scripts`, or `MULTI_SCRIPT` for well-known
+   languages with several scripts); else the language's usual script (its profile's first
+   script, or CLDR's likely script via `langcodes`). A runner-up language of a Devanagari
+   document is thus `ell_Grek`, never `ell_Deva`.
 
 Config entries (`languages: [fr, sw]`, per-language thresholds) may be written in any of these
 forms; an entry without a script matches the language in every script (`matches`, `lookup`).
@@ -50,6 +52,19 @@ MACRO = {
 
 # Default scripts where CLDR's likely script is not the one FLORES uses.
 DEFAULT_SCRIPT = {"kor": "Hang", "hbs": "Latn", "azb": "Arab", "bho": "Deva", "egl": "Latn"}
+
+# Languages commonly written in more than one script (first = usual); a profile's `scripts:`
+# takes precedence.
+MULTI_SCRIPT = {
+    "srp": ["Cyrl", "Latn"], "hbs": ["Latn", "Cyrl"], "bos": ["Latn", "Cyrl"], "uzn": ["Latn", "Cyrl"],
+    "azj": ["Latn", "Cyrl"], "kaz": ["Cyrl", "Latn"], "tat": ["Cyrl", "Latn"], "tuk": ["Latn", "Cyrl"],
+    "kir": ["Cyrl", "Arab"], "khk": ["Cyrl", "Mong"], "pan": ["Guru", "Arab"], "snd": ["Arab", "Deva"],
+    "kas": ["Arab", "Deva"], "urd": ["Arab"], "hin": ["Deva"], "ber": ["Tfng", "Latn", "Arab"],
+    "kab": ["Latn", "Tfng"], "tzm": ["Tfng", "Latn"], "zgh": ["Tfng"], "uig": ["Arab", "Cyrl", "Latn"],
+    "kmr": ["Latn", "Arab", "Cyrl"], "ckb": ["Arab"], "mon": ["Cyrl", "Mong"], "jpn": ["Jpan"],
+    "kor": ["Hang", "Kore"], "sat": ["Olck", "Deva", "Beng"], "mni": ["Beng", "Mtei"],
+    "ful": ["Latn", "Adlm"], "fuv": ["Latn", "Adlm"], "aze": ["Latn", "Cyrl", "Arab"],
+}
 
 CHINESE = {"zho", "yue", "wuu", "hak", "nan", "gan", "hsn", "cjy", "cdo", "lzh"}
 
@@ -142,8 +157,8 @@ def _with_script(lang: str, detected: str) -> str:
         return f"{lang}_Jpan"
     from .languages import declared_scripts
 
-    declared = declared_scripts(lang)
-    return f"{lang}_{detected}" if not declared or detected in declared else f"{lang}_{default}"
+    declared = declared_scripts(lang) or MULTI_SCRIPT.get(lang, [])
+    return f"{lang}_{detected}" if detected in declared else f"{lang}_{default}"
 
 
 @lru_cache(maxsize=65536)

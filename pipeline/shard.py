@@ -30,16 +30,48 @@ MANIFEST = "manifest.json"
 MIN_DOCS_FOR_HELDOUT = 5
 
 
-def heldout_mask(ids: list[str], fraction: float) -> list[bool]:
-    """Deterministic held-out choice by a hash of the document id. A language with at least
-    MIN_DOCS_FOR_HELDOUT documents always holds out one, so every language gets evaluated."""
+def _buckets(ids: list[str]) -> list[int]:
+    return [int.from_bytes(hashlib.blake2b(i.encode(), digest_size=4).digest(), "big") % 10_000 for i in ids]
+
+
+def heldout_mask(ids: list[str], fraction: float, forced: set[str] | None = None) -> list[bool]:
+    """Deterministic held-out choice by a hash of the document id, plus the `forced` ids.
+    `forced=None` means `ids` are a whole language: if it has at least MIN_DOCS_FOR_HELDOUT
+    documents and none is held out by hash, the one with the lowest hash is (so every language
+    gets evaluated). For a language streamed in batches, compute `forced` once with
+    `ForcedHeldout` so the choice does not depend on the batching."""
     if fraction <= 0 or not ids:
         return [False] * len(ids)
-    buckets = [int.from_bytes(hashlib.blake2b(i.encode(), digest_size=4).digest(), "big") % 10_000 for i in ids]
+    buckets = _buckets(ids)
     mask = [b < int(fraction * 10_000) for b in buckets]
-    if not any(mask) and len(ids) >= MIN_DOCS_FOR_HELDOUT:
-        mask[buckets.index(min(buckets))] = True
-    return mask
+    if forced is None:
+        if not any(mask) and len(ids) >= MIN_DOCS_FOR_HELDOUT:
+            mask[buckets.index(min(buckets))] = True
+        return mask
+    return [m or i in forced for m, i in zip(mask, ids)]
+
+
+class ForcedHeldout:
+    """The forced held-out documents of `heldout_mask`, over a language seen batch by batch:
+    feed every (kept, original) document once, read `ids` at the end. Memory: one entry per
+    language."""
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+        self.seen: dict[str, list] = {}  # lang -> [docs, any held out by hash, (lowest bucket, id)]
+
+    def add(self, langs: list[str], ids: list[str]) -> None:
+        if self.fraction <= 0:
+            return
+        for lang, i, b in zip(langs, ids, _buckets(ids)):
+            st = self.seen.setdefault(lang, [0, False, (10_000, "")])
+            st[0] += 1
+            st[1] = st[1] or b < int(self.fraction * 10_000)
+            st[2] = min(st[2], (b, i))
+
+    @property
+    def ids(self) -> set[str]:
+        return {low[1] for n, held, low in self.seen.values() if n >= MIN_DOCS_FOR_HELDOUT and not held}
 
 
 def temperature_weights(sizes: dict[str, float], alpha: float) -> dict[str, float]:
@@ -159,11 +191,12 @@ class ShardSink:
     SPLITS = ("train", "heldout")
     BUFFER_BYTES = 32 << 20  # all writers' buffers together; past it every buffer is flushed
 
-    def __init__(self, corpus_dir: str, cfg: ShardConfig, schema: pa.Schema):
+    def __init__(self, corpus_dir: str, cfg: ShardConfig, schema: pa.Schema, forced_heldout: set[str] | None = None):
         remove(join(corpus_dir, "shards"))  # a rerun rewrites every shard; stale files must not linger
         self.dir, self.cfg, self.schema = corpus_dir, cfg, schema
         self.writers: dict[tuple[str, str], RollingParquet] = {}
         self.stats: dict[str, dict] = {}
+        self.forced = forced_heldout  # None: every add() holds a whole language (see heldout_mask)
 
     def _writer(self, lang: str, split: str) -> RollingParquet:
         key = (lang, split)
@@ -178,7 +211,7 @@ class ShardSink:
         for lang in sorted(set(docs["lang"].to_pylist())):
             part = docs.filter(pc.equal(docs["lang"], lang))
             augmented = part["augmented"].to_pylist()
-            held = [h and not a for h, a in zip(heldout_mask(part["id"].to_pylist(), self.cfg.heldout_fraction),
+            held = [h and not a for h, a in zip(heldout_mask(part["id"].to_pylist(), self.cfg.heldout_fraction, self.forced),
                                                 augmented)]
             held_arr = pa.array(held, pa.bool_())
             info = self.stats.setdefault(lang, {"rows": 0, "augmented_rows": 0, "shards": 0, "bytes": 0,

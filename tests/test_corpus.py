@@ -117,3 +117,19 @@ def test_report_chart_is_a_png(prepared):
     out, _, _ = prepared
     data = (out / "report.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_files_split_into_units_give_the_same_shards(prepared, tmp_path):
+    """The demo corpus prepared with 2 KB work units (its files split into many parts) writes
+    the same shards, byte for byte, as with one unit per file."""
+    from conftest import SAMPLE
+
+    out, report, cfg = prepared
+    small = cfg.model_copy(deep=True)
+    small.ingest.unit_bytes = 2048
+    again = prepare([str(SAMPLE / "corpus" / "*")], str(tmp_path / "split"), small)
+    assert len(list((tmp_path / "split" / "_units").iterdir())) > len(list((out / "_units").iterdir()))
+    first = json.loads((out / "manifest.json").read_text())
+    second = json.loads((tmp_path / "split" / "manifest.json").read_text())
+    assert [(s["path"], s["sha256"]) for s in first["shards"]] == [(s["path"], s["sha256"]) for s in second["shards"]]
+    assert again["input"] == report["input"] and again["rejected_by_reason"] == report["rejected_by_reason"]

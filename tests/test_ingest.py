@@ -90,3 +90,52 @@ def test_hugging_face_dataset_saved_to_disk(tmp_path):
     assert rej["reason"].to_pylist() == ["missing_text"]
     report = prepare([str(tmp_path / "hf")], str(tmp_path / "out"))
     assert report["input"] == 3 and report["kept"] + report["rejected"] == 3
+
+
+def _concat_parts(parts):
+    from pipeline.ingest import read_part
+
+    read = [read_part(p) for p in parts]
+    return pa.concat_tables([d for d, _ in read]), pa.concat_tables([r for _, r in read])
+
+
+@pytest.mark.parametrize("unit_bytes", [1024, 1500, 4096])
+def test_large_line_files_split_into_parts_that_read_like_the_whole(tmp_path, unit_bytes):
+    """A file over `unit_bytes` becomes several line-aligned parts; together they give the
+    same documents, ids, line numbers and rejects as reading the whole file."""
+    from pipeline.ingest import plan
+
+    lines = []
+    for i in range(300):
+        if i % 37 == 5:
+            lines.append(b'{"text": "broken\n')
+        elif i % 41 == 7:
+            lines.append(b"\n")
+        else:
+            lines.append(f'{{"text": "document {i} {"é" * (i % 13)}"}}\n'.encode())
+    f = write(tmp_path / "big.jsonl", b"".join(lines))
+    parts = plan(str(f), unit_bytes)
+    assert len(parts) > 2 and parts[0].start == 0 and parts[-1].end == f.stat().st_size
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
+    whole_docs, whole_rej = read_file(str(f))
+    docs, rej = _concat_parts(parts)
+    assert docs["id"].to_pylist() == whole_docs["id"].to_pylist()      # 'big.jsonl:<line>' ids
+    assert docs["text"].to_pylist() == whole_docs["text"].to_pylist()
+    assert rej["detail"].to_pylist() == whole_rej["detail"].to_pylist()  # same line numbers
+    txt = write(tmp_path / "big.txt", "".join(f"line {i}\n" for i in range(500)))
+    docs, _ = _concat_parts(plan(str(txt), unit_bytes))
+    assert docs["id"].to_pylist() == read_file(str(txt))[0]["id"].to_pylist()
+
+
+def test_large_parquet_split_by_row_groups(tmp_path):
+    from pipeline.ingest import plan
+
+    texts = [f"texte numéro {i}" if i % 50 else None for i in range(1000)]
+    pq.write_table(pa.table({"text": texts}), tmp_path / "big.parquet", row_group_size=100)
+    parts = plan(str(tmp_path / "big.parquet"), 2000)
+    assert len(parts) > 2 and parts[-1].end == 10
+    whole_docs, whole_rej = read_file(str(tmp_path / "big.parquet"))
+    docs, rej = _concat_parts(parts)
+    assert docs["id"].to_pylist() == whole_docs["id"].to_pylist()
+    assert rej["detail"].to_pylist() == whole_rej["detail"].to_pylist()
+    assert plan(str(tmp_path / "big.parquet"), 1 << 30)[0].start is None   # small: one part

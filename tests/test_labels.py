@@ -19,7 +19,8 @@ from pipeline.schema import make_docs
     ("__label__sr", "Cyrl", "srp_Cyrl"),          # the detected script, when the language uses it
     ("__label__sr", "Latn", "srp_Latn"),
     ("__label__ru", "Latn", "rus_Cyrl"),          # a script the language is not written in: its own
-    ("__label__uz", "Cyrl", "uzn_Cyrl"),          # no profile: the detected script
+    ("__label__uz", "Cyrl", "uzn_Cyrl"),          # a well-known second script (MULTI_SCRIPT)
+    ("__label__el", "Deva", "ell_Grek"),          # a script the language is not known in: its usual one
     ("__label__ja", "Hani", "jpn_Jpan"),          # kanji-only Japanese is still Japanese
     ("__label__ko", "Hang", "kor_Hang"),          # CLDR says Kore; FLORES Hang
     ("__label__als", "Latn", "gsw_Latn"),         # lid.176's Wikipedia code for Alemannic

@@ -86,3 +86,19 @@ def test_shards_are_size_targeted_with_row_groups(tmp_path):
         assert meta.num_row_groups >= 1 and max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 250
     ids = pq.read_table([str(tmp_path / s["path"]) for s in files])["id"].to_pylist()
     assert ids == [f"d{i}" for i in range(3000)]   # order kept across shards
+
+
+def test_forced_heldout_does_not_depend_on_batching():
+    from pipeline.shard import ForcedHeldout
+
+    ids = {"eng_Latn": [f"e{i}" for i in range(40)], "swh_Latn": [f"s{i}" for i in range(6)],
+           "eus_Latn": [f"b{i}" for i in range(3)]}
+    whole = {lang: heldout_mask(v, 0.01) for lang, v in ids.items()}
+    forced = ForcedHeldout(0.01)
+    for lang, v in ids.items():
+        for k in range(0, len(v), 4):  # batches of 4, as a corpus streamed unit by unit
+            forced.add([lang] * len(v[k:k + 4]), v[k:k + 4])
+    batched = {lang: [m for k in range(0, len(v), 4) for m in heldout_mask(v[k:k + 4], 0.01, forced.ids)]
+               for lang, v in ids.items()}
+    assert batched == whole
+    assert sum(whole["swh_Latn"]) == 1 and sum(whole["eus_Latn"]) == 0
