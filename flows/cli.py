@@ -51,8 +51,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from pipeline.corpus import prepare
 
-    cfg = _config(args.config).corpus
-    report = prepare(args.inputs, args.out, cfg)
+    cfg = _config(args.config)
+    report = prepare(args.inputs, args.out, cfg.corpus, cfg.ray)
     summary = {k: report[k] for k in ("input", "kept", "rejected", "rejected_by_reason")}
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     print(f"per-language report: {args.out}/report.json; manifest: {args.out}/manifest.json")

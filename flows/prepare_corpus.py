@@ -12,6 +12,6 @@ from tasks.corpus import prepare_corpus_task
 @flow(name="prepare_corpus", log_prints=True)
 def prepare_corpus(config: PipelineConfig = PipelineConfig()) -> dict:
     corpus_dir = config.path("corpus")
-    report = prepare_corpus_task(config.corpus.ingest.inputs, corpus_dir, config.corpus)
+    report = prepare_corpus_task(config.corpus.ingest.inputs, corpus_dir, config.corpus, config.ray)
     return {"corpus_dir": corpus_dir, "report": report,
             "manifest": read_json(f"{corpus_dir}/manifest.json"), "manifest_sha256": report["manifest_sha256"]}

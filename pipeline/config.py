@@ -164,8 +164,11 @@ class ShardConfig(_Model):
 
 
 class CorpusConfig(_Model):
-    engine: Literal["local", "ray"] = Field(
-        default="local", description="Run the work units in-process or as Ray tasks (RAY_ADDRESS or local).")
+    engine: Literal["auto", "local", "ray"] = Field(
+        default="auto", description="Where the work units run: in-process (local), as Ray tasks (ray: on "
+        "the configured cluster, else a local Ray), or auto: Ray when a cluster is configured "
+        "(ray.address or RAY_ADDRESS), else in-process. The output is the same.")
+    cpus_per_unit: float = Field(default=1.0, gt=0, description="CPUs a Ray task of one work unit reserves.")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
 from collections import Counter, defaultdict
 
@@ -28,7 +30,7 @@ import pyarrow.compute as pc
 
 from . import augment as augment_mod
 from . import charts, clean, dedup, ingest, langid
-from .config import CorpusConfig
+from .config import CorpusConfig, RayConfig
 from .schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
 from .shard import MANIFEST, ForcedHeldout, RollingParquet, ShardSink
 from .storage import (absolute, exists, expand, get_fs, join, read_json, read_parquet, remove, sha256_file,
@@ -44,7 +46,8 @@ class AccountingError(RuntimeError):
 
 def fingerprint(files: list[str], cfg: CorpusConfig) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode())
+    # where the units run does not change the corpus: a rerun on Ray reuses a local result
+    h.update(json.dumps(cfg.model_dump(mode="json", exclude={"engine", "cpus_per_unit"}), sort_keys=True).encode())
     h.update(str(VERSION).encode())
     for uri in files:
         fs, path = get_fs(uri)
@@ -166,12 +169,20 @@ def run_unit(part: ingest.Part, out_dir: str, cfg_json: dict) -> dict:
     docs, rejects, info = process_unit(part, cfg)
     write_parquet(join(unit, "docs.parquet"), docs)
     write_parquet(join(unit, "rejects.parquet"), rejects)
-    info = {"uri": str(part), "dir": unit, "kept": docs.num_rows, **info}
+    info = {"uri": str(part), "dir": unit, "kept": docs.num_rows, "host": socket.gethostname(),
+            "pid": os.getpid(), **info}
     write_json(done, info)
     return {**info, "resumed": False}
 
 
-def run_units(files: list[str], out_dir: str, cfg: CorpusConfig) -> list[dict]:
+def resolve_engine(cfg: CorpusConfig, ray_cfg: RayConfig | None) -> str:
+    """'ray' or 'local' for `corpus.engine` (auto: Ray when a cluster address is configured)."""
+    if cfg.engine != "auto":
+        return cfg.engine
+    return "ray" if (ray_cfg and ray_cfg.address) or os.environ.get("RAY_ADDRESS") else "local"
+
+
+def run_units(files: list[str], out_dir: str, cfg: CorpusConfig, ray_cfg: RayConfig | None = None) -> list[dict]:
     """All work units, in-process or on Ray (`cfg.engine`); results in input order. A unit is
     an input file, or a part of one larger than `ingest.unit_bytes`."""
     payload = cfg.model_dump(mode="json")
@@ -191,14 +202,15 @@ def run_units(files: list[str], out_dir: str, cfg: CorpusConfig) -> list[dict]:
                  info["kept"], info["input"], " (resumed)" if info["resumed"] else "",
                  n_docs / max(elapsed, 1e-9), elapsed / done * (len(parts) - done))
 
-    if cfg.engine == "ray":
+    if resolve_engine(cfg, ray_cfg) == "ray":
         import ray
 
-        from .config import RayConfig
         from .raytrain import init_ray
 
-        init_ray(RayConfig())
-        task = ray.remote(run_unit)
+        init_ray(ray_cfg or RayConfig())
+        log.info("prepare: %d work units as Ray tasks (%s CPU each) on %s", len(parts), cfg.cpus_per_unit,
+                 ray.get_runtime_context().gcs_address)
+        task = ray.remote(num_cpus=cfg.cpus_per_unit)(run_unit)
         refs = [task.remote(part, absolute(out_dir), payload) for part in parts]
         pending = list(refs)
         while pending:
@@ -292,7 +304,7 @@ def dedup_units(units: list[dict], decisions: dict[int, tuple[str, int, str]]):
         yield kept, rejects
 
 
-def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None) -> dict:
+def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ray_cfg: RayConfig | None = None) -> dict:
     """Run the corpus phase; return the report (with `manifest_sha256`).
 
     Work units (one per input file) are committed under `out_dir/_units/` as they finish; a
@@ -310,7 +322,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None) ->
     remove(manifest_uri)  # from here on the old corpus (if any) is no longer committed
     langid.load_model(cfg.langid.model_path)  # fail early on a bad model path
 
-    units = run_units(files, out_dir, cfg)
+    units = run_units(files, out_dir, cfg, ray_cfg)
     timings: Counter[str] = Counter()
     for u in units:
         timings.update(u["seconds"])

@@ -64,3 +64,44 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A Ray head node on loopback (`ray start --head`, dashboard + job server), with token
+    authentication as a real cluster should have; yields (GCS address, dashboard URL) and
+    sets RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH for this process while it runs."""
+    import secrets
+    import subprocess
+    import sys
+
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    token = tmp_path_factory.mktemp("ray-auth") / "token"
+    token.write_text(secrets.token_hex(32))
+    env_keys = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    saved = {k: os.environ.get(k) for k in env_keys}
+    os.environ.update(env_keys)
+    port, dashboard = _free_port(), _free_port()
+    subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=4",
+                    "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
+    finally:
+        import ray
+
+        ray.shutdown()
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
