@@ -75,20 +75,22 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
-    """A Ray head node on loopback (`ray start --head`, dashboard + job server), with token
-    authentication as a real cluster should have; yields (GCS address, dashboard URL) and
-    sets RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH for this process while it runs."""
-    import secrets
+def ray_head():
+    """A Ray head node on loopback (`ray start --head`, dashboard + job server) with token
+    authentication, as Ray 2.59+ sets up local clusters: the token is Ray's default file
+    (~/.ray/auth_token, created by `ray get-auth-token --generate` when missing), which this
+    process and its subprocesses read too (a process caches the token it first loads, so a
+    different file per cluster would not work). Yields (GCS address, dashboard URL)."""
     import subprocess
     import sys
 
+    import ray
+
+    ray.shutdown()  # a local Ray of an earlier test would keep this process away from the head
     ray_bin = str(Path(sys.executable).with_name("ray"))
-    token = tmp_path_factory.mktemp("ray-auth") / "token"
-    token.write_text(secrets.token_hex(32))
-    env_keys = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    saved = {k: os.environ.get(k) for k in env_keys}
-    os.environ.update(env_keys)
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "token"
+    subprocess.run([ray_bin, "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
     port, dashboard = _free_port(), _free_port()
     subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=4",
                     "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
@@ -96,12 +98,9 @@ def ray_head(tmp_path_factory):
     try:
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
     finally:
-        import ray
-
         ray.shutdown()
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
