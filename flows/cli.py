@@ -2,6 +2,11 @@
 
     babelforge run --config FILE                       the whole DAG as a Prefect flow
     babelforge prepare INPUT... --out DIR [--config F]  the corpus phase alone (no Prefect)
+    babelforge pretrain --config FILE                  tokenizer + Ray Train pretraining + held-out loss
+    babelforge finetune --config FILE                  Ray Train fine-tuning + per-language evaluation
+
+`pretrain` and `finetune` run the functions the Prefect tasks run, without Prefect, so they
+also work as Ray Jobs: `ray job submit --working-dir . -- babelforge pretrain --config F`.
 """
 
 from __future__ import annotations
@@ -59,6 +64,51 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_overrides(args: argparse.Namespace) -> PipelineConfig:
+    cfg = _config(args.config)
+    update = {k: v for k, v in (("run_name", args.run_name), ("output_dir", args.output_dir)) if v}
+    return PipelineConfig.model_validate({**cfg.model_dump(), **update}) if update else cfg
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from pipeline import evaluate, pretrain, tokenizer
+    from pipeline.storage import read_json
+
+    cfg = _with_overrides(args)
+    corpus_dir = args.corpus or cfg.path("corpus")
+    manifest = read_json(f"{corpus_dir}/manifest.json")
+    tokenizer.train_tokenizer(manifest, corpus_dir, cfg.path("tokenizer"), cfg.tokenizer, cfg.model.objective)
+    result = pretrain.pretrain(corpus_dir, manifest, cfg.path("tokenizer"), cfg.path("model-pretrained"), cfg)
+    report = evaluate.evaluate_lm(result["model_dir"], manifest, corpus_dir, cfg.model, cfg.pretrain.seed)
+    from pipeline.storage import write_json
+
+    write_json(cfg.path("eval", "pretrain.json"), {"train": result, "heldout": report})
+    print(f"pretrained {cfg.model.objective} model: {result['model_dir']} (step {result['step']}, "
+          f"loss {result['loss']:.4f}, {result['tokens_per_s']:.0f} tokens/s)")
+    print("held-out loss per language (trained / at init):")
+    for lang, m in report["languages"].items():
+        extra = f"  {m['bits_per_byte']} bits/byte" if "bits_per_byte" in m else ""
+        print(f"  {lang}: {m['loss']:.4f} / {m['loss_init']:.4f}{extra}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from pipeline import evaluate, finetune
+    from pipeline.storage import write_json
+
+    cfg = _with_overrides(args)
+    pretrained = args.pretrained or cfg.path("model-pretrained")
+    result = finetune.finetune(pretrained, cfg.path("model"), cfg)
+    report = evaluate.evaluate_classifier(cfg.path("model"), cfg.finetune.test_path, cfg.model.max_length,
+                                          languages=cfg.finetune.eval_languages)
+    write_json(cfg.path("eval", "finetune.json"), {"train": result, "test": report})
+    print(f"fine-tuned classifier: {cfg.path('model')}; test accuracy per language (chance {report['chance_accuracy']}):")
+    for lang, m in report["languages"].items():
+        print(f"  {lang}: accuracy {m['accuracy']:.3f} (majority-label {m['majority_accuracy']:.3f})  "
+              f"macro-F1 {m['macro_f1']:.3f}  (n={m['n']})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="babelforge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,6 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output directory or URI")
     p.add_argument("--config", help="YAML config; its corpus section is used")
     p.set_defaults(func=cmd_prepare)
+    for name, func, help_ in (("pretrain", cmd_pretrain, "train the tokenizer and pretrain on the corpus (Ray Train)"),
+                              ("finetune", cmd_finetune, "fine-tune the pretrained model and evaluate per language")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", help="YAML config (default: embedded defaults)")
+        p.add_argument("--run-name", help="override run_name")
+        p.add_argument("--output-dir", help="override output_dir (use an absolute path or URI in a Ray Job)")
+        if name == "pretrain":
+            p.add_argument("--corpus", help="corpus directory (default: <output_dir>/<run_name>/corpus)")
+        else:
+            p.add_argument("--pretrained", help="pretrained model directory (default: <run>/model-pretrained)")
+        p.set_defaults(func=func)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import labels
 
@@ -178,17 +178,34 @@ class CorpusConfig(_Model):
 
 
 class TokenizerConfig(_Model):
+    pretrained_dir: str | None = Field(
+        default=None, description="A local pretrained tokenizer directory (HF format) to use instead of "
+        "training one; its special tokens must suit the objective.")
+    model: Literal["unigram", "bpe"] = Field(default="unigram", description="Unigram (SentencePiece-style) or BPE.")
     vocab_size: int = Field(default=4000, ge=100)
+    byte_fallback: bool = Field(
+        default=True, description="Never emit [UNK]: unigram spells unseen characters as UTF-8 byte pieces "
+        "<0x00>..<0xFF>; BPE works on bytes (GPT-2 style byte-level).")
     max_sentences: int = Field(default=200_000, ge=1)
+    alpha: float | None = Field(
+        default=None, gt=0, le=1,
+        description="Language-mixing temperature of the tokenizer's training text (none: the manifest's weights).")
 
 
 class ModelConfig(_Model):
+    objective: Literal["masked_lm", "causal_lm"] = Field(
+        default="masked_lm", description="masked_lm: BERT/XLM-R-style encoder with dynamic masking; "
+        "causal_lm: Llama-style decoder on packed sequences.")
+    pretrained_dir: str | None = Field(
+        default=None, description="Start from this local pretrained model directory (HF format, with its "
+        "tokenizer) instead of building the architecture below from scratch.")
     hidden_size: int = Field(default=64, ge=8)
     num_layers: int = Field(default=2, ge=1)
     num_heads: int = Field(default=2, ge=1)
     intermediate_size: int = Field(default=128, ge=8)
-    max_length: int = Field(default=64, ge=8)
+    max_length: int = Field(default=64, ge=8, description="Sequence length (tokens).")
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    num_kv_heads: int | None = Field(default=None, ge=1, description="causal_lm: grouped-query attention heads.")
 
 
 class RayConfig(_Model):
@@ -204,6 +221,21 @@ class RayConfig(_Model):
         description="Logical CPUs of a local Ray: more than the workers reserve, so Ray Data "
         "read tasks are not starved.",
     )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        default="ddp", description="Data parallelism: DDP (a model copy per worker) or FSDP (sharded).")
+    storage_path: str | None = Field(
+        default=None, description="Where Ray Train writes checkpoints (local path or s3://...); default "
+        "<run dir>/ray. On a multi-node cluster it must be shared storage.")
+    num_to_keep: int = Field(default=2, ge=1, description="Checkpoints kept (CheckpointConfig).")
+    max_failures: int = Field(
+        default=2, ge=-1, description="Worker failures survived by restarting from the latest checkpoint "
+        "(FailureConfig; -1: unlimited).")
+
+    @model_validator(mode="after")
+    def _fsdp_needs_gpu(self):
+        if self.strategy == "fsdp" and not self.use_gpu:
+            raise ValueError("strategy 'fsdp' needs use_gpu: true (Ray Train's FSDP runs on GPUs; use 'ddp' on CPU)")
+        return self
 
 
 class PretrainConfig(_Model):
@@ -212,25 +244,57 @@ class PretrainConfig(_Model):
     learning_rate: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_steps: int = Field(default=5, ge=0)
+    grad_accum_steps: int = Field(default=1, ge=1, description="Micro-batches per optimizer step.")
+    max_grad_norm: float = Field(default=1.0, gt=0, description="Gradient clipping (global L2 norm).")
     mask_probability: float = Field(default=0.15, gt=0, lt=1)
     alpha: float | None = Field(
         default=None, gt=0, le=1,
         description="Language-sampling temperature for training (none: the manifest's weights).")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="bf16 autocast (auto: on GPU only; CPU trains in fp32).")
+    compile: bool = Field(default=False, description="torch.compile the model.")
+    log_every: int = Field(default=10, ge=1, description="Steps between metric reports (loss per language, tokens/s, lr, MFU).")
     checkpoint_every: int = Field(default=20, ge=1)
+    inject_failure_at_step: int | None = Field(
+        default=None, ge=1, description="Testing: the last worker SIGKILLs its own process once at this "
+        "step, to exercise recovery (FailureConfig) from the latest checkpoint.")
     seed: int = 0
 
 
 class FinetuneConfig(_Model):
-    train_path: str = "data/sample/labelled/train.tsv"
+    train_path: str = Field(
+        default="data/sample/labelled/train.tsv",
+        description="Labelled TSV(s), path or glob: columns lang/label/text, or SIB-200 style "
+        "index_id/category/text with the language taken from the parent folder (sib200/fra_Latn/train.tsv).")
     test_path: str = "data/sample/labelled/test.tsv"
+    dev_path: str | None = Field(default=None, description="Dev set for early stopping (same formats).")
     train_languages: LanguageCodes = Field(
         default_factory=list, description="Languages to train on (empty: all in the train file)."
     )
+    eval_languages: LanguageCodes = Field(
+        default_factory=list, description="Languages to evaluate on (empty: all in the test file); "
+        "independent of train_languages, e.g. train on English, evaluate zero-shot on all.")
+    main_language: str | None = Field(
+        default=None, description="With other_language_weight: this language's examples weigh 1, the "
+        "others lambda (e.g. main English, lambda 0.1 for a little target-language data).")
+    other_language_weight: float = Field(default=1.0, ge=0, description="lambda: loss weight of non-main languages.")
+    strategy: Literal["full", "linear_probe", "lora"] = Field(
+        default="full", description="full fine-tune; linear_probe: frozen encoder, only the head trains; "
+        "lora: low-rank adapters (peft) on the attention projections plus the head.")
+    lora_r: int = Field(default=8, ge=1)
+    lora_alpha: int = Field(default=16, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
     epochs: int = Field(default=20, ge=1)
+    patience: int = Field(default=3, ge=1, description="Early stopping: epochs without a better dev accuracy.")
     batch_size: int = Field(default=8, ge=1, description="Per worker.")
     checkpoint_every_epochs: int = Field(default=5, ge=1)
     learning_rate: float = Field(default=2e-3, gt=0)
     seed: int = 0
+
+    @field_validator("main_language")
+    @classmethod
+    def _main(cls, v: str | None) -> str | None:
+        return labels.normalize_code(v) if v else v
 
 
 class RegistryConfig(_Model):

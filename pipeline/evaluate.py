@@ -1,4 +1,4 @@
-"""Per-language evaluation: classifier accuracy and macro-F1; masked-LM loss on held-out text.
+"""Per-language evaluation: classifier accuracy and macro-F1; held-out language-model loss.
 
 Every number is reported per language first; the overall figures are macro averages over
 languages (each language counts once), next to the pooled micro accuracy.
@@ -14,7 +14,7 @@ import torch
 
 from .config import ModelConfig
 from .finetune import read_labelled
-from .model import build_mlm, encode, mask_tokens
+from .model import build_model, encode, load_model, mask_tokens, sequence_losses
 from .shard import shard_paths
 from .storage import read_parquet
 
@@ -32,14 +32,16 @@ def macro_f1(gold: list[str], pred: list[str], labels: list[str]) -> float:
 
 
 @torch.inference_mode()
-def evaluate_classifier(model_dir: str, test_path: str, max_length: int, batch_size: int = 64) -> dict:
+def evaluate_classifier(model_dir: str, test_path: str, max_length: int, batch_size: int = 64,
+                        languages: list[str] | None = None) -> dict:
+    """Accuracy and macro-F1 per language of the test file(s) (`languages`: only these)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, local_files_only=True).eval()
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     labels = [id2label[i] for i in sorted(id2label)]
-    test = read_labelled(test_path)
+    test = read_labelled(test_path, languages)
     texts, gold, langs = (test[c].to_pylist() for c in ("text", "label", "lang"))
     pred: list[str] = []
     for b in range(0, len(texts), batch_size):
@@ -53,7 +55,9 @@ def evaluate_classifier(model_dir: str, test_path: str, max_length: int, batch_s
     for lang, idx in sorted(by_lang.items()):
         g, p = [gold[i] for i in idx], [pred[i] for i in idx]
         per_lang[lang] = {"n": len(idx), "accuracy": round(sum(a == b for a, b in zip(g, p)) / len(idx), 4),
-                          "macro_f1": round(macro_f1(g, p, labels), 4)}
+                          "macro_f1": round(macro_f1(g, p, labels), 4),
+                          # always answering the language's most frequent label would score this
+                          "majority_accuracy": round(max(g.count(x) for x in set(g)) / len(idx), 4)}
     n_langs = max(len(per_lang), 1)
     return {
         "labels": labels,
@@ -69,51 +73,66 @@ def evaluate_classifier(model_dir: str, test_path: str, max_length: int, batch_s
 
 
 @torch.inference_mode()
-def _mlm_loss(model, tokenizer, texts: list[str], max_length: int, seed: int, batch_size: int = 32) -> tuple[float, int]:
-    gen = torch.Generator().manual_seed(seed)  # the same masks for every model compared
+def _lm_loss(model, tokenizer, texts: list[str], max_length: int, causal: bool, seed: int,
+             batch_size: int = 32) -> tuple[float, int]:
+    """Summed loss and number of targets over texts: next-token loss (causal) or masked-token
+    loss with the same masks for every model compared (seeded)."""
+    gen = torch.Generator().manual_seed(seed)
     total, n = 0.0, 0
     for b in range(0, len(texts), batch_size):
         enc = encode(tokenizer, texts[b : b + batch_size], max_length)
-        inputs, labels = mask_tokens(enc["input_ids"], tokenizer, 0.15, gen)
+        if causal:
+            inputs, labels = enc["input_ids"], enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        else:
+            inputs, labels = mask_tokens(enc["input_ids"], tokenizer, 0.15, gen)
         logits = model(input_ids=inputs, attention_mask=enc["attention_mask"]).logits
-        mask = labels != -100
-        total += torch.nn.functional.cross_entropy(logits[mask], labels[mask], reduction="sum").item()
-        n += int(mask.sum())
+        loss, count = sequence_losses(logits, labels, causal)
+        total += float(loss.sum())
+        n += int(count.sum())
     return total, n
 
 
-def evaluate_mlm(model_dir: str, manifest: dict, corpus_dir: str, model_cfg: ModelConfig, seed: int = 0) -> dict:
-    """Held-out masked-LM loss per language, for the pretrained model and for the same
-    architecture at initialisation (same seed), so a reader sees what training bought."""
-    from transformers import AutoTokenizer, BertForMaskedLM
+def evaluate_lm(model_dir: str, manifest: dict, corpus_dir: str, model_cfg: ModelConfig, seed: int = 0) -> dict:
+    """Held-out loss per language (masked or next-token, by the model's objective), for the
+    pretrained model and for the same architecture at initialisation (same seed), so a reader
+    sees what training bought. Causal models also get bits per UTF-8 byte, which compares
+    across languages and tokenizers."""
+    from transformers import AutoTokenizer
 
+    causal = model_cfg.objective == "causal_lm"
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    trained = BertForMaskedLM.from_pretrained(model_dir, local_files_only=True).eval()
+    trained = load_model(model_dir, model_cfg.objective).eval()
     torch.manual_seed(seed)
-    init = build_mlm(model_cfg, tokenizer).eval()
+    init = (load_model(model_cfg.pretrained_dir, model_cfg.objective) if model_cfg.pretrained_dir
+            else build_model(model_cfg.model_copy(update={"pretrained_dir": None}), tokenizer)).eval()
     out = {}
     for lang in sorted(manifest["languages"]):
         texts = [t for uri in shard_paths(manifest, corpus_dir, "heldout", [lang])
                  for t in read_parquet(uri, ["text"])["text"].to_pylist()]
         if not texts:
             continue
-        loss, n = _mlm_loss(trained, tokenizer, texts, model_cfg.max_length, seed)
-        loss0, _ = _mlm_loss(init, tokenizer, texts, model_cfg.max_length, seed)
-        out[lang] = {"docs": len(texts), "masked_tokens": n, "mlm_loss": round(loss / n, 4),
-                     "mlm_loss_init": round(loss0 / n, 4), "perplexity": round(math.exp(loss / n), 2)}
-    return {"languages": out}
+        loss, n = _lm_loss(trained, tokenizer, texts, model_cfg.max_length, causal, seed)
+        loss0, _ = _lm_loss(init, tokenizer, texts, model_cfg.max_length, causal, seed)
+        row = {"docs": len(texts), "targets": n, "loss": round(loss / n, 4), "loss_init": round(loss0 / n, 4),
+               "perplexity": round(math.exp(loss / n), 2)}
+        if causal:  # only the text the model saw (truncation) counts: bytes of the decoded targets
+            seen = tokenizer(texts, truncation=True, max_length=model_cfg.max_length, add_special_tokens=True)
+            n_bytes = sum(len(tokenizer.decode(ids, skip_special_tokens=True).encode()) for ids in seen["input_ids"])
+            row["bits_per_byte"] = round(loss / math.log(2) / max(n_bytes, 1), 4)
+        out[lang] = row
+    return {"objective": model_cfg.objective, "languages": out}
 
 
 def markdown(report: dict) -> str:
-    """One row per language: classification and held-out masked-LM figures."""
+    """One row per language: classification and held-out language-model figures."""
     cls = report.get("classification", {}).get("languages", {})
-    mlm = report.get("mlm", {}).get("languages", {})
-    lines = ["| language | test n | accuracy | macro-F1 | held-out docs | MLM loss | MLM loss at init |",
+    lm = report.get("lm", {}).get("languages", {})
+    lines = ["| language | test n | accuracy | macro-F1 | held-out docs | LM loss | LM loss at init |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for lang in sorted(set(cls) | set(mlm)):
-        c, m = cls.get(lang, {}), mlm.get(lang, {})
+    for lang in sorted(set(cls) | set(lm)):
+        c, m = cls.get(lang, {}), lm.get(lang, {})
         lines.append(f"| {lang} | {c.get('n', '')} | {c.get('accuracy', '')} | {c.get('macro_f1', '')} | "
-                     f"{m.get('docs', '')} | {m.get('mlm_loss', '')} | {m.get('mlm_loss_init', '')} |")
+                     f"{m.get('docs', '')} | {m.get('loss', '')} | {m.get('loss_init', '')} |")
     o = report.get("classification", {}).get("overall")
     if o:
         lines.append(f"| **overall** (macro over languages) | {o['n']} | {o['macro_accuracy']} | {o['macro_f1']} | | | |")

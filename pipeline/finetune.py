@@ -1,56 +1,119 @@
 """Fine-tuning: sequence classification from the pretrained checkpoint, on Ray Train.
 
-Labelled data is a TSV with columns `lang`, `label`, `text` (local path or URI). Training
-languages are chosen by config (all by default); evaluation covers every language of the
-test file, so zero-shot transfer to languages not trained on shows up per language.
+Labelled data: TSVs with columns `lang`, `label`, `text`, or SIB-200 files (`index_id`,
+`category`, `text`) whose language is their folder's name (`sib200/fra_Latn/test.tsv`); paths
+may be globs. Training and evaluation languages are chosen independently (zero-shot
+cross-lingual transfer: train on English, evaluate on all); a main language can weigh 1 and
+the others lambda. Strategies: full fine-tune, linear probe (frozen encoder), LoRA (peft).
+With a dev set, training stops early when dev accuracy has not improved for `patience`
+epochs, and the best epoch's model is the one exported.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
+import posixpath
 import time
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from . import raytrain
-from .config import PipelineConfig
-from .labels import matches, normalize
+from .config import FinetuneConfig, PipelineConfig
+from .labels import language, matches, normalize
 from .model import encode, warmup_cosine
-from .storage import absolute, get_fs
+from .storage import absolute, expand, get_fs
 
 log = logging.getLogger(__name__)
 COLUMNS = ("lang", "label", "text")
+SIB_COLUMNS = ("index_id", "category", "text")
 
 
-def read_labelled(uri: str) -> pa.Table:
-    """Read a labelled TSV; a row with a missing field is an error naming the file and line."""
+def _read_one(uri: str) -> list[list[str]]:
     fs, path = get_fs(uri)
     with fs.open(path, "rb") as f:
-        reader = csv.reader(io.StringIO(f.read().decode("utf-8")), delimiter="\t")
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != list(COLUMNS):
-            raise ValueError(f"{uri}: header must be the tab-separated columns {COLUMNS}, got {header!r}")
+        reader = csv.reader(io.StringIO(f.read().decode("utf-8")), delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = [h.strip() for h in (next(reader, None) or [])[:3]]
+        if header == list(COLUMNS):
+            folder_lang = None
+        elif header == list(SIB_COLUMNS):
+            folder_lang = posixpath.basename(posixpath.dirname(path))
+        else:
+            raise ValueError(f"{uri}: header must be the tab-separated columns {COLUMNS} or {SIB_COLUMNS}, got {header!r}")
         rows = []
         for lineno, row in enumerate(reader, start=2):
             if len(row) < 3 or not all(v.strip() for v in row[:3]):
-                raise ValueError(f"{uri}:{lineno}: expected 3 non-empty fields (lang, label, text), got {row!r}")
+                raise ValueError(f"{uri}:{lineno}: expected 3 non-empty fields {header}, got {row!r}")
+            code = folder_lang or row[0].strip()
             try:  # any ISO 639 form ('fr', 'fra', 'fra_Latn') -> the pipeline's canonical label
-                lang = normalize(row[0].strip())
+                lang = normalize(code)
             except ValueError as e:
-                raise ValueError(f"{uri}:{lineno}: field lang: {e}") from e
-            rows.append([lang, row[1], row[2]])
+                raise ValueError(f"{uri}:{lineno}: {'folder name' if folder_lang else 'field lang'}: {e}") from e
+            rows.append([lang, row[1].strip(), row[2]])
+    return rows
+
+
+def read_labelled(uri: str, languages: list[str] | None = None) -> pa.Table:
+    """Read labelled TSV(s) (a path, glob or URI); a bad row is an error naming file and line.
+    `languages`: keep only these (normalised codes; empty or None: all)."""
+    rows = [r for f in expand([uri]) for r in _read_one(f)]
+    if languages:
+        rows = [r for r in rows if matches(r[0], languages)]
     return pa.table({c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)})
+
+
+def example_weights(langs: list[str], fcfg: FinetuneConfig) -> list[float]:
+    """1 for the main language (all languages when none is set), lambda for the others."""
+    if not fcfg.main_language:
+        return [1.0] * len(langs)
+    return [1.0 if matches(l, [fcfg.main_language]) else fcfg.other_language_weight for l in langs]
+
+
+def apply_strategy(model, fcfg: FinetuneConfig):
+    """Full fine-tune (unchanged), linear probe (only the classification head trains) or LoRA."""
+    head = "classifier" if hasattr(model, "classifier") else "score"
+    if fcfg.strategy == "linear_probe":
+        for name, p in model.named_parameters():
+            p.requires_grad = name.startswith(head)
+        return model
+    if fcfg.strategy == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        targets = ["query", "value"] if model.config.model_type == "bert" else ["q_proj", "v_proj"]
+        lcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=fcfg.lora_r, lora_alpha=fcfg.lora_alpha,
+                          lora_dropout=fcfg.lora_dropout, target_modules=targets, modules_to_save=[head])
+        return get_peft_model(model, lcfg)
+    return model
+
+
+def exportable(model):
+    """The plain HF model to save: LoRA adapters merged into a copy of the weights."""
+    inner = raytrain.unwrap(model)
+    if hasattr(inner, "merge_and_unload"):
+        return copy.deepcopy(inner).merge_and_unload()
+    return inner
+
+
+@torch.inference_mode()
+def dev_accuracy(model, tokenizer, dev: pa.Table, label2id: dict, max_length: int, device, batch_size: int = 64) -> float:
+    model.eval()
+    texts, gold = dev["text"].to_pylist(), [label2id.get(x, -1) for x in dev["label"].to_pylist()]
+    right = 0
+    for b in range(0, len(texts), batch_size):
+        enc = encode(tokenizer, texts[b : b + batch_size], max_length)
+        logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
+        right += sum(int(p) == g for p, g in zip(logits.argmax(-1).cpu(), gold[b : b + batch_size]))
+    model.train()
+    return right / max(len(texts), 1)
 
 
 def train_loop(config: dict) -> None:
     import ray.train
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from .config import FinetuneConfig
 
     fcfg = FinetuneConfig.model_validate(config["finetune"])
     device = raytrain.worker_setup(config["threads"], fcfg.seed)
@@ -59,48 +122,68 @@ def train_loop(config: dict) -> None:
     resumed = raytrain.load_state(ray.train.get_checkpoint())
     source = resumed[0] if resumed else config["pretrained_dir"]
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    torch.manual_seed(fcfg.seed)  # identical classifier head on every rank
+    torch.manual_seed(fcfg.seed)  # identical classifier head (and adapters) on every rank
     model = AutoModelForSequenceClassification.from_pretrained(
-        source, local_files_only=True, num_labels=len(label2id), label2id=label2id, id2label={v: k for k, v in label2id.items()})
+        source, local_files_only=True, num_labels=len(label2id), label2id=label2id,
+        id2label={v: k for k, v in label2id.items()}, pad_token_id=tokenizer.pad_token_id)
+    model = apply_strategy(model, fcfg)
     model = ray.train.torch.prepare_model(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=fcfg.learning_rate, weight_decay=0.01)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=fcfg.learning_rate, weight_decay=0.01)
     shard = ray.train.get_dataset_shard("train")
     steps_per_epoch, total_steps = config["steps_per_epoch"], config["total_steps"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(max(1, steps_per_epoch // 2), total_steps))
-    step = 0
+    step, best, since_best = 0, -1.0, 0
     if resumed:
         state = resumed[1]
-        optimizer.load_state_dict(state["optimizer"])
+        if fcfg.strategy != "lora":  # LoRA resumes from merged weights with fresh adapters
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
+        best, since_best = state.get("meta", {}).get("best_dev", -1.0), state.get("meta", {}).get("since_best", 0)
+    dev = pa.table(config["dev"]) if config.get("dev") else None
     max_length = config["max_length"]
     model.train()
     total, n, t0 = 0.0, 0, time.monotonic()
     for batch in raytrain.batches(shard, fcfg.batch_size, skip=step, drop_last=False):
         enc = encode(tokenizer, batch["text"], max_length)
         labels = torch.tensor([label2id[x] for x in batch["label"]])
-        out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
-                    labels=labels.to(device))
+        weights = torch.tensor(batch["weight"], dtype=torch.float32)
+        logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
+        per_example = torch.nn.functional.cross_entropy(logits.float(), labels.to(device), reduction="none")
+        loss = (per_example * weights.to(device)).sum() / weights.sum().clamp(min=1e-9)
         optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
         step += 1
-        total += out.loss.item()
+        total += loss.item()
         n += 1
         if step % steps_per_epoch == 0 or step == total_steps:
             epoch = -(-step // steps_per_epoch)
             metrics = {"epoch": epoch, "step": step, "loss": total / max(n, 1), "seconds": time.monotonic() - t0}
+            save = epoch % fcfg.checkpoint_every_epochs == 0 or step == total_steps
+            stop = False
+            if dev is not None:  # every rank has the same weights, so the same dev accuracy
+                metrics["dev_accuracy"] = dev_accuracy(model, tokenizer, dev, label2id, max_length, device)
+                improved = metrics["dev_accuracy"] > best
+                best, since_best = (metrics["dev_accuracy"], 0) if improved else (best, since_best + 1)
+                save, stop = improved, since_best >= fcfg.patience
             if rank == 0:
-                log.info("finetune epoch %d/%d step %d/%d loss %.4f (%.1fs)", epoch, fcfg.epochs, step, total_steps,
-                         metrics["loss"], metrics["seconds"])
-            if epoch % fcfg.checkpoint_every_epochs == 0 or step == total_steps:
+                log.info("finetune epoch %d/%d step %d/%d loss %.4f%s (%.1fs)%s", epoch, fcfg.epochs, step, total_steps,
+                         metrics["loss"], f" dev accuracy {metrics['dev_accuracy']:.3f}" if dev is not None else "",
+                         metrics["seconds"], " early stop" if stop else "")
+            state = None
+            if save:
                 state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                         "meta": {"task": "sequence_classification", "label2id": label2id}}
-                raytrain.report(metrics, model, tokenizer, state)
+                         "meta": {"task": "sequence_classification", "label2id": label2id, "best_dev": best,
+                                  "since_best": since_best, "strategy": fcfg.strategy}}
+            raytrain.report(metrics, exportable(model) if state else model, tokenizer, state)
             total, n, t0 = 0.0, 0, time.monotonic()
+            if stop:
+                break
 
 
 def epoch_stream(table: pa.Table, epochs: int, seed: int) -> pa.Table:
@@ -116,14 +199,13 @@ def finetune(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     import ray.data
 
     fcfg = cfg.finetune
-    train = read_labelled(fcfg.train_path)
-    if fcfg.train_languages:
-        keep = [matches(l, fcfg.train_languages) for l in train["lang"].to_pylist()]
-        train = train.filter(pa.array(keep, pa.bool_()))
+    train = read_labelled(fcfg.train_path, fcfg.train_languages)
     if train.num_rows == 0:
         raise ValueError(f"{fcfg.train_path}: no training rows for languages {fcfg.train_languages}")
     labels = sorted(set(train["label"].to_pylist()))
     label2id = {l: i for i, l in enumerate(labels)}
+    train = train.append_column("weight", pa.array(example_weights(train["lang"].to_pylist(), fcfg), pa.float32()))
+    dev = read_labelled(fcfg.dev_path, fcfg.train_languages) if fcfg.dev_path else None
     raytrain.init_ray(cfg.ray)
     ds = ray.data.from_arrow(epoch_stream(train, fcfg.epochs, fcfg.seed))
     # Ray Train splits the stream equally (remainder dropped): this is each worker's step count
@@ -132,11 +214,14 @@ def finetune(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
         train_loop,
         {"finetune": fcfg.model_dump(), "pretrained_dir": absolute(pretrained_dir), "label2id": label2id,
          "threads": cfg.ray.cpus_per_worker, "max_length": cfg.model.max_length,
-         "steps_per_epoch": -(-total_steps // fcfg.epochs), "total_steps": total_steps},
-        {"train": ds}, f"{cfg.run_name}-finetune", cfg.run_dir, cfg.ray,
+         "steps_per_epoch": -(-total_steps // fcfg.epochs), "total_steps": total_steps,
+         "dev": dev.to_pydict() if dev is not None else None},
+        {"train": ds}, f"{cfg.run_name}-finetune", absolute(cfg.run_dir) if "://" not in cfg.run_dir else cfg.run_dir,
+        cfg.ray,
     )
     raytrain.export(result.checkpoint, out_dir)
-    log.info("finetune: %d rows, %d labels, %s languages, final loss %.4f -> %s", train.num_rows, len(labels),
-             sorted(set(train["lang"].to_pylist())), result.metrics["loss"], out_dir)
-    return {"model_dir": out_dir, "labels": labels, "train_rows": train.num_rows,
-            "train_languages": sorted(set(train["lang"].to_pylist())), **result.metrics}
+    langs = sorted(set(train["lang"].to_pylist()))
+    log.info("finetune (%s): %d rows, %d labels, languages %s, final loss %.4f -> %s", fcfg.strategy, train.num_rows,
+             len(labels), langs, result.metrics["loss"], out_dir)
+    return {"model_dir": out_dir, "labels": labels, "train_rows": train.num_rows, "train_languages": langs,
+            "strategy": fcfg.strategy, **result.metrics}

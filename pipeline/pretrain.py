@@ -1,17 +1,33 @@
-"""Masked-LM pretraining on the corpus shards with Ray Train (TorchTrainer, DDP, gloo on CPU).
+"""Pretraining on the corpus shards with Ray Train: masked LM (BERT / XLM-R style encoder) or
+causal LM (Llama-style decoder), DDP or FSDP, CPU (gloo) or GPU (NCCL, bf16 autocast).
 
-Ray Data reads the manifest's training shards and mixes the languages by temperature
-sampling (one stream, `training_stream`); each worker receives its equal split through
-`ray.train.get_dataset_shard`, tokenises and masks on the fly, and trains a BERT-style model
-built from the config. Checkpoints (safetensors weights, tokenizer, optimizer, scheduler,
-step) go through `ray.train.report`; rerunning with the same run name resumes from the latest.
+Data path, all in Ray Data on CPU workers: read the manifest's training shards -> resample each
+language to its rows of the temperature-sampling plan (`mix_batch`; alpha from the config or the
+manifest) -> seeded shuffle -> tokenise (`tokenize_batch`: one padded sequence per document for
+masked LM; for causal LM documents of one language are concatenated with </s> and cut into
+full sequences, "packing") -> each training worker's equal split via
+`ray.train.get_dataset_shard`. Masking is dynamic (drawn per step on the worker).
+
+Each optimizer step accumulates `grad_accum_steps` micro-batches, clips the gradient norm, and
+follows warmup + cosine. Every `log_every` steps the workers report the loss overall and per
+language (summed over all workers), tokens/s, the learning rate and, on GPU, an MFU estimate.
+Every `checkpoint_every` steps rank 0 saves a checkpoint through `ray.train.report`
+(safetensors weights, tokenizer, optimizer, scheduler, step = data position, RNG states); a
+failed worker is replaced and training resumes from the latest one (FailureConfig), and
+rerunning with the same run name resumes too.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import random
+import signal
 import time
 import zlib
+from contextlib import nullcontext
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,77 +35,24 @@ import torch
 
 from . import raytrain
 from .config import PipelineConfig
-from .model import build_mlm, encode, mask_tokens, warmup_cosine
+from .model import build_model, flops_per_token, load_model, mask_tokens, sequence_losses, warmup_cosine
 from .shard import mixing_plan, shard_paths
 from .storage import absolute
 
 log = logging.getLogger(__name__)
 
+# Dense bf16 peak FLOP/s per GPU, for the MFU estimate (NVIDIA data sheets, SXM parts).
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
-def train_loop(config: dict) -> None:
-    import ray.train
-    from transformers import AutoTokenizer, BertForMaskedLM
 
-    from .config import ModelConfig, PretrainConfig
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
 
-    pcfg = PretrainConfig.model_validate(config["pretrain"])
-    mcfg = ModelConfig.model_validate(config["model"])
-    device = raytrain.worker_setup(config["threads"], pcfg.seed)
-    rank = ray.train.get_context().get_world_rank()
 
-    resumed = raytrain.load_state(ray.train.get_checkpoint())
-    if resumed:
-        ckpt_dir, state = resumed
-        tokenizer = AutoTokenizer.from_pretrained(ckpt_dir, local_files_only=True)
-        model = BertForMaskedLM.from_pretrained(ckpt_dir, attn_implementation="sdpa", local_files_only=True)
-    else:
-        state = None
-        tokenizer = AutoTokenizer.from_pretrained(config["tokenizer_dir"], local_files_only=True)
-        torch.manual_seed(pcfg.seed)  # identical initial weights on every rank
-        model = build_mlm(mcfg, tokenizer)
-    model = ray.train.torch.prepare_model(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=pcfg.learning_rate, weight_decay=pcfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(pcfg.warmup_steps, pcfg.max_steps))
-    step = 0
-    if state:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = state["step"]
-        if rank == 0:
-            log.info("pretrain: resumed at step %d", step)
-    gen = torch.Generator().manual_seed(pcfg.seed * 1000 + rank + step)
-
-    shard = ray.train.get_dataset_shard("train")
-    model.train()
-    window_loss, window_n, tokens, t0 = 0.0, 0, 0, time.monotonic()
-    for batch in raytrain.batches(shard, pcfg.batch_size, skip=step, repeat_until=pcfg.max_steps):
-        enc = encode(tokenizer, batch["text"], mcfg.max_length)
-        inputs, labels = mask_tokens(enc["input_ids"], tokenizer, pcfg.mask_probability, gen)
-        out = model(input_ids=inputs.to(device), attention_mask=enc["attention_mask"].to(device),
-                    labels=labels.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        window_loss += out.loss.item()
-        window_n += 1
-        tokens += int(enc["attention_mask"].sum())
-        if step % pcfg.checkpoint_every == 0 or step == pcfg.max_steps:
-            elapsed = time.monotonic() - t0
-            metrics = {"step": step, "loss": window_loss / window_n, "lr": scheduler.get_last_lr()[0],
-                       "tokens_per_s_per_worker": tokens / max(elapsed, 1e-9)}
-            if rank == 0:
-                log.info("pretrain step %d/%d loss %.4f lr %.2e %.0f tok/s/worker", step, pcfg.max_steps,
-                         metrics["loss"], metrics["lr"], metrics["tokens_per_s_per_worker"])
-            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                     "meta": {"objective": "masked_lm"}}
-            raytrain.report(metrics, model, tokenizer, state)
-            window_loss, window_n, tokens, t0 = 0.0, 0, 0, time.monotonic()
-        if step >= pcfg.max_steps:
-            break
-
+# ---------------------------------------------------------------- data path (Ray Data, CPU)
 
 def mix_batch(batch: pa.Table, rates: dict[str, float], seed: int) -> pa.Table:
     """Resample the rows of a batch by their language's rate: rate 2.5 repeats a row 2 or 3
@@ -103,10 +66,41 @@ def mix_batch(batch: pa.Table, rates: dict[str, float], seed: int) -> pa.Table:
     return batch.take(np.repeat(np.arange(batch.num_rows), copies))
 
 
-def training_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: float | None, seed: int):
-    """One Ray Dataset holding the whole training stream: every language is resampled to its
-    rows in the temperature-sampling plan (`mixing_plan`) and the result shuffled. One pass
-    over it is the run: no epoch restarts of the Ray Data pipeline."""
+@lru_cache(maxsize=4)
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def tokenize_batch(batch: pa.Table, tokenizer_dir: str, objective: str, seq_len: int) -> dict[str, np.ndarray]:
+    """Documents -> fixed-length training sequences with their language. Masked LM: one
+    sequence per document, truncated and padded. Causal LM: the documents of each language
+    are joined with </s> and cut into sequences of exactly `seq_len` tokens (packing; the tail
+    of each language in a batch, shorter than one sequence, is dropped)."""
+    tok = _tokenizer(tokenizer_dir)
+    texts, langs = batch["text"].to_pylist(), batch["lang"].to_pylist()
+    if objective == "masked_lm":
+        enc = tok(texts, truncation=True, max_length=seq_len, padding="max_length")
+        return {"input_ids": np.array(enc["input_ids"], np.int32).reshape(-1, seq_len),
+                "lang": np.array(langs, dtype=object)}
+    streams: dict[str, list[int]] = {}
+    for ids, lang in zip(tok(texts)["input_ids"], langs):
+        streams.setdefault(lang, []).extend(ids + [tok.eos_token_id])
+    rows, row_langs = [], []
+    for lang in sorted(streams):
+        s = streams[lang]
+        for k in range(0, len(s) - seq_len + 1, seq_len):
+            rows.append(s[k : k + seq_len])
+            row_langs.append(lang)
+    return {"input_ids": np.array(rows, np.int32).reshape(-1, seq_len), "lang": np.array(row_langs, dtype=object)}
+
+
+def training_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: float | None, seed: int,
+                    tokenizer_dir: str | None = None, objective: str = "masked_lm", seq_len: int = 64):
+    """One Ray Dataset holding the whole training stream: every language resampled to its rows
+    in the temperature-sampling plan (`mixing_plan`), shuffled, and (with `tokenizer_dir`)
+    tokenised into training sequences. One pass over it is the run: no epoch restarts."""
     import ray.data
 
     plan = mixing_plan(manifest, total_rows, alpha)
@@ -114,24 +108,173 @@ def training_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: flo
     paths = shard_paths(manifest, corpus_dir, "train")
     if not paths:
         raise ValueError(f"{corpus_dir}: manifest lists no training shards")
-    log.info("pretrain: language mix for %d rows: %s", total_rows, plan)
+    log.info("pretrain: language mix for %d documents: %s", total_rows, plan)
     ds = ray.data.read_parquet(paths, columns=["id", "text", "lang"])
     ds = ds.map_batches(mix_batch, fn_kwargs={"rates": rates, "seed": seed}, batch_format="pyarrow")
-    return ds.random_shuffle(seed=seed)
+    ds = ds.random_shuffle(seed=seed)
+    if tokenizer_dir:
+        ds = ds.map_batches(tokenize_batch, batch_size=256, batch_format="pyarrow",
+                            fn_kwargs={"tokenizer_dir": tokenizer_dir, "objective": objective, "seq_len": seq_len})
+    return ds
+
+
+# ---------------------------------------------------------------- training loop (Ray Train worker)
+
+def _rng_state(gen: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "mask": gen.get_state()}
+
+
+def _set_rng_state(state: dict, gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    gen.set_state(state["mask"])
+
+
+def _language_losses(langs: list[str], index: dict[str, int], seq_loss: torch.Tensor, seq_n: torch.Tensor,
+                     acc: torch.Tensor) -> None:
+    """Add this micro-batch's summed loss and target count per language into acc[lang, :]."""
+    ids = torch.tensor([index[l] for l in langs])
+    acc[:, 0].index_add_(0, ids, seq_loss.detach().double().cpu())
+    acc[:, 1].index_add_(0, ids, seq_n.double().cpu())
+
+
+def train_loop(config: dict) -> None:
+    import ray.train
+    import torch.distributed as dist
+    from transformers import AutoTokenizer
+
+    from .config import ModelConfig, PretrainConfig
+
+    pcfg = PretrainConfig.model_validate(config["pretrain"])
+    mcfg = ModelConfig.model_validate(config["model"])
+    causal = mcfg.objective == "causal_lm"
+    device = raytrain.worker_setup(config["threads"], pcfg.seed)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    languages: list[str] = config["languages"]
+    lang_index = {l: i for i, l in enumerate(languages)}
+
+    resumed = raytrain.load_state(ray.train.get_checkpoint())
+    if resumed:
+        ckpt_dir, state = resumed
+        tokenizer = AutoTokenizer.from_pretrained(ckpt_dir, local_files_only=True)
+        model = load_model(ckpt_dir, mcfg.objective)
+    else:
+        state = None
+        tokenizer = AutoTokenizer.from_pretrained(config["tokenizer_dir"], local_files_only=True)
+        torch.manual_seed(pcfg.seed)  # identical initial weights on every rank
+        model = build_model(mcfg, tokenizer)
+    flops_tok = flops_per_token(model)
+    if pcfg.compile:
+        model = torch.compile(model)
+    model = ray.train.torch.prepare_model(model, parallel_strategy=config["strategy"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=pcfg.learning_rate, weight_decay=pcfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(pcfg.warmup_steps, pcfg.max_steps))
+    gen = torch.Generator().manual_seed(pcfg.seed * 1000 + rank)
+    step = 0
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        if "rng" in state and state.get("world") == world:
+            _set_rng_state(state["rng"][rank], gen)
+        if rank == 0:
+            log.info("pretrain: resumed at step %d", step)
+    bf16 = pcfg.precision == "bf16" or (pcfg.precision == "auto" and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    peak = peak_flops(device)
+
+    shard = ray.train.get_dataset_shard("train")
+    accum = pcfg.grad_accum_steps
+    micro = raytrain.batches(shard, pcfg.batch_size, skip=step * accum, repeat_until=pcfg.max_steps * accum)
+    model.train()
+    lang_acc = torch.zeros(len(languages), 2, dtype=torch.float64)
+    tokens, t0 = 0, time.monotonic()
+    done = False
+    while not done:
+        optimizer.zero_grad(set_to_none=True)
+        for k in range(accum):
+            batch = next(micro, None)
+            if batch is None:
+                raise RuntimeError(f"pretrain: data ran out at step {step} (rank {rank})")
+            input_ids = torch.as_tensor(batch["input_ids"], dtype=torch.long)
+            attention = (input_ids != tokenizer.pad_token_id).long()
+            if causal:
+                inputs, labels = input_ids, input_ids.masked_fill(attention == 0, -100)
+            else:
+                inputs, labels = mask_tokens(input_ids, tokenizer, pcfg.mask_probability, gen)
+            sync = k == accum - 1 or not hasattr(model, "no_sync")
+            with (nullcontext() if sync else model.no_sync()), autocast:
+                logits = model(input_ids=inputs.to(device), attention_mask=attention.to(device)).logits
+                seq_loss, seq_n = sequence_losses(logits, labels.to(device), causal)
+                loss = seq_loss.sum() / seq_n.sum().clamp(min=1)
+            (loss / accum).backward()
+            _language_losses(list(batch["lang"]), lang_index, seq_loss, seq_n, lang_acc)
+            tokens += int(attention.sum())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), pcfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        done = step >= pcfg.max_steps
+        if pcfg.inject_failure_at_step == step and rank == world - 1:
+            marker = Path(config["failure_marker"])
+            if not marker.exists():
+                marker.write_text(f"worker {rank} killed itself at step {step}\n")
+                log.warning("pretrain: injected failure: rank %d sends itself SIGKILL at step %d", rank, step)
+                os.kill(os.getpid(), signal.SIGKILL)
+        if step % pcfg.log_every == 0 or step % pcfg.checkpoint_every == 0 or done:
+            elapsed = time.monotonic() - t0
+            totals = torch.cat([lang_acc.flatten(), torch.tensor([float(tokens)], dtype=torch.float64)])
+            if dist.is_available() and dist.is_initialized():
+                dist.all_reduce(totals)  # sum over workers: global per-language loss and throughput
+            acc = totals[:-1].view(-1, 2)
+            metrics = {"step": step, "loss": float(acc[:, 0].sum() / acc[:, 1].sum().clamp(min=1)),
+                       "lr": scheduler.get_last_lr()[0], "tokens_per_s": float(totals[-1]) / max(elapsed, 1e-9)}
+            metrics.update({f"loss/{l}": round(float(acc[i, 0] / acc[i, 1]), 5)
+                            for i, l in enumerate(languages) if acc[i, 1] > 0})
+            if peak:
+                metrics["mfu"] = metrics["tokens_per_s"] * flops_tok / (peak * world)
+            if rank == 0:
+                log.info("pretrain step %d/%d loss %.4f lr %.2e %.0f tok/s%s", step, pcfg.max_steps, metrics["loss"],
+                         metrics["lr"], metrics["tokens_per_s"],
+                         f" MFU {metrics['mfu']:.1%}" if "mfu" in metrics else "")
+            ckpt = None
+            if step % pcfg.checkpoint_every == 0 or done:
+                gathered = [None] * world
+                if dist.is_available() and dist.is_initialized():
+                    dist.all_gather_object(gathered, _rng_state(gen))
+                else:
+                    gathered = [_rng_state(gen)]
+                ckpt = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                        "world": world, "rng": gathered,
+                        "meta": {"objective": mcfg.objective, "data_position_batches": step * accum * world}}
+            raytrain.report(metrics, model, tokenizer, ckpt)
+            lang_acc.zero_()
+            tokens, t0 = 0, time.monotonic()
 
 
 def pretrain(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     """Run the Ray Train job; export the final model (safetensors) to `out_dir`."""
     raytrain.init_ray(cfg.ray)
     pcfg = cfg.pretrain
-    # one extra batch per worker so drop_last never leaves a worker short of max_steps
-    total = (pcfg.max_steps + 1) * pcfg.batch_size * cfg.ray.num_workers
-    ds = training_stream(manifest, corpus_dir, total, pcfg.alpha, pcfg.seed)
+    seq_len = cfg.model.max_length
+    micro_batches = (pcfg.max_steps * pcfg.grad_accum_steps + 1) * cfg.ray.num_workers
+    rows = micro_batches * pcfg.batch_size
+    if cfg.model.objective == "causal_lm":  # documents per packed sequence, from the corpus itself
+        tokens_per_doc = sum(v.get("train_tokens", 0) for v in manifest["languages"].values()) / max(
+            1, sum(v.get("train_rows", 0) for v in manifest["languages"].values()))
+        rows = int(rows * max(1.0, 1.5 * seq_len / max(tokens_per_doc, 1.0))) + 1
+    ds = training_stream(manifest, corpus_dir, rows, pcfg.alpha, pcfg.seed, absolute(tokenizer_dir),
+                         cfg.model.objective, seq_len)
+    run_dir = absolute(cfg.run_dir) if "://" not in cfg.run_dir else cfg.run_dir
     result = raytrain.fit(
         train_loop,
-        {"pretrain": cfg.pretrain.model_dump(), "model": cfg.model.model_dump(),
-         "tokenizer_dir": absolute(tokenizer_dir), "threads": cfg.ray.cpus_per_worker},
-        {"train": ds}, f"{cfg.run_name}-pretrain", cfg.run_dir, cfg.ray,
+        {"pretrain": pcfg.model_dump(), "model": cfg.model.model_dump(), "tokenizer_dir": absolute(tokenizer_dir),
+         "threads": cfg.ray.cpus_per_worker, "languages": sorted(manifest["languages"]),
+         "strategy": cfg.ray.strategy, "failure_marker": str(Path(absolute(out_dir)).parent / ".injected-failure")},
+        {"train": ds}, f"{cfg.run_name}-pretrain", run_dir, cfg.ray,
     )
     raytrain.export(result.checkpoint, out_dir)
     log.info("pretrain: final loss %.4f at step %d -> %s", result.metrics["loss"], result.metrics["step"], out_dir)

@@ -37,23 +37,32 @@ def init_ray(cfg: RayConfig) -> None:
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
 
 
-def storage_path(run_dir: str) -> str:
+def storage_path(run_dir: str, cfg: RayConfig | None = None) -> str:
+    """Where Ray Train keeps checkpoints: `ray.storage_path` (local or s3://), else <run>/ray."""
+    if cfg is not None and cfg.storage_path:
+        return cfg.storage_path if is_remote(cfg.storage_path) else str(Path(cfg.storage_path).resolve())
     return f"{run_dir}/ray" if is_remote(run_dir) else str(Path(run_dir, "ray").resolve())
 
 
-def fit(train_fn, loop_config: dict, datasets: dict, name: str, run_dir: str, cfg: RayConfig, num_to_keep: int = 2):
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+def scaling_config(cfg: RayConfig):
+    from ray.train import ScalingConfig
+
+    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
+    return ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources)
+
+
+def fit(train_fn, loop_config: dict, datasets: dict, name: str, run_dir: str, cfg: RayConfig):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     init_ray(cfg)
     trainer = TorchTrainer(
         train_fn,
         train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=storage_path(run_dir),
-                             checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
-                             failure_config=FailureConfig(max_failures=1)),
+        scaling_config=scaling_config(cfg),
+        run_config=RunConfig(name=name, storage_path=storage_path(run_dir, cfg),
+                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.num_to_keep),
+                             failure_config=FailureConfig(max_failures=cfg.max_failures)),
         datasets=datasets,
     )
     result = trainer.fit()
@@ -62,6 +71,13 @@ def fit(train_fn, loop_config: dict, datasets: dict, name: str, run_dir: str, cf
     if result.checkpoint is None:
         raise RuntimeError(f"{name}: training finished without a checkpoint")
     return result
+
+
+def unwrap(model):
+    """The Hugging Face model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+    return model
 
 
 def worker_setup(cfg_threads: float, seed: int) -> torch.device:
@@ -84,8 +100,7 @@ def report(metrics: dict, model, tokenizer, state: dict | None) -> None:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        unwrapped = getattr(model, "module", model)
-        unwrapped.save_pretrained(d, safe_serialization=True)
+        unwrap(model).save_pretrained(d, safe_serialization=True)
         tokenizer.save_pretrained(d)
         torch.save({k: v for k, v in state.items() if k != "meta"}, os.path.join(d, "trainer_state.pt"))
         Path(d, "trainer_meta.json").write_text(json.dumps({**state.get("meta", {}), **metrics}, indent=2))

@@ -96,8 +96,8 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     for lang, m in eval_report.get("classification", {}).get("languages", {}).items():
         metrics[f"accuracy.{lang}"] = m["accuracy"]
         metrics[f"macro_f1.{lang}"] = m["macro_f1"]
-    for lang, m in eval_report.get("mlm", {}).get("languages", {}).items():
-        metrics[f"mlm_loss.{lang}"] = m["mlm_loss"]
+    for lang, m in eval_report.get("lm", {}).get("languages", {}).items():
+        metrics[f"lm_loss.{lang}"] = m["loss"]
     for k, v in eval_report.get("classification", {}).get("overall", {}).items():
         metrics[f"overall.{k}"] = v
     with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:

@@ -15,14 +15,22 @@ from .shard import mixing_plan, shard_paths
 from .storage import read_parquet
 
 log = logging.getLogger(__name__)
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Special tokens per objective: BERT-style for the masked-LM encoder, Llama-style for the decoder.
+SPECIALS = {
+    "masked_lm": {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                  "mask_token": "[MASK]"},
+    "causal_lm": {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
+}
+BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
 
 
-def sample_texts(manifest: dict, corpus_dir: str, max_sentences: int, seed: int = 0) -> dict[str, list[str]]:
-    """Per language, training texts drawn in proportion to the manifest weights."""
+def sample_texts(manifest: dict, corpus_dir: str, max_sentences: int, seed: int = 0,
+                 alpha: float | None = None) -> dict[str, list[str]]:
+    """Per language, training texts drawn in proportion to the manifest weights (or to the
+    temperature `alpha` given here)."""
     rng = random.Random(seed)
     available = sum(v.get("train_rows", 0) for v in manifest["languages"].values())
-    plan = mixing_plan(manifest, min(max_sentences, available))
+    plan = mixing_plan(manifest, min(max_sentences, available), alpha)
     out: dict[str, list[str]] = {}
     for lang, budget in plan.items():
         texts: list[str] = []
@@ -37,52 +45,112 @@ def sample_texts(manifest: dict, corpus_dir: str, max_sentences: int, seed: int 
     return out
 
 
-def train_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: TokenizerConfig):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def _with_byte_fallback(tok, unk: str):
+    """Rebuild a trained Unigram model with the 256 UTF-8 byte pieces and byte_fallback, as
+    SentencePiece does: a character the vocabulary lacks becomes its bytes, never [UNK]."""
+    import json
 
-    per_lang = sample_texts(manifest, corpus_dir, cfg.max_sentences)
+    from tokenizers import models
+
+    spec = json.loads(tok.to_str())["model"]
+    vocab = [tuple(v) for v in spec["vocab"]]
+    floor = min(score for _, score in vocab) - 1.0
+    have = {piece for piece, _ in vocab}
+    vocab += [(b, floor) for b in BYTE_PIECES if b not in have]
+    tok.model = models.Unigram(vocab, unk_id=[p for p, _ in vocab].index(unk), byte_fallback=True)
+    return tok
+
+
+def train_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: TokenizerConfig,
+                    objective: str = "masked_lm"):
+    """Train (or copy from `cfg.pretrained_dir`) the tokenizer and save it in HF format."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if cfg.pretrained_dir:
+        fast = AutoTokenizer.from_pretrained(cfg.pretrained_dir, local_files_only=True)
+        missing = [k for k in SPECIALS[objective] if getattr(fast, k) is None and k != "unk_token"]
+        if missing:
+            raise ValueError(f"tokenizer.pretrained_dir {cfg.pretrained_dir}: no {', '.join(missing)} for {objective}")
+        fast.save_pretrained(out_dir)
+        log.info("tokenizer: using %s (%d pieces) -> %s", cfg.pretrained_dir, len(fast), out_dir)
+        return fast
+    specials = SPECIALS[objective]
+    per_lang = sample_texts(manifest, corpus_dir, cfg.max_sentences, alpha=cfg.alpha)
     texts = [t for lang in sorted(per_lang) for t in per_lang[lang]]
     if not texts:
         raise ValueError(f"{corpus_dir}: the manifest lists no training text to train a tokenizer on")
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=cfg.vocab_size, special_tokens=SPECIAL_TOKENS, unk_token="[UNK]",
-        shrinking_factor=0.75, max_piece_length=16,
-    )
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]",
-    )
+    special_list = list(dict.fromkeys(specials.values()))
+    if cfg.model == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=None if cfg.byte_fallback else specials["unk_token"]))
+        tok.normalizer = normalizers.NFC()
+        if cfg.byte_fallback:  # byte-level BPE: every string is spelled in the 256 byte symbols
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+            tok.decoder = decoders.ByteLevel()
+            trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=special_list,
+                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        else:
+            tok.pre_tokenizer = pre_tokenizers.Metaspace()
+            tok.decoder = decoders.Metaspace()
+            trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=special_list)
+        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    else:
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()]) if cfg.byte_fallback \
+            else decoders.Metaspace()
+        # Unigram keeps every character seen as a piece: the vocabulary holds at least those
+        n_chars = len({ch for t in texts for ch in t if not ch.isspace()})
+        room = cfg.vocab_size - (len(BYTE_PIECES) if cfg.byte_fallback else 0)
+        if room < n_chars + len(special_list) + 1:
+            log.warning("tokenizer: vocab_size %d leaves too little room for %d distinct characters%s; using %d "
+                        "unigram pieces", cfg.vocab_size, n_chars, " + 256 byte pieces" if cfg.byte_fallback else "",
+                        n_chars + len(special_list) + 50)
+            room = n_chars + len(special_list) + 50
+        trainer = trainers.UnigramTrainer(
+            vocab_size=room, special_tokens=special_list,
+            unk_token=specials["unk_token"], shrinking_factor=0.75, max_piece_length=16,
+        )
+        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        if cfg.byte_fallback:
+            tok = _with_byte_fallback(tok, specials["unk_token"])
+    if objective == "masked_lm":
+        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
+    else:  # a document starts with <s>; </s> is added where documents are packed together
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **specials)
     fast.save_pretrained(out_dir)
-    log.info("tokenizer: %d pieces from %d texts in %d languages -> %s", fast.vocab_size, len(texts),
-             len(per_lang), out_dir)
+    log.info("tokenizer: %s%s, %d pieces from %d texts in %d languages -> %s", cfg.model,
+             " + byte fallback" if cfg.byte_fallback else "", len(fast), len(texts), len(per_lang), out_dir)
     return fast
 
 
 def fertility(tokenizer, texts_by_lang: dict[str, list[str]]) -> dict[str, dict[str, float]]:
-    """Tokens per character and per whitespace word, per language."""
+    """Per language: tokens per character and per whitespace word, and the share of tokens
+    that are [UNK] or byte pieces (characters the vocabulary does not cover). High values show
+    the languages the vocabulary serves badly."""
+    vocab = tokenizer.get_vocab()
+    byte_ids = {vocab[b] for b in BYTE_PIECES if b in vocab}
     out = {}
     for lang, texts in sorted(texts_by_lang.items()):
         if not texts:
             continue
         encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
         n_tokens = sum(len(ids) for ids in encoded)
-        n_unk = sum(ids.count(tokenizer.unk_token_id) for ids in encoded)
+        n_unk = sum(ids.count(tokenizer.unk_token_id) for ids in encoded) if tokenizer.unk_token_id is not None else 0
+        n_bytes = sum(1 for ids in encoded for i in ids if i in byte_ids)
         n_chars = sum(len(t) for t in texts)
         n_words = sum(len(t.split()) for t in texts)
         out[lang] = {
             "tokens_per_char": round(n_tokens / max(n_chars, 1), 4),
             "tokens_per_word": round(n_tokens / max(n_words, 1), 4),
             "unk_rate": round(n_unk / max(n_tokens, 1), 5),
+            "byte_fallback_rate": round(n_bytes / max(n_tokens, 1), 5),
         }
     return out

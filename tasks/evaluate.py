@@ -14,8 +14,9 @@ from pipeline.storage import atomic_open, join, write_json
 def evaluate_task(classifier_dir: str, pretrained_dir: str, manifest: dict, corpus_dir: str, out_dir: str,
                   cfg: PipelineConfig) -> dict:
     report = {
-        "classification": evaluate.evaluate_classifier(classifier_dir, cfg.finetune.test_path, cfg.model.max_length),
-        "mlm": evaluate.evaluate_mlm(pretrained_dir, manifest, corpus_dir, cfg.model, cfg.pretrain.seed),
+        "classification": evaluate.evaluate_classifier(classifier_dir, cfg.finetune.test_path, cfg.model.max_length,
+                                                       languages=cfg.finetune.eval_languages),
+        "lm": evaluate.evaluate_lm(pretrained_dir, manifest, corpus_dir, cfg.model, cfg.pretrain.seed),
     }
     write_json(join(out_dir, "report.json"), report)
     md = evaluate.markdown(report)

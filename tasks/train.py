@@ -13,7 +13,7 @@ from pipeline.storage import read_parquet
 
 @task(name="train-tokenizer")
 def train_tokenizer_task(manifest: dict, corpus_dir: str, out_dir: str, cfg: PipelineConfig) -> str:
-    tok = tokenizer.train_tokenizer(manifest, corpus_dir, out_dir, cfg.tokenizer)
+    tok = tokenizer.train_tokenizer(manifest, corpus_dir, out_dir, cfg.tokenizer, cfg.model.objective)
     heldout = {lang: [t for uri in shard_paths(manifest, corpus_dir, "heldout", [lang])
                       for t in read_parquet(uri, ["text"])["text"].to_pylist()]
                for lang in manifest["languages"]}

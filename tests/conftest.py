@@ -92,9 +92,10 @@ def ray_head():
     os.environ["RAY_AUTH_MODE"] = "token"
     subprocess.run([ray_bin, "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
     port, dashboard = _free_port(), _free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=4",
                     "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
+                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180, env=env)
     try:
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
     finally:

@@ -54,7 +54,7 @@ def test_multilingual_pipeline_end_to_end(tmp_path, ray_local, prefect_api, monk
 
     ev = json.loads((run / "eval" / "report.json").read_text())
     assert sorted(ev["classification"]["languages"]) == LABELS
-    assert sorted(ev["mlm"]["languages"]) == LABELS
+    assert sorted(ev["lm"]["languages"]) == LABELS
     md = (run / "eval" / "report.md").read_text()
     assert all(f"| {lang} |" in md for lang in LABELS)
 

@@ -28,3 +28,37 @@ def test_prepare_flow_runs_units_on_the_configured_cluster(ray_head, prefect_api
     ref = json.loads((tmp_path / "local" / "manifest.json").read_text())
     assert [(s["path"], s["sha256"]) for s in result["manifest"]["shards"]] == \
         [(s["path"], s["sha256"]) for s in ref["shards"]]
+
+
+def test_pretrain_runs_as_a_ray_job(ray_head, tmp_path):
+    """`ray job submit --working-dir . -- babelforge pretrain --config F` against the head:
+    the job trains on the cluster and writes the model and the held-out report."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from pipeline.config import CorpusConfig
+    from pipeline.corpus import prepare
+
+    _, dashboard = ray_head
+    runs = tmp_path / "runs"
+    prepare([str(SAMPLE / "corpus" / "*")], str(runs / "job" / "corpus"), CorpusConfig(engine="local"))
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "tokenizer": {"vocab_size": 1000},
+        "model": {"objective": "causal_lm", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                  "intermediate_size": 64, "max_length": 32},
+        "pretrain": {"max_steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 2},
+        "ray": {"num_workers": 2, "max_failures": 0}}))
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    proc = subprocess.run(
+        [ray_bin, "job", "submit", "--address", dashboard, "--working-dir", str(ROOT), "--",
+         "babelforge", "pretrain", "--config", str(cfg), "--output-dir", str(runs), "--run-name", "job"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "succeeded" in proc.stdout + proc.stderr
+    assert (runs / "job" / "model-pretrained" / "model.safetensors").exists()
+    report = json.loads((runs / "job" / "eval" / "pretrain.json").read_text())
+    assert report["train"]["step"] == 4 and len(report["heldout"]["languages"]) == 12

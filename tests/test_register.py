@@ -29,7 +29,7 @@ EVAL = {"classification": {"labels": ["a", "b"], "chance_accuracy": 0.5,
                            "languages": {"fr": {"n": 4, "accuracy": 0.75, "macro_f1": 0.7},
                                          "de": {"n": 4, "accuracy": 0.5, "macro_f1": 0.4}},
                            "overall": {"n": 8, "micro_accuracy": 0.625, "macro_accuracy": 0.625, "macro_f1": 0.55}},
-        "mlm": {"languages": {"fr": {"mlm_loss": 5.0}}}}
+        "lm": {"languages": {"fr": {"loss": 5.0}}}}
 
 
 def test_register_creates_versions_with_metrics_card_and_checksum(model_and_manifest, tmp_path):

@@ -1,0 +1,166 @@
+"""Training at production grade: tokenizer options, the Ray Data path (mixing, tokenising,
+packing), causal-LM pretraining that survives a killed worker, fine-tuning strategies."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conftest import ROOT, SAMPLE
+from pipeline.config import PipelineConfig, TokenizerConfig, load_yaml
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from pipeline.corpus import prepare
+
+    root = tmp_path_factory.mktemp("train")
+    cfg = load_yaml(ROOT / "configs" / "demo.yaml").corpus
+    cfg.engine = "local"
+    prepare([str(SAMPLE / "corpus" / "*")], str(root / "corpus"), cfg)
+    return root, json.loads((root / "corpus" / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("model,objective", [("unigram", "masked_lm"), ("bpe", "causal_lm")])
+def test_tokenizer_byte_fallback_and_fertility(corpus, tmp_path, model, objective):
+    """No [UNK] even for a script the corpus never had; special tokens fit the objective;
+    fertility is reported per language."""
+    from transformers import AutoTokenizer
+
+    from pipeline.tokenizer import fertility, train_tokenizer
+
+    root, manifest = corpus
+    train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"),
+                    TokenizerConfig(model=model, vocab_size=1200), objective)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"), local_files_only=True)
+    text = "ᚠᛇᚻ ᛒᛦᚦ Ω 😀 hello"            # runes and emoji: not in the corpus
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids
+    assert tok.decode(ids).strip() == text
+    if objective == "masked_lm":
+        assert tok.mask_token and tok.cls_token and tok.sep_token
+    else:
+        assert tok.bos_token and tok.eos_token and tok("x")["input_ids"][0] == tok.bos_token_id
+    fert = fertility(tok, {"eng_Latn": ["The river rose quickly after the rain."], "runes": [text]})
+    assert fert["runes"]["tokens_per_char"] > 2 * fert["eng_Latn"]["tokens_per_char"]   # served badly, visibly
+    if model == "unigram":
+        assert fert["runes"]["byte_fallback_rate"] > fert["eng_Latn"]["byte_fallback_rate"]
+    assert fert["eng_Latn"]["tokens_per_word"] > 0
+
+
+def test_packing_makes_full_single_language_sequences(corpus, tmp_path):
+    from pipeline.pretrain import tokenize_batch
+    from pipeline.tokenizer import train_tokenizer
+
+    root, manifest = corpus
+    train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1200), "causal_lm")
+    texts = ["Le lac gèle en hiver et la neige couvre les collines."] * 7 + ["The river rose quickly."] * 9
+    batch = pa.table({"text": texts, "lang": ["fra_Latn"] * 7 + ["eng_Latn"] * 9})
+    out = tokenize_batch(batch, str(tmp_path / "tok"), "causal_lm", 16)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    ids = out["input_ids"]
+    assert ids.shape[1] == 16 and len(ids) == len(out["lang"]) > 2
+    assert not (ids == tok.pad_token_id).any()                       # packed: no padding
+    assert (ids == tok.eos_token_id).sum() >= len(ids) // 2          # documents joined by </s>
+    fr = [tok.decode(r) for r, l in zip(ids, out["lang"]) if l == "fra_Latn"]
+    assert fr and all("river" not in s for s in fr)                  # one language per sequence
+    mlm = tokenize_batch(batch, str(tmp_path / "tok"), "masked_lm", 16)
+    assert mlm["input_ids"].shape == (16, 16)                        # one padded row per document
+
+
+def test_causal_pretraining_survives_a_killed_worker(corpus, tmp_path):
+    """A Llama-style decoder on 2 workers; the last worker SIGKILLs its own process at step 5.
+    Ray Train replaces it, training resumes from the step-4 checkpoint and ends at exactly
+    step 8, with per-language losses, tokens/s and the learning rate in the metrics."""
+    import ray
+
+    from pipeline.evaluate import evaluate_lm
+    from pipeline.pretrain import pretrain
+    from pipeline.tokenizer import train_tokenizer
+
+    root, manifest = corpus
+    cfg = PipelineConfig.model_validate({
+        "run_name": "kill", "output_dir": str(tmp_path / "runs"),
+        "model": {"objective": "causal_lm", "hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2,
+                  "intermediate_size": 128, "max_length": 32},
+        "pretrain": {"max_steps": 8, "batch_size": 8, "checkpoint_every": 2, "log_every": 2, "warmup_steps": 2,
+                     "grad_accum_steps": 2, "inject_failure_at_step": 5},
+        "ray": {"num_workers": 2, "max_failures": 1}})
+    train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1200), "causal_lm")
+    try:
+        result = pretrain(str(root / "corpus"), manifest, str(tmp_path / "tok"), str(tmp_path / "runs" / "kill" / "model"), cfg)
+    finally:
+        ray.shutdown()
+    assert (tmp_path / "runs" / "kill" / ".injected-failure").exists()       # the kill happened
+    assert result["step"] == 8
+    assert result["tokens_per_s"] > 0 and 0 < result["lr"] < cfg.pretrain.learning_rate
+    assert any(k.startswith("loss/") for k in result)
+    ckpts = sorted(p for p in (tmp_path / "runs" / "kill" / "ray" / "kill-pretrain").glob("checkpoint_*") if p.is_dir())
+    steps = [json.loads((c / "trainer_meta.json").read_text())["step"] for c in ckpts]
+    assert sorted(steps)[-2:] == [6, 8] and 2 not in steps                  # old checkpoints pruned
+    report = evaluate_lm(result["model_dir"], manifest, str(root / "corpus"), cfg.model)
+    langs = report["languages"]
+    assert all("bits_per_byte" in m for m in langs.values())
+    assert sum(m["loss"] < m["loss_init"] for m in langs.values()) >= 0.75 * len(langs)
+
+
+def test_finetune_strategies(corpus, tmp_path):
+    """LoRA (peft) with English as main language (weight 1, others 0.2), early stopping on a
+    dev set, evaluation languages chosen apart from training ones; then a linear probe whose
+    encoder weights do not move."""
+    import ray
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertForMaskedLM
+
+    from pipeline.evaluate import evaluate_classifier
+    from pipeline.finetune import finetune
+    from pipeline.model import build_mlm
+    from pipeline.tokenizer import train_tokenizer
+
+    root, manifest = corpus
+    tok = train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1200))
+    base = PipelineConfig()
+    torch.manual_seed(0)
+    build_mlm(base.model, tok).save_pretrained(tmp_path / "pre")
+    tok.save_pretrained(tmp_path / "pre")
+    labelled = SAMPLE / "labelled"
+    cfg = PipelineConfig.model_validate({
+        "run_name": "ft", "output_dir": str(tmp_path / "runs"),
+        "finetune": {"train_path": str(labelled / "train.tsv"), "dev_path": str(labelled / "test.tsv"),
+                     "test_path": str(labelled / "test.tsv"), "train_languages": ["en", "fr", "de"],
+                     "eval_languages": ["en", "sw", "th"], "main_language": "en", "other_language_weight": 0.2,
+                     "strategy": "lora", "epochs": 6, "patience": 2, "batch_size": 8, "learning_rate": 0.005}})
+    try:
+        out = finetune(str(tmp_path / "pre"), str(tmp_path / "lora"), cfg)
+        assert out["train_languages"] == ["deu_Latn", "eng_Latn", "fra_Latn"] and out["strategy"] == "lora"
+        assert "dev_accuracy" in out and out["epoch"] <= 6
+        model = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "lora"))  # merged, plain HF
+        assert not any("lora" in n for n, _ in model.named_parameters())
+        report = evaluate_classifier(str(tmp_path / "lora"), cfg.finetune.test_path, 64,
+                                     languages=cfg.finetune.eval_languages)
+        assert sorted(report["languages"]) == ["eng_Latn", "swh_Latn", "tha_Thai"]
+
+        probe = cfg.model_copy(deep=True)
+        probe.run_name = "probe"
+        probe.finetune.strategy = "linear_probe"
+        probe.finetune.dev_path = None
+        probe.finetune.epochs = 2
+        finetune(str(tmp_path / "pre"), str(tmp_path / "probe"), probe)
+    finally:
+        ray.shutdown()
+    before = BertForMaskedLM.from_pretrained(str(tmp_path / "pre")).bert.state_dict()
+    after = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "probe")).bert.state_dict()
+    enc = [k for k in before if k.startswith("encoder.")]
+    assert enc and all(torch.equal(before[k], after[k]) for k in enc)
+
+
+def test_finetune_reads_sib200_layout(shared_data):
+    from pipeline.finetune import read_labelled
+
+    test = read_labelled(str(shared_data / "sib200" / "*" / "test.tsv"), ["eng", "tha", "swh"])
+    langs = test["lang"].to_pylist()
+    assert sorted(set(langs)) == ["eng_Latn", "swh_Latn", "tha_Thai"]
+    assert len(langs) == 3 * 204 and len(set(test["label"].to_pylist())) == 7
