@@ -84,21 +84,18 @@ def ray_loop(cfg, tmp: Path, ids, langs, manifest) -> list[float]:
 
     raytrain.init_ray(cfg.ray)
     ds = ray.data.from_items([{"input_ids": r, "lang": l} for r, l in zip(ids, langs)])
-    rates: list[float] = []
-
     trainer = TorchTrainer(
         pretrain.train_loop,
         train_loop_config={"pretrain": cfg.pretrain.model_dump(), "model": cfg.model.model_dump(),
                            "tokenizer_dir": str(tmp / "tok"), "threads": cfg.ray.cpus_per_worker,
                            "languages": sorted(manifest["languages"]), "strategy": "ddp",
-                           "failure_marker": str(tmp / "marker")},
+                           "failure_marker": str(tmp / "marker"), "metrics_path": str(tmp / "metrics.jsonl")},
         scaling_config=raytrain.scaling_config(cfg.ray),
         run_config=RunConfig(name="overhead", storage_path=str(tmp / "ray")),
         datasets={"train": ds},
     )
-    result = trainer.fit()
-    history = result.metrics_dataframe
-    rates = [float(x) for x in history["tokens_per_s"].tolist()]
+    trainer.fit()
+    rates = [json.loads(line)["tokens_per_s"] for line in (tmp / "metrics.jsonl").read_text().splitlines()]
     ray.shutdown()
     return rates
 

@@ -19,6 +19,7 @@ rerunning with the same run name resumes too.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -240,6 +241,9 @@ def train_loop(config: dict) -> None:
                 log.info("pretrain step %d/%d loss %.4f lr %.2e %.0f tok/s%s", step, pcfg.max_steps, metrics["loss"],
                          metrics["lr"], metrics["tokens_per_s"],
                          f" MFU {metrics['mfu']:.1%}" if "mfu" in metrics else "")
+                if config.get("metrics_path"):  # the whole history, one JSON line per report
+                    with open(config["metrics_path"], "a", encoding="utf-8") as f:
+                        f.write(json.dumps(metrics) + "\n")
             ckpt = None
             if step % pcfg.checkpoint_every == 0 or done:
                 gathered = [None] * world
@@ -253,6 +257,15 @@ def train_loop(config: dict) -> None:
             raytrain.report(metrics, model, tokenizer, ckpt)
             lang_acc.zero_()
             tokens, t0 = 0, time.monotonic()
+
+
+def _metrics_path(run_dir: str) -> str | None:
+    """<run>/eval/pretrain-metrics.jsonl for a local run directory (rank 0 appends to it)."""
+    if "://" in run_dir:
+        return None
+    path = Path(run_dir, "eval", "pretrain-metrics.jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path)
 
 
 def pretrain(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
@@ -273,7 +286,8 @@ def pretrain(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, 
         train_loop,
         {"pretrain": pcfg.model_dump(), "model": cfg.model.model_dump(), "tokenizer_dir": absolute(tokenizer_dir),
          "threads": cfg.ray.cpus_per_worker, "languages": sorted(manifest["languages"]),
-         "strategy": cfg.ray.strategy, "failure_marker": str(Path(absolute(out_dir)).parent / ".injected-failure")},
+         "strategy": cfg.ray.strategy, "failure_marker": str(Path(absolute(out_dir)).parent / ".injected-failure"),
+         "metrics_path": _metrics_path(run_dir)},
         {"train": ds}, f"{cfg.run_name}-pretrain", run_dir, cfg.ray,
     )
     raytrain.export(result.checkpoint, out_dir)

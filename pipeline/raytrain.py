@@ -114,7 +114,8 @@ def batches(shard, batch_size: int, skip: int, drop_last: bool = True, repeat_un
     number of steps and meet at every `report`."""
     n = 0
     while True:
-        for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy", drop_last=drop_last):
+        for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy", drop_last=drop_last,
+                                        prefetch_batches=4):
             if n >= skip:
                 yield batch
             n += 1
