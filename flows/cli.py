@@ -42,12 +42,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     start = time.monotonic()
     result = multilingual_pipeline(cfg)
-    cls = result["eval"]["classification"]
     print(f"\nrun {cfg.run_name}: {time.monotonic() - start:.0f}s, outputs in {cfg.run_dir}")
     print(f"corpus: input {result['corpus']['input']} = kept {result['corpus']['kept']} + rejected "
           f"{result['corpus']['rejected']}")
-    for lang, m in cls["languages"].items():
+    for lang, m in result["eval"].get("classification", {}).get("languages", {}).items():
         print(f"  {lang}: accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  (n={m['n']})")
+    for lang, m in result["eval"].get("ner", {}).get("languages", {}).items():
+        print(f"  {lang}: entity F1 {m['f1']:.3f}  (n={m['n']} sentences)")
     reg = result["registered"]
     print(f"registered {reg['model_name']} version {reg['version']} in {reg['tracking_uri']}")
     return 0
@@ -99,6 +100,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     cfg = _with_overrides(args)
     pretrained = args.pretrained or cfg.path("model-pretrained")
     result = finetune.finetune(pretrained, cfg.path("model"), cfg)
+    if cfg.finetune.task == "token_classification":
+        report = evaluate.evaluate_tagger(cfg.path("model"), cfg.finetune.test_path, cfg.model.max_length,
+                                          languages=cfg.finetune.eval_languages)
+        write_json(cfg.path("eval", "finetune.json"), {"train": result, "test": report})
+        print(f"fine-tuned tagger: {cfg.path('model')}; entity F1 per language:")
+        for lang, m in report["languages"].items():
+            print(f"  {lang}: F1 {m['f1']:.3f}  precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
+                  f"({m['entities']} entities)")
+        return 0
     report = evaluate.evaluate_classifier(cfg.path("model"), cfg.finetune.test_path, cfg.model.max_length,
                                           languages=cfg.finetune.eval_languages)
     write_json(cfg.path("eval", "finetune.json"), {"train": result, "test": report})

@@ -262,6 +262,9 @@ class PretrainConfig(_Model):
 
 
 class FinetuneConfig(_Model):
+    task: Literal["sequence_classification", "token_classification"] = Field(
+        default="sequence_classification", description="Topic classification (SIB-200 style TSVs) or "
+        "named-entity tagging (CoNLL files, MasakhaNER style: `token TAG` lines, BIO tags).")
     train_path: str = Field(
         default="data/sample/labelled/train.tsv",
         description="Labelled TSV(s), path or glob: columns lang/label/text, or SIB-200 style "

@@ -13,7 +13,7 @@ from collections import defaultdict
 import torch
 
 from .config import ModelConfig
-from .finetune import read_labelled
+from .finetune import entity_f1, predict_tags, read_labelled, read_tagged
 from .model import build_model, encode, load_model, mask_tokens, sequence_losses
 from .shard import shard_paths
 from .storage import read_parquet
@@ -70,6 +70,26 @@ def evaluate_classifier(model_dir: str, test_path: str, max_length: int, batch_s
             "macro_f1": round(sum(v["macro_f1"] for v in per_lang.values()) / n_langs, 4),
         },
     }
+
+
+@torch.inference_mode()
+def evaluate_tagger(model_dir: str, test_path: str, max_length: int, languages: list[str] | None = None) -> dict:
+    """Entity precision, recall and F1 (exact span and type) per language of CoNLL test file(s)."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForTokenClassification.from_pretrained(model_dir, local_files_only=True).eval()
+    id2label = {int(k): v for k, v in model.config.id2label.items()}
+    test = read_tagged(test_path, languages)
+    words, gold, langs = test["tokens"].to_pylist(), test["tags"].to_pylist(), test["lang"].to_pylist()
+    pred = predict_tags(model, tokenizer, words, id2label, max_length, torch.device("cpu"))
+    per_lang = {}
+    for lang in sorted(set(langs)):
+        idx = [i for i, l in enumerate(langs) if l == lang]
+        per_lang[lang] = {"n": len(idx), **entity_f1([gold[i] for i in idx], [pred[i] for i in idx])}
+    return {"labels": [id2label[i] for i in sorted(id2label)], "languages": per_lang,
+            "overall": {"n": len(words), "macro_f1": round(sum(v["f1"] for v in per_lang.values()) / max(len(per_lang), 1), 4),
+                        **{f"micro_{k}": v for k, v in entity_f1(gold, pred).items()}}}
 
 
 @torch.inference_mode()

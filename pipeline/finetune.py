@@ -57,6 +57,110 @@ def _read_one(uri: str) -> list[list[str]]:
     return rows
 
 
+def _read_conll(uri: str) -> list[list]:
+    """Sentences of a CoNLL file (`token TAG` per line, blank line between sentences); the
+    language is the parent folder's name (masakhaner/swa/train.txt)."""
+    fs, path = get_fs(uri)
+    folder = posixpath.basename(posixpath.dirname(path))
+    try:
+        lang = normalize(folder)
+    except ValueError as e:
+        raise ValueError(f"{uri}: the folder name must be a language code: {e}") from e
+    with fs.open(path, "rb") as f:
+        lines = f.read().decode("utf-8").splitlines()
+    rows, tokens, tags = [], [], []
+    for lineno, line in enumerate(lines + [""], start=1):
+        if not line.strip():
+            if tokens:
+                rows.append([lang, tokens, tags])
+            tokens, tags = [], []
+            continue
+        parts = line.split()
+        if len(parts) < 2 or not (parts[-1] == "O" or parts[-1][:2] in ("B-", "I-")):
+            raise ValueError(f"{uri}:{lineno}: expected 'token TAG' with a BIO tag, got {line!r}")
+        tokens.append(parts[0])
+        tags.append(parts[-1])
+    return rows
+
+
+def read_tagged(uri: str, languages: list[str] | None = None) -> pa.Table:
+    """CoNLL file(s) (path, glob or URI) -> columns lang, tokens, tags."""
+    rows = [r for f in expand([uri]) for r in _read_conll(f)]
+    if languages:
+        rows = [r for r in rows if matches(r[0], languages)]
+    return pa.table({"lang": [r[0] for r in rows], "tokens": [r[1] for r in rows], "tags": [r[2] for r in rows]})
+
+
+def read_examples(uri: str, task: str, languages: list[str] | None = None) -> pa.Table:
+    return read_tagged(uri, languages) if task == "token_classification" else read_labelled(uri, languages)
+
+
+def entity_spans(tags: list[str]) -> set[tuple[int, int, str]]:
+    """(start, end, type) of the entities of a BIO sequence, as conlleval counts them: an I-
+    tag that does not continue an entity of its type starts one."""
+    spans, start, kind = set(), None, None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        if start is not None and (tag == "O" or tag.startswith("B-") or tag[2:] != kind):
+            spans.add((start, i, kind))
+            start, kind = None, None
+        if tag.startswith("B-") or (tag.startswith("I-") and start is None):
+            start, kind = i, tag[2:]
+    return spans
+
+
+def entity_f1(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
+    """Micro entity precision / recall / F1 over sentences (exact span and type)."""
+    tp = fp = fn = 0
+    for g, p in zip(gold, pred):
+        gs, ps = entity_spans(g), entity_spans(p)
+        tp += len(gs & ps)
+        fp += len(ps - gs)
+        fn += len(gs - ps)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "entities": tp + fn}
+
+
+def encode_words(tokenizer, words: list[list[str]], max_length: int, tags: list[list[str]] | None = None,
+                 label2id: dict | None = None):
+    """Tokenise pre-split words; the first piece of each word carries its tag, the other pieces
+    and special tokens -100. Returns (encoding, labels or None, word ids per row)."""
+    enc = tokenizer([list(w) for w in words], is_split_into_words=True, truncation=True, max_length=max_length,
+                    padding=True, return_tensors="pt")
+    word_ids = [enc.word_ids(i) for i in range(len(words))]
+    labels = None
+    if tags is not None:
+        labels = torch.full(enc["input_ids"].shape, -100, dtype=torch.long)
+        for i, ids in enumerate(word_ids):
+            prev = None
+            for j, w in enumerate(ids):
+                if w is not None and w != prev:
+                    labels[i, j] = label2id[tags[i][w]]
+                prev = w
+    return enc, labels, word_ids
+
+
+def predict_tags(model, tokenizer, words: list[list[str]], id2label: dict, max_length: int, device,
+                 batch_size: int = 32) -> list[list[str]]:
+    """Tag per word (from its first piece); words cut off by truncation get 'O'."""
+    out = []
+    for b in range(0, len(words), batch_size):
+        chunk = words[b : b + batch_size]
+        enc, _, word_ids = encode_words(tokenizer, chunk, max_length)
+        logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
+        best = logits.argmax(-1).cpu()
+        for i, ids in enumerate(word_ids):
+            tags = ["O"] * len(chunk[i])
+            prev = None
+            for j, w in enumerate(ids):
+                if w is not None and w != prev:
+                    tags[w] = id2label[int(best[i, j])]
+                prev = w
+            out.append(tags)
+    return out
+
+
 def read_labelled(uri: str, languages: list[str] | None = None) -> pa.Table:
     """Read labelled TSV(s) (a path, glob or URI); a bad row is an error naming file and line.
     `languages`: keep only these (normalised codes; empty or None: all)."""
@@ -84,7 +188,8 @@ def apply_strategy(model, fcfg: FinetuneConfig):
         from peft import LoraConfig, TaskType, get_peft_model
 
         targets = ["query", "value"] if model.config.model_type == "bert" else ["q_proj", "v_proj"]
-        lcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=fcfg.lora_r, lora_alpha=fcfg.lora_alpha,
+        task = TaskType.TOKEN_CLS if fcfg.task == "token_classification" else TaskType.SEQ_CLS
+        lcfg = LoraConfig(task_type=task, r=fcfg.lora_r, lora_alpha=fcfg.lora_alpha,
                           lora_dropout=fcfg.lora_dropout, target_modules=targets, modules_to_save=[head])
         return get_peft_model(model, lcfg)
     return model
@@ -99,23 +204,48 @@ def exportable(model):
 
 
 @torch.inference_mode()
-def dev_accuracy(model, tokenizer, dev: pa.Table, label2id: dict, max_length: int, device, batch_size: int = 64) -> float:
+def dev_score(model, tokenizer, dev: pa.Table, label2id: dict, max_length: int, device, task: str,
+              batch_size: int = 64) -> float:
+    """Accuracy (sequence classification) or entity F1 (token classification) on the dev set."""
     model.eval()
-    texts, gold = dev["text"].to_pylist(), [label2id.get(x, -1) for x in dev["label"].to_pylist()]
-    right = 0
-    for b in range(0, len(texts), batch_size):
-        enc = encode(tokenizer, texts[b : b + batch_size], max_length)
+    try:
+        if task == "token_classification":
+            words = dev["tokens"].to_pylist()
+            pred = predict_tags(model, tokenizer, words, {v: k for k, v in label2id.items()}, max_length, device)
+            return entity_f1(dev["tags"].to_pylist(), pred)["f1"]
+        texts, gold = dev["text"].to_pylist(), [label2id.get(x, -1) for x in dev["label"].to_pylist()]
+        right = 0
+        for b in range(0, len(texts), batch_size):
+            enc = encode(tokenizer, texts[b : b + batch_size], max_length)
+            logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
+            right += sum(int(p) == g for p, g in zip(logits.argmax(-1).cpu(), gold[b : b + batch_size]))
+        return right / max(len(texts), 1)
+    finally:
+        model.train()
+
+
+def example_losses(model, tokenizer, batch: dict, label2id: dict, max_length: int, device, task: str) -> torch.Tensor:
+    """Loss per example: cross-entropy of its label, or the mean over its tagged words."""
+    if task == "token_classification":
+        words = [list(w) for w in batch["tokens"]]
+        enc, labels, _ = encode_words(tokenizer, words, max_length, [list(t) for t in batch["tags"]], label2id)
         logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
-        right += sum(int(p) == g for p, g in zip(logits.argmax(-1).cpu(), gold[b : b + batch_size]))
-    model.train()
-    return right / max(len(texts), 1)
+        labels = labels.to(device)
+        loss = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100,
+                                                 reduction="none")
+        return loss.sum(1) / (labels != -100).sum(1).clamp(min=1)
+    enc = encode(tokenizer, batch["text"], max_length)
+    labels = torch.tensor([label2id[x] for x in batch["label"]], device=device)
+    logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
+    return torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
 
 
 def train_loop(config: dict) -> None:
     import ray.train
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
     fcfg = FinetuneConfig.model_validate(config["finetune"])
+    auto = AutoModelForTokenClassification if fcfg.task == "token_classification" else AutoModelForSequenceClassification
     device = raytrain.worker_setup(config["threads"], fcfg.seed)
     rank = ray.train.get_context().get_world_rank()
     label2id = config["label2id"]
@@ -123,7 +253,7 @@ def train_loop(config: dict) -> None:
     source = resumed[0] if resumed else config["pretrained_dir"]
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     torch.manual_seed(fcfg.seed)  # identical classifier head (and adapters) on every rank
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = auto.from_pretrained(
         source, local_files_only=True, num_labels=len(label2id), label2id=label2id,
         id2label={v: k for k, v in label2id.items()}, pad_token_id=tokenizer.pad_token_id)
     model = apply_strategy(model, fcfg)
@@ -147,11 +277,8 @@ def train_loop(config: dict) -> None:
     model.train()
     total, n, t0 = 0.0, 0, time.monotonic()
     for batch in raytrain.batches(shard, fcfg.batch_size, skip=step, drop_last=False):
-        enc = encode(tokenizer, batch["text"], max_length)
-        labels = torch.tensor([label2id[x] for x in batch["label"]])
         weights = torch.tensor(batch["weight"], dtype=torch.float32)
-        logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
-        per_example = torch.nn.functional.cross_entropy(logits.float(), labels.to(device), reduction="none")
+        per_example = example_losses(model, tokenizer, batch, label2id, max_length, device, fcfg.task)
         loss = (per_example * weights.to(device)).sum() / weights.sum().clamp(min=1e-9)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -167,18 +294,19 @@ def train_loop(config: dict) -> None:
             save = epoch % fcfg.checkpoint_every_epochs == 0 or step == total_steps
             stop = False
             if dev is not None:  # every rank has the same weights, so the same dev accuracy
-                metrics["dev_accuracy"] = dev_accuracy(model, tokenizer, dev, label2id, max_length, device)
-                improved = metrics["dev_accuracy"] > best
-                best, since_best = (metrics["dev_accuracy"], 0) if improved else (best, since_best + 1)
+                metrics["dev_score"] = dev_score(model, tokenizer, dev, label2id, max_length, device, fcfg.task)
+                improved = metrics["dev_score"] > best
+                best, since_best = (metrics["dev_score"], 0) if improved else (best, since_best + 1)
                 save, stop = improved, since_best >= fcfg.patience
             if rank == 0:
                 log.info("finetune epoch %d/%d step %d/%d loss %.4f%s (%.1fs)%s", epoch, fcfg.epochs, step, total_steps,
-                         metrics["loss"], f" dev accuracy {metrics['dev_accuracy']:.3f}" if dev is not None else "",
+                         metrics["loss"], f" dev {'entity F1' if fcfg.task == 'token_classification' else 'accuracy'} "
+                         f"{metrics['dev_score']:.3f}" if dev is not None else "",
                          metrics["seconds"], " early stop" if stop else "")
             state = None
             if save:
                 state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                         "meta": {"task": "sequence_classification", "label2id": label2id, "best_dev": best,
+                         "meta": {"task": fcfg.task, "label2id": label2id, "best_dev": best,
                                   "since_best": since_best, "strategy": fcfg.strategy}}
             raytrain.report(metrics, exportable(model) if state else model, tokenizer, state)
             total, n, t0 = 0.0, 0, time.monotonic()
@@ -199,13 +327,16 @@ def finetune(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     import ray.data
 
     fcfg = cfg.finetune
-    train = read_labelled(fcfg.train_path, fcfg.train_languages)
+    train = read_examples(fcfg.train_path, fcfg.task, fcfg.train_languages)
     if train.num_rows == 0:
         raise ValueError(f"{fcfg.train_path}: no training rows for languages {fcfg.train_languages}")
-    labels = sorted(set(train["label"].to_pylist()))
+    if fcfg.task == "token_classification":
+        labels = sorted({t for tags in train["tags"].to_pylist() for t in tags})
+    else:
+        labels = sorted(set(train["label"].to_pylist()))
     label2id = {l: i for i, l in enumerate(labels)}
     train = train.append_column("weight", pa.array(example_weights(train["lang"].to_pylist(), fcfg), pa.float32()))
-    dev = read_labelled(fcfg.dev_path, fcfg.train_languages) if fcfg.dev_path else None
+    dev = read_examples(fcfg.dev_path, fcfg.task, fcfg.train_languages) if fcfg.dev_path else None
     raytrain.init_ray(cfg.ray)
     ds = ray.data.from_arrow(epoch_stream(train, fcfg.epochs, fcfg.seed))
     # Ray Train splits the stream equally (remainder dropped): this is each worker's step count

@@ -176,7 +176,7 @@ def train_loop(config: dict) -> None:
     gen = torch.Generator().manual_seed(pcfg.seed * 1000 + rank)
     step = 0
     if state:
-        optimizer.load_state_dict(state["optimizer"])
+        raytrain.load_optimizer_state(model, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
         if "rng" in state and state.get("world") == world:
@@ -251,7 +251,8 @@ def train_loop(config: dict) -> None:
                     dist.all_gather_object(gathered, _rng_state(gen))
                 else:
                     gathered = [_rng_state(gen)]
-                ckpt = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                ckpt = {"optimizer": raytrain.optimizer_state(model, optimizer), "scheduler": scheduler.state_dict(),
+                        "step": step,
                         "world": world, "rng": gathered,
                         "meta": {"objective": mcfg.objective, "data_position_batches": step * accum * world}}
             raytrain.report(metrics, model, tokenizer, ckpt)

@@ -90,17 +90,57 @@ def worker_setup(cfg_threads: float, seed: int) -> torch.device:
     return ray.train.torch.get_device()
 
 
+def _fsdp():
+    from torch.distributed.fsdp import (FullOptimStateDictConfig, FullStateDictConfig, FullyShardedDataParallel,
+                                        StateDictType)
+
+    return FullyShardedDataParallel, StateDictType, FullStateDictConfig, FullOptimStateDictConfig
+
+
+def is_fsdp(model) -> bool:
+    return isinstance(model, _fsdp()[0])
+
+
+def _full_state(model):
+    """FSDP's context for gathering full (unsharded) model and optimizer state on rank 0."""
+    fsdp, kind, model_cfg, optim_cfg = _fsdp()
+    return fsdp.state_dict_type(model, kind.FULL_STATE_DICT, model_cfg(offload_to_cpu=True, rank0_only=True),
+                                optim_cfg(offload_to_cpu=True, rank0_only=True))
+
+
+def optimizer_state(model, optimizer) -> dict:
+    """The optimizer state to checkpoint; under FSDP gathered unsharded on rank 0 (collective:
+    every rank must call it)."""
+    if is_fsdp(model):
+        with _full_state(model):
+            return _fsdp()[0].optim_state_dict(model, optimizer)
+    return optimizer.state_dict()
+
+
+def load_optimizer_state(model, optimizer, saved: dict) -> None:
+    """Load a checkpointed optimizer state; under FSDP every rank reshards the full state."""
+    if is_fsdp(model):
+        with _full_state(model):
+            saved = _fsdp()[0].optim_state_dict_to_load(model, optimizer, saved)
+    optimizer.load_state_dict(saved)
+
+
 def report(metrics: dict, model, tokenizer, state: dict | None) -> None:
     """Report metrics from every rank; rank 0 attaches a checkpoint (safetensors weights,
-    tokenizer, training state). Every rank must call this the same number of times."""
+    tokenizer, training state). Every rank must call this the same number of times (under
+    FSDP the full weights are gathered collectively first)."""
     import ray.train
     from ray.train import Checkpoint
 
+    full = None
+    if state is not None and is_fsdp(model):
+        with _full_state(model):
+            full = model.state_dict()
     if ray.train.get_context().get_world_rank() != 0 or state is None:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        unwrap(model).save_pretrained(d, safe_serialization=True)
+        unwrap(model).save_pretrained(d, safe_serialization=True, **({"state_dict": full} if full else {}))
         tokenizer.save_pretrained(d)
         torch.save({k: v for k, v in state.items() if k != "meta"}, os.path.join(d, "trainer_state.pt"))
         Path(d, "trainer_meta.json").write_text(json.dumps({**state.get("meta", {}), **metrics}, indent=2))

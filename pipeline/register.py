@@ -98,6 +98,8 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
         metrics[f"macro_f1.{lang}"] = m["macro_f1"]
     for lang, m in eval_report.get("lm", {}).get("languages", {}).items():
         metrics[f"lm_loss.{lang}"] = m["loss"]
+    for lang, m in eval_report.get("ner", {}).get("languages", {}).items():
+        metrics[f"entity_f1.{lang}"] = m["f1"]
     for k, v in eval_report.get("classification", {}).get("overall", {}).items():
         metrics[f"overall.{k}"] = v
     with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:

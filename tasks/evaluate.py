@@ -13,19 +13,22 @@ from pipeline.storage import atomic_open, join, write_json
 @task(name="evaluate")
 def evaluate_task(classifier_dir: str, pretrained_dir: str, manifest: dict, corpus_dir: str, out_dir: str,
                   cfg: PipelineConfig) -> dict:
-    report = {
-        "classification": evaluate.evaluate_classifier(classifier_dir, cfg.finetune.test_path, cfg.model.max_length,
-                                                       languages=cfg.finetune.eval_languages),
-        "lm": evaluate.evaluate_lm(pretrained_dir, manifest, corpus_dir, cfg.model, cfg.pretrain.seed),
-    }
+    report = {"lm": evaluate.evaluate_lm(pretrained_dir, manifest, corpus_dir, cfg.model, cfg.pretrain.seed)}
+    if cfg.finetune.task == "token_classification":
+        report["ner"] = evaluate.evaluate_tagger(classifier_dir, cfg.finetune.test_path, cfg.model.max_length,
+                                                 languages=cfg.finetune.eval_languages)
+    else:
+        report["classification"] = evaluate.evaluate_classifier(
+            classifier_dir, cfg.finetune.test_path, cfg.model.max_length, languages=cfg.finetune.eval_languages)
     write_json(join(out_dir, "report.json"), report)
     md = evaluate.markdown(report)
     with atomic_open(join(out_dir, "report.md"), "wb") as f:
         f.write(md.encode())
+    task = "ner" if "ner" in report else "classification"
     create_table_artifact(
         key="eval-languages",
-        table=[{"language": lang, **m} for lang, m in report["classification"]["languages"].items()],
-        description="Classifier accuracy and macro-F1 per language")
+        table=[{"language": lang, **m} for lang, m in report[task]["languages"].items()],
+        description="Entity F1 per language" if task == "ner" else "Classifier accuracy and macro-F1 per language")
     create_markdown_artifact(key="eval-report", markdown="## Evaluation per language\n\n" + md,
                              description="Per-language evaluation")
     return report
