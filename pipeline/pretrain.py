@@ -74,11 +74,13 @@ def _tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
-def tokenize_batch(batch: pa.Table, tokenizer_dir: str, objective: str, seq_len: int) -> dict[str, np.ndarray]:
+def tokenize_batch(batch: pa.Table, tokenizer_dir: str, objective: str, seq_len: int,
+                   seed: int = 0) -> dict[str, np.ndarray]:
     """Documents -> fixed-length training sequences with their language. Masked LM: one
     sequence per document, truncated and padded. Causal LM: the documents of each language
     are joined with </s> and cut into sequences of exactly `seq_len` tokens (packing; the tail
-    of each language in a batch, shorter than one sequence, is dropped)."""
+    of each language in a batch, shorter than one sequence, is dropped), then the sequences
+    are put in a seeded random order so training batches mix languages."""
     tok = _tokenizer(tokenizer_dir)
     texts, langs = batch["text"].to_pylist(), batch["lang"].to_pylist()
     if objective == "masked_lm":
@@ -94,7 +96,9 @@ def tokenize_batch(batch: pa.Table, tokenizer_dir: str, objective: str, seq_len:
         for k in range(0, len(s) - seq_len + 1, seq_len):
             rows.append(s[k : k + seq_len])
             row_langs.append(lang)
-    return {"input_ids": np.array(rows, np.int32).reshape(-1, seq_len), "lang": np.array(row_langs, dtype=object)}
+    order = np.random.default_rng([seed, zlib.crc32((texts[0] if texts else "").encode())]).permutation(len(rows))
+    return {"input_ids": np.array(rows, np.int32).reshape(-1, seq_len)[order],
+            "lang": np.array(row_langs, dtype=object)[order]}
 
 
 def training_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: float | None, seed: int,
@@ -104,6 +108,8 @@ def training_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: flo
     tokenised into training sequences. One pass over it is the run: no epoch restarts."""
     import ray.data
 
+    # Blocks are otherwise handed on in completion order, which changes the stream run to run
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     plan = mixing_plan(manifest, total_rows, alpha)
     rates = {lang: n / manifest["languages"][lang]["train_rows"] for lang, n in plan.items()}
     paths = shard_paths(manifest, corpus_dir, "train")
@@ -115,7 +121,8 @@ def training_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: flo
     ds = ds.random_shuffle(seed=seed)
     if tokenizer_dir:
         ds = ds.map_batches(tokenize_batch, batch_size=256, batch_format="pyarrow",
-                            fn_kwargs={"tokenizer_dir": tokenizer_dir, "objective": objective, "seq_len": seq_len})
+                            fn_kwargs={"tokenizer_dir": tokenizer_dir, "objective": objective, "seq_len": seq_len,
+                                       "seed": seed})
     return ds
 
 

@@ -35,3 +35,31 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_yaml(write(tmp_path / "x.yaml", "a: [1, 2"))
     with pytest.raises(ConfigError, match="not found"):
         load_yaml(tmp_path / "nope.yaml")
+
+
+def test_every_shipped_config_loads_and_the_gpu_template_is_125m():
+    import sys
+
+    import torch
+
+    from pipeline.model import build_clm
+
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        load_yaml(path)                     # raises naming the file and field
+    cfg = load_yaml(ROOT / "configs" / "gpu-125m.yaml")
+    assert cfg.ray.use_gpu and cfg.model.objective == "causal_lm" and cfg.pretrain.precision == "bf16"
+    sys.path.insert(0, str(ROOT / "bench"))
+    from train_gpu import VocabOnly
+
+    with torch.device("meta"):              # shapes only, no memory
+        model = build_clm(cfg.model, VocabOnly(cfg.tokenizer.vocab_size))
+    assert 115e6 < sum(p.numel() for p in model.parameters()) < 135e6
+
+
+def test_fsdp_on_cpu_is_refused_up_front():
+    import pytest
+
+    from pipeline.config import PipelineConfig
+
+    with pytest.raises(ValueError, match="fsdp"):
+        PipelineConfig.model_validate({"ray": {"strategy": "fsdp", "use_gpu": False}})
