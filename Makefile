@@ -40,6 +40,7 @@ bench: $(STAMP)
 	taskset -c 0 $(BIN)/python bench/minhash_bench.py
 	$(BIN)/python bench/noise_bench.py
 	$(BIN)/python bench/memory_bench.py
+	$(BIN)/python bench/train_overhead.py --steps 100
 
 clean:
 	rm -rf runs mlruns .prefect .pytest_cache
