@@ -54,3 +54,33 @@ def test_prepare_s3_to_s3_matches_local(s3, tmp_path):
         assert s3.exists(f"babelforge-test/out/{s['path']}")
     assert not [p for p in s3.find("babelforge-test/out") if ".tmp-" in p]   # no temporary leftovers
     assert s3.exists("babelforge-test/out/rejects/ingest.parquet")
+
+
+def test_training_checkpoints_go_to_s3(s3, tmp_path):
+    """`ray.storage_path: s3://...`: Ray Train writes its checkpoints (safetensors weights,
+    optimizer state) to the bucket, and the final model is exported from there."""
+    import ray
+
+    from pipeline.config import CorpusConfig, PipelineConfig, TokenizerConfig
+    from pipeline.pretrain import pretrain
+    from pipeline.tokenizer import train_tokenizer
+
+    ray.shutdown()  # the workers must start with this module's S3 endpoint in their environment
+    corpus = tmp_path / "corpus"
+    prepare([str(SAMPLE / "corpus" / "*")], str(corpus), CorpusConfig(engine="local"))
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    train_tokenizer(manifest, str(corpus), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1000), "causal_lm")
+    cfg = PipelineConfig.model_validate({
+        "run_name": "s3ckpt", "output_dir": str(tmp_path / "runs"),
+        "model": {"objective": "causal_lm", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                  "intermediate_size": 64, "max_length": 32},
+        "pretrain": {"max_steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 2},
+        "ray": {"num_workers": 2, "max_failures": 0, "storage_path": "s3://babelforge-test/ray"}})
+    try:
+        result = pretrain(str(corpus), manifest, str(tmp_path / "tok"), str(tmp_path / "model"), cfg)
+    finally:
+        ray.shutdown()
+    assert result["step"] == 4 and (tmp_path / "model" / "model.safetensors").exists()
+    stored = s3.find("babelforge-test/ray/s3ckpt-pretrain")
+    assert any(p.endswith("/model.safetensors") for p in stored)
+    assert any(p.endswith("/trainer_state.pt") for p in stored)
