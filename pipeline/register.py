@@ -41,18 +41,22 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 def model_card(name: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig) -> str:
-    cls = eval_report.get("classification", {})
+    ner = cfg.finetune.task == "token_classification"
+    cls = eval_report.get("ner" if ner else "classification", {})
     languages = sorted(set(manifest.get("languages", {})) | set(cls.get("languages", {})))
+    task = {"type": "token-classification", "name": "Named-entity recognition"} if ner else \
+        {"type": "text-classification", "name": "Topic classification"}
     results = [
         {
-            "task": {"type": "text-classification", "name": "Topic classification"},
+            "task": task,
             "dataset": {"name": "babelforge labelled set", "type": cfg.finetune.test_path, "config": lang, "split": "test"},
-            "metrics": [{"type": "accuracy", "value": m["accuracy"]}, {"type": "f1", "value": m["macro_f1"], "name": "macro-F1"}],
+            "metrics": [{"type": "f1", "value": m["f1"], "name": "entity F1"}] if ner else
+                       [{"type": "accuracy", "value": m["accuracy"]}, {"type": "f1", "value": m["macro_f1"], "name": "macro-F1"}],
         }
         for lang, m in sorted(cls.get("languages", {}).items())
     ]
     # HF card metadata wants ISO 639 codes: the language part of our `<ISO 639-3>_<script>` labels
-    meta = {"language": sorted({lang.partition("_")[0] for lang in languages}), "library_name": "transformers", "pipeline_tag": "text-classification",
+    meta = {"language": sorted({lang.partition("_")[0] for lang in languages}), "library_name": "transformers", "pipeline_tag": task["type"],
             "tags": ["babelforge", "multilingual"], "model-index": [{"name": name, "results": results}]}
     from .evaluate import markdown
 
@@ -63,8 +67,9 @@ def model_card(name: str, eval_report: dict, manifest: dict, manifest_sha256: st
     return (
         f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n"
         f"# {name}\n\n"
-        f"A BERT-style encoder pretrained with masked-LM on the babelforge corpus of run `{cfg.run_name}`, "
-        f"then fine-tuned for topic classification. Languages: {', '.join(languages)}.\n\n"
+        f"A {'Llama-style decoder pretrained with causal LM' if cfg.model.objective == 'causal_lm' else 'BERT-style encoder pretrained with masked LM'} "
+        f"on the babelforge corpus of run `{cfg.run_name}`, then fine-tuned for {task['name'].lower()} "
+        f"({cfg.finetune.strategy}). Languages: {', '.join(languages)}.\n\n"
         f"## Training data\n\nCorpus manifest sha256 `{manifest_sha256}`; temperature alpha {manifest.get('alpha')}.\n\n"
         f"| language | documents | of which back-translated | sampling weight |\n|---|---:|---:|---:|\n{corpus_rows}\n\n"
         f"## Evaluation (per language)\n\n{markdown(eval_report)}\n"

@@ -27,7 +27,14 @@ def train_tokenizer_task(manifest: dict, corpus_dir: str, out_dir: str, cfg: Pip
 
 @task(name="pretrain")
 def pretrain_task(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
-    return pretrain.pretrain(corpus_dir, manifest, tokenizer_dir, out_dir, cfg)
+    result = pretrain.pretrain(corpus_dir, manifest, tokenizer_dir, out_dir, cfg)
+    rows = [{"language": k.removeprefix("loss/"), "training_loss": v}
+            for k, v in sorted(result.items()) if k.startswith("loss/")]
+    if rows:
+        create_table_artifact(key="pretrain-languages", table=rows,
+                              description=f"Training loss per language over the last {cfg.pretrain.log_every} "
+                              f"steps (step {result['step']}, {result['tokens_per_s']:.0f} tokens/s)")
+    return result
 
 
 @task(name="finetune")

@@ -79,5 +79,5 @@ def test_multilingual_pipeline_end_to_end(tmp_path, ray_local, prefect_api, monk
                                           task_run_filter=TaskRunFilter(), sort=ArtifactSort.KEY_ASC,
                                           limit=200, offset=0)
         keys = {a.key for a in artifacts}
-    assert {"corpus-languages", "corpus-chart", "corpus-summary", "eval-languages", "registered-model",
+    assert {"corpus-languages", "corpus-chart", "corpus-summary", "eval-languages", "registered-model", "pretrain-languages",
             "tokenizer-fertility"} <= keys
