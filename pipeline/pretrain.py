@@ -200,7 +200,13 @@ def train_loop(config: dict) -> None:
     model.train()
     lang_acc = torch.zeros(len(languages), 2, dtype=torch.float64)
     tokens, t0 = 0, time.monotonic()
-    done = False
+    done = step >= pcfg.max_steps
+    if done:  # a rerun of a finished run: hand the latest checkpoint on unchanged
+        if rank == 0:
+            log.info("pretrain: already at step %d of %d; nothing to train", step, pcfg.max_steps)
+        meta = json.loads(Path(ckpt_dir, "trainer_meta.json").read_text())
+        metrics = {k: v for k, v in meta.items() if k in ("step", "lr", "tokens_per_s") or k.startswith("loss")}
+        raytrain.report(metrics, model, tokenizer, {**state, "meta": {k: meta[k] for k in ("objective",) if k in meta}})
     while not done:
         optimizer.zero_grad(set_to_none=True)
         for k in range(accum):

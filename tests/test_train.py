@@ -245,3 +245,30 @@ def test_training_stream_is_seeded(corpus, tmp_path):
         ray.shutdown()
     assert a == b and a[0] != c[0]
     assert len(set(a[1])) > 3                   # languages are mixed
+
+
+def test_rerun_with_the_same_run_name_resumes(corpus, tmp_path):
+    """A finished run of 4 steps, rerun under the same name with max_steps 6, continues from
+    its step-4 checkpoint (steps 5-6 only: the metrics history shows no restart at step 1)."""
+    import ray
+
+    from pipeline.pretrain import pretrain
+    from pipeline.tokenizer import train_tokenizer
+
+    root, manifest = corpus
+    train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1000), "causal_lm")
+    raw = {"run_name": "again", "output_dir": str(tmp_path / "runs"),
+           "model": {"objective": "causal_lm", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                     "intermediate_size": 64, "max_length": 32},
+           "pretrain": {"max_steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 2},
+           "ray": {"num_workers": 2, "max_failures": 0}}
+    out = str(tmp_path / "runs" / "again" / "model")
+    try:
+        first = pretrain(str(root / "corpus"), manifest, str(tmp_path / "tok"), out, PipelineConfig.model_validate(raw))
+        raw["pretrain"]["max_steps"] = 6
+        second = pretrain(str(root / "corpus"), manifest, str(tmp_path / "tok"), out, PipelineConfig.model_validate(raw))
+    finally:
+        ray.shutdown()
+    assert first["step"] == 4 and second["step"] == 6
+    history = [json.loads(l)["step"] for l in (tmp_path / "runs" / "again" / "eval" / "pretrain-metrics.jsonl").open()]
+    assert history == [2, 4, 6]
