@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import labels
 
@@ -222,7 +222,8 @@ class RayConfig(_Model):
         "read tasks are not starved.",
     )
     strategy: Literal["ddp", "fsdp"] = Field(
-        default="ddp", description="Data parallelism: DDP (a model copy per worker) or FSDP (sharded).")
+        default="ddp", description="Pretraining parallelism: DDP (a model copy per worker) or FSDP2 "
+        "(parameters, gradients and optimizer state sharded over the workers; gloo on CPU, NCCL on GPU).")
     storage_path: str | None = Field(
         default=None, description="Where Ray Train writes checkpoints (local path or s3://...); default "
         "<run dir>/ray. On a multi-node cluster it must be shared storage.")
@@ -230,12 +231,6 @@ class RayConfig(_Model):
     max_failures: int = Field(
         default=2, ge=-1, description="Worker failures survived by restarting from the latest checkpoint "
         "(FailureConfig; -1: unlimited).")
-
-    @model_validator(mode="after")
-    def _fsdp_needs_gpu(self):
-        if self.strategy == "fsdp" and not self.use_gpu:
-            raise ValueError("strategy 'fsdp' needs use_gpu: true (Ray Train's FSDP runs on GPUs; use 'ddp' on CPU)")
-        return self
 
 
 class PretrainConfig(_Model):

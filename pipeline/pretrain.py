@@ -177,7 +177,10 @@ def train_loop(config: dict) -> None:
     flops_tok = flops_per_token(model)
     if pcfg.compile:
         model = torch.compile(model)
-    model = ray.train.torch.prepare_model(model, parallel_strategy=config["strategy"])
+    if config["strategy"] == "fsdp":
+        model = raytrain.shard_fsdp(model, device)
+    else:
+        model = ray.train.torch.prepare_model(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=pcfg.learning_rate, weight_decay=pcfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(pcfg.warmup_steps, pcfg.max_steps))
     gen = torch.Generator().manual_seed(pcfg.seed * 1000 + rank)

@@ -90,38 +90,55 @@ def worker_setup(cfg_threads: float, seed: int) -> torch.device:
     return ray.train.torch.get_device()
 
 
-def _fsdp():
-    from torch.distributed.fsdp import (FullOptimStateDictConfig, FullStateDictConfig, FullyShardedDataParallel,
-                                        StateDictType)
+def shard_fsdp(model, device: torch.device):
+    """FSDP2 (`torch.distributed.fsdp.fully_shard`): each transformer block, then the whole
+    model, sharded over all workers: parameters, gradients and optimizer state are split,
+    gathered layer by layer for compute. Works with gloo on CPU and NCCL on GPU."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
 
-    return FullyShardedDataParallel, StateDictType, FullStateDictConfig, FullOptimStateDictConfig
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    inner = model.base_model if hasattr(model, "base_model") else model
+    blocks = getattr(inner, "layers", None) or getattr(getattr(inner, "encoder", None), "layer", None)
+    if blocks is None:
+        raise ValueError(f"fsdp: no transformer blocks found in {type(model).__name__}")
+    model.to(device)
+    for block in blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
 
 
 def is_fsdp(model) -> bool:
-    return isinstance(model, _fsdp()[0])
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
-def _full_state(model):
-    """FSDP's context for gathering full (unsharded) model and optimizer state on rank 0."""
-    fsdp, kind, model_cfg, optim_cfg = _fsdp()
-    return fsdp.state_dict_type(model, kind.FULL_STATE_DICT, model_cfg(offload_to_cpu=True, rank0_only=True),
-                                optim_cfg(offload_to_cpu=True, rank0_only=True))
+def _full():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def optimizer_state(model, optimizer) -> dict:
-    """The optimizer state to checkpoint; under FSDP gathered unsharded on rank 0 (collective:
-    every rank must call it)."""
+    """The optimizer state to checkpoint; under FSDP gathered unsharded (collective: every rank
+    must call it)."""
     if is_fsdp(model):
-        with _full_state(model):
-            return _fsdp()[0].optim_state_dict(model, optimizer)
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        return get_optimizer_state_dict(model, optimizer, options=_full())
     return optimizer.state_dict()
 
 
 def load_optimizer_state(model, optimizer, saved: dict) -> None:
-    """Load a checkpointed optimizer state; under FSDP every rank reshards the full state."""
+    """Load a checkpointed optimizer state; under FSDP every rank takes its shard of the full state."""
     if is_fsdp(model):
-        with _full_state(model):
-            saved = _fsdp()[0].optim_state_dict_to_load(model, optimizer, saved)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(model, optimizer, saved, options=StateDictOptions(full_state_dict=True))
+        return
     optimizer.load_state_dict(saved)
 
 
@@ -133,9 +150,10 @@ def report(metrics: dict, model, tokenizer, state: dict | None) -> None:
     from ray.train import Checkpoint
 
     full = None
-    if state is not None and is_fsdp(model):
-        with _full_state(model):
-            full = model.state_dict()
+    if state is not None and is_fsdp(model):  # gather the unsharded weights (collective)
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        full = get_model_state_dict(model, options=_full())
     if ray.train.get_context().get_world_rank() != 0 or state is None:
         ray.train.report(metrics)
         return

@@ -54,12 +54,3 @@ def test_every_shipped_config_loads_and_the_gpu_template_is_125m():
     with torch.device("meta"):              # shapes only, no memory
         model = build_clm(cfg.model, VocabOnly(cfg.tokenizer.vocab_size))
     assert 115e6 < sum(p.numel() for p in model.parameters()) < 135e6
-
-
-def test_fsdp_on_cpu_is_refused_up_front():
-    import pytest
-
-    from pipeline.config import PipelineConfig
-
-    with pytest.raises(ValueError, match="fsdp"):
-        PipelineConfig.model_validate({"ray": {"strategy": "fsdp", "use_gpu": False}})

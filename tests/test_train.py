@@ -249,7 +249,9 @@ def test_training_stream_is_seeded(corpus, tmp_path):
 
 def test_rerun_with_the_same_run_name_resumes(corpus, tmp_path):
     """A finished run of 4 steps, rerun under the same name with max_steps 6, continues from
-    its step-4 checkpoint (steps 5-6 only: the metrics history shows no restart at step 1)."""
+    its step-4 checkpoint (steps 5-6 only: the metrics history shows no restart at step 1).
+    Trained with FSDP (2 workers, gloo) and bf16 autocast: the checkpoint holds the gathered
+    full weights and optimizer state, and the rerun reshards them."""
     import ray
 
     from pipeline.pretrain import pretrain
@@ -260,8 +262,8 @@ def test_rerun_with_the_same_run_name_resumes(corpus, tmp_path):
     raw = {"run_name": "again", "output_dir": str(tmp_path / "runs"),
            "model": {"objective": "causal_lm", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
                      "intermediate_size": 64, "max_length": 32},
-           "pretrain": {"max_steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 2},
-           "ray": {"num_workers": 2, "max_failures": 0}}
+           "pretrain": {"max_steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 2, "precision": "bf16"},
+           "ray": {"num_workers": 2, "max_failures": 0, "strategy": "fsdp"}}
     out = str(tmp_path / "runs" / "again" / "model")
     try:
         first = pretrain(str(root / "corpus"), manifest, str(tmp_path / "tok"), out, PipelineConfig.model_validate(raw))
@@ -272,3 +274,13 @@ def test_rerun_with_the_same_run_name_resumes(corpus, tmp_path):
     assert first["step"] == 4 and second["step"] == 6
     history = [json.loads(l)["step"] for l in (tmp_path / "runs" / "again" / "eval" / "pretrain-metrics.jsonl").open()]
     assert history == [2, 4, 6]
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out)          # a plain, unsharded HF model
+    assert sum(p.numel() for p in model.parameters()) > 0 and not torch_is_dtensor(model)
+
+
+def torch_is_dtensor(model) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
