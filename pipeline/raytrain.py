@@ -75,9 +75,13 @@ def fit(train_fn, loop_config: dict, datasets: dict, name: str, run_dir: str, cf
 
 def unwrap(model):
     """The Hugging Face model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
-    return model
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
 
 
 def worker_setup(cfg_threads: float, seed: int) -> torch.device:

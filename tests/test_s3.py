@@ -58,7 +58,8 @@ def test_prepare_s3_to_s3_matches_local(s3, tmp_path):
 
 def test_training_checkpoints_go_to_s3(s3, tmp_path):
     """`ray.storage_path: s3://...`: Ray Train writes its checkpoints (safetensors weights,
-    optimizer state) to the bucket, and the final model is exported from there."""
+    optimizer state) to the bucket, and the final model is exported from there. The model is
+    `torch.compile`d (`pretrain.compile`); the checkpoint holds the plain HF weights."""
     import ray
 
     from pipeline.config import CorpusConfig, PipelineConfig, TokenizerConfig
@@ -74,7 +75,7 @@ def test_training_checkpoints_go_to_s3(s3, tmp_path):
         "run_name": "s3ckpt", "output_dir": str(tmp_path / "runs"),
         "model": {"objective": "causal_lm", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
                   "intermediate_size": 64, "max_length": 32},
-        "pretrain": {"max_steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 2},
+        "pretrain": {"max_steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 2, "compile": True},
         "ray": {"num_workers": 2, "max_failures": 0, "storage_path": "s3://babelforge-test/ray"}})
     try:
         result = pretrain(str(corpus), manifest, str(tmp_path / "tok"), str(tmp_path / "model"), cfg)
