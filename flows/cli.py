@@ -45,10 +45,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nrun {cfg.run_name}: {time.monotonic() - start:.0f}s, outputs in {cfg.run_dir}")
     print(f"corpus: input {result['corpus']['input']} = kept {result['corpus']['kept']} + rejected "
           f"{result['corpus']['rejected']}")
-    for lang, m in result["eval"].get("classification", {}).get("languages", {}).items():
-        print(f"  {lang}: accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  (n={m['n']})")
-    for lang, m in result["eval"].get("ner", {}).get("languages", {}).items():
-        print(f"  {lang}: entity F1 {m['f1']:.3f}  (n={m['n']} sentences)")
+    from pipeline.evaluate import language_line
+
+    for task in ("classification", "ner"):
+        for lang, m in result["eval"].get(task, {}).get("languages", {}).items():
+            print(language_line(lang, m))
     reg = result["registered"]
     print(f"registered {reg['model_name']} version {reg['version']} in {reg['tracking_uri']}")
     return 0
@@ -100,22 +101,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     cfg = _with_overrides(args)
     pretrained = args.pretrained or cfg.path("model-pretrained")
     result = finetune.finetune(pretrained, cfg.path("model"), cfg)
-    if cfg.finetune.task == "token_classification":
-        report = evaluate.evaluate_tagger(cfg.path("model"), cfg.finetune.test_path, cfg.model.max_length,
-                                          languages=cfg.finetune.eval_languages)
-        write_json(cfg.path("eval", "finetune.json"), {"train": result, "test": report})
-        print(f"fine-tuned tagger: {cfg.path('model')}; entity F1 per language:")
-        for lang, m in report["languages"].items():
-            print(f"  {lang}: F1 {m['f1']:.3f}  precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
-                  f"({m['entities']} entities)")
-        return 0
-    report = evaluate.evaluate_classifier(cfg.path("model"), cfg.finetune.test_path, cfg.model.max_length,
-                                          languages=cfg.finetune.eval_languages)
+    task, report = evaluate.evaluate_finetuned(cfg.path("model"), cfg)
     write_json(cfg.path("eval", "finetune.json"), {"train": result, "test": report})
-    print(f"fine-tuned classifier: {cfg.path('model')}; test accuracy per language (chance {report['chance_accuracy']}):")
+    chance = f" (chance accuracy {report['chance_accuracy']})" if task == "classification" else ""
+    print(f"fine-tuned model: {cfg.path('model')}; test results per language{chance}:")
     for lang, m in report["languages"].items():
-        print(f"  {lang}: accuracy {m['accuracy']:.3f} (majority-label {m['majority_accuracy']:.3f})  "
-              f"macro-F1 {m['macro_f1']:.3f}  (n={m['n']})")
+        print(evaluate.language_line(lang, m))
     return 0
 
 

@@ -92,6 +92,25 @@ def evaluate_tagger(model_dir: str, test_path: str, max_length: int, languages: 
                         **{f"micro_{k}": v for k, v in entity_f1(gold, pred).items()}}}
 
 
+def evaluate_finetuned(model_dir: str, cfg) -> tuple[str, dict]:
+    """The fine-tuned model's test report for its task: ("ner", entity F1 per language) or
+    ("classification", accuracy and macro-F1 per language)."""
+    fcfg = cfg.finetune
+    if fcfg.task == "token_classification":
+        return "ner", evaluate_tagger(model_dir, fcfg.test_path, cfg.model.max_length, languages=fcfg.eval_languages)
+    return "classification", evaluate_classifier(model_dir, fcfg.test_path, cfg.model.max_length,
+                                                 languages=fcfg.eval_languages)
+
+
+def language_line(lang: str, m: dict) -> str:
+    """One per-language line of a fine-tuning report, for the console."""
+    if "f1" in m:
+        return f"  {lang}: entity F1 {m['f1']:.3f}  precision {m['precision']:.3f}  recall {m['recall']:.3f}  " \
+               f"({m['entities']} entities, n={m['n']} sentences)"
+    majority = f" (majority-label {m['majority_accuracy']:.3f})" if "majority_accuracy" in m else ""
+    return f"  {lang}: accuracy {m['accuracy']:.3f}{majority}  macro-F1 {m['macro_f1']:.3f}  (n={m['n']})"
+
+
 @torch.inference_mode()
 def _lm_loss(model, tokenizer, texts: list[str], max_length: int, causal: bool, seed: int,
              batch_size: int = 32) -> tuple[float, int]:

@@ -24,7 +24,7 @@ import torch
 
 from . import raytrain
 from .config import FinetuneConfig, PipelineConfig
-from .labels import language, matches, normalize
+from .labels import matches, normalize
 from .model import encode, warmup_cosine
 from .storage import absolute, expand, get_fs
 
@@ -317,8 +317,6 @@ def train_loop(config: dict) -> None:
 def epoch_stream(table: pa.Table, epochs: int, seed: int) -> pa.Table:
     """All epochs as one table, each epoch a fresh permutation: one pass over it is the run
     (labelled sets are small; this avoids restarting a Ray Data stream every epoch)."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     return pa.concat_tables([table.take(rng.permutation(table.num_rows)) for _ in range(epochs)])
 

@@ -13,18 +13,13 @@ from pipeline.storage import atomic_open, join, write_json
 @task(name="evaluate")
 def evaluate_task(classifier_dir: str, pretrained_dir: str, manifest: dict, corpus_dir: str, out_dir: str,
                   cfg: PipelineConfig) -> dict:
-    report = {"lm": evaluate.evaluate_lm(pretrained_dir, manifest, corpus_dir, cfg.model, cfg.pretrain.seed)}
-    if cfg.finetune.task == "token_classification":
-        report["ner"] = evaluate.evaluate_tagger(classifier_dir, cfg.finetune.test_path, cfg.model.max_length,
-                                                 languages=cfg.finetune.eval_languages)
-    else:
-        report["classification"] = evaluate.evaluate_classifier(
-            classifier_dir, cfg.finetune.test_path, cfg.model.max_length, languages=cfg.finetune.eval_languages)
+    task, test = evaluate.evaluate_finetuned(classifier_dir, cfg)
+    report = {"lm": evaluate.evaluate_lm(pretrained_dir, manifest, corpus_dir, cfg.model, cfg.pretrain.seed),
+              task: test}
     write_json(join(out_dir, "report.json"), report)
     md = evaluate.markdown(report)
     with atomic_open(join(out_dir, "report.md"), "wb") as f:
         f.write(md.encode())
-    task = "ner" if "ner" in report else "classification"
     create_table_artifact(
         key="eval-languages",
         table=[{"language": lang, **m} for lang, m in report[task]["languages"].items()],

@@ -3,7 +3,6 @@ packing), causal-LM pretraining that survives a killed worker, fine-tuning strat
 
 import json
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
