@@ -96,7 +96,6 @@ def measure(docs_per_lang: int = 60, out: str | None = None, dedup: dict | None 
     (work / "in.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg = CorpusConfig()
     cfg.langid.languages = LANGS
-    cfg.langid.min_score_per_language = {"sw": 0.1}
     if dedup:
         cfg.dedup = cfg.dedup.model_copy(update=dedup)
     report = prepare([str(work / "in.jsonl")], str(work / "out"), cfg)
@@ -122,7 +121,7 @@ def measure(docs_per_lang: int = 60, out: str | None = None, dedup: dict | None 
     result["near_duplicate"]["precision"] = round(
         sum(i not in originals for i in near_removed) / max(len(near_removed), 1), 4)
     result["clean_kept"] = round(sum(i in kept_text for i in clean_ids) / len(clean_ids), 4)
-    result["report"] = {k: report[k] for k in ("input", "kept", "rejected", "rejected_by_reason")}
+    result["report"] = {k: report[k] for k in ("input", "kept", "unidentified", "rejected", "rejected_by_reason")}
     return result
 
 

@@ -4,6 +4,8 @@
     babelforge prepare INPUT... --out DIR [--config F]  the corpus phase alone (no Prefect)
     babelforge pretrain --config FILE                  tokenizer + Ray Train pretraining + held-out loss
     babelforge finetune --config FILE                  Ray Train fine-tuning + per-language evaluation
+    babelforge langid train INPUT... --out DIR         train + evaluate a fastText language-ID model
+    babelforge profiles derive INPUT...                per-language filter thresholds from clean text
 
 `pretrain` and `finetune` run the functions the Prefect tasks run, without Prefect, so they
 also work as Ray Jobs: `ray job submit --working-dir . -- babelforge pretrain --config F`.
@@ -43,7 +45,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     result = multilingual_pipeline(cfg)
     print(f"\nrun {cfg.run_name}: {time.monotonic() - start:.0f}s, outputs in {cfg.run_dir}")
-    print(f"corpus: input {result['corpus']['input']} = kept {result['corpus']['kept']} + rejected "
+    print(f"corpus: input {result['corpus']['input']} = kept {result['corpus']['kept']} + unidentified "
+          f"{result['corpus']['unidentified']} + rejected "
           f"{result['corpus']['rejected']}")
     from pipeline.evaluate import language_line
 
@@ -60,9 +63,44 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     cfg = _config(args.config)
     report = prepare(args.inputs, args.out, cfg.corpus, cfg.ray)
-    summary = {k: report[k] for k in ("input", "kept", "rejected", "rejected_by_reason")}
+    summary = {k: report[k] for k in ("input", "kept", "unidentified", "rejected", "rejected_by_reason")}
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     print(f"per-language report: {args.out}/report.json; manifest: {args.out}/manifest.json")
+    return 0
+
+
+def cmd_langid_train(args: argparse.Namespace) -> int:
+    from pipeline.config import LidTrainConfig
+    from pipeline.langid_train import train
+
+    base = load_yaml(args.config, LidTrainConfig).model_dump() if args.config else {}
+    given = {k: v for k, v in vars(args).items() if k in LidTrainConfig.model_fields and v is not None}
+    cfg = LidTrainConfig.model_validate({**base, **given, "inputs": args.inputs})
+    report = train(cfg, args.out)
+    print(f"model: {report['model']} ({report['bytes'] / 1e6:.1f} MB, {report['labels']} labels, "
+          f"{report['seconds']:.0f} s)")
+    print(f"held-out macro F1: {report['macro_f1']} (lines), {report['doc_macro_f1']} (documents of "
+          f"{report['doc_lines']} lines); per language: {args.out}/report.md, chart: {args.out}/confusion.png")
+    worst = sorted(report["languages"].items(), key=lambda kv: kv[1]["f1"])[:10]
+    print("lowest F1: " + ", ".join(f"{k} {v['f1']}" for k, v in worst))
+    return 0
+
+
+def cmd_profiles_derive(args: argparse.Namespace) -> int:
+    import yaml
+
+    from pipeline.languages import DERIVED, PROFILE_DIR
+    from pipeline.profile_stats import derive
+
+    cfg = _config(args.config)
+    derived = derive(args.inputs, langid_cfg=cfg.corpus.langid)
+    out = args.out or str(PROFILE_DIR / DERIVED)
+    header = ("# Thresholds derived from clean text per language-script label (pipeline/profile_stats.py).\n"
+              f"# Made by: babelforge profiles derive {' '.join(args.inputs)}\n"
+              "# Hand-written <code>.yaml profiles and the run config override these values.\n")
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(header + yaml.safe_dump(derived, allow_unicode=True, sort_keys=True, width=120))
+    print(f"{len(derived)} labels with derived thresholds -> {out}")
     return 0
 
 
@@ -124,6 +162,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output directory or URI")
     p.add_argument("--config", help="YAML config; its corpus section is used")
     p.set_defaults(func=cmd_prepare)
+    p = sub.add_parser("langid", help="language-ID models: train one from labelled text")
+    lsub = p.add_subparsers(dest="langid_command", required=True)
+    p = lsub.add_parser("train", help="train a fastText language-ID model and write its per-language evaluation")
+    p.add_argument("inputs", nargs="+", help="folders of <label>.txt files, label<TAB>text TSVs, Parquet (label, text)")
+    p.add_argument("--out", required=True, help="output folder: model.ftz, report.{json,md}, confusion.png")
+    p.add_argument("--config", help="YAML with LidTrainConfig fields (pipeline/config.py)")
+    for name in ("dim", "epoch", "minn", "maxn", "max_per_label", "min_per_label", "threads", "seed"):
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int)
+    p.add_argument("--heldout-fraction", dest="heldout_fraction", type=float)
+    p.set_defaults(func=cmd_langid_train)
+    p = sub.add_parser("profiles", help="cleaning profiles: derive per-language thresholds from clean text")
+    psub = p.add_subparsers(dest="profiles_command", required=True)
+    p = psub.add_parser("derive", help="measure clean text per language and write lang_profiles/_derived.yaml")
+    p.add_argument("inputs", nargs="+", help="folders of <label>.txt files (clean text, one paragraph a line)")
+    p.add_argument("--out", help="output YAML (default: pipeline/lang_profiles/_derived.yaml)")
+    p.add_argument("--config", help="YAML config; its corpus.langid section picks the models")
+    p.set_defaults(func=cmd_profiles_derive)
     for name, func, help_ in (("pretrain", cmd_pretrain, "train the tokenizer and pretrain on the corpus (Ray Train)"),
                               ("finetune", cmd_finetune, "fine-tune the pretrained model and evaluate per language")):
         p = sub.add_parser(name, help=help_)

@@ -65,7 +65,7 @@ def _length(text: str) -> int:
     return max(len(text.split()), len(text) // 4, 1)
 
 
-def augment(docs: pa.Table, cfg: AugmentConfig, langid_model_path: str | None = None) -> tuple[pa.Table, pa.Table]:
+def augment(docs: pa.Table, cfg: AugmentConfig, langid_models=None) -> tuple[pa.Table, pa.Table]:
     """Return (new synthetic documents kept, synthetic documents rejected)."""
     if not cfg.models:
         log.warning("augment: skipped, no translation model configured (corpus.augment.models is empty)")
@@ -84,7 +84,7 @@ def augment(docs: pa.Table, cfg: AugmentConfig, langid_model_path: str | None = 
         new = make_docs([f"bt-{tm.target}-{o}" for o in origin], outputs,
                         [f"backtranslation:{tm.source}->{tm.target}"] * len(outputs),
                         lang=[tm.target] * len(outputs), augmented=True, origin_ids=origin)
-        out_langs, scores = predict(outputs, langid_model_path)
+        out_langs, scores = predict(outputs, langid_models)
         new = new.set_column(new.schema.get_field_index("lang_score"), "lang_score", pa.array(scores, pa.float32()))
         new = new.set_column(new.schema.get_field_index("script"), "script",
                              pa.array(detect_scripts(outputs), pa.string()))

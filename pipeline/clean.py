@@ -23,7 +23,10 @@ from .config import CleanConfig
 from .labels import lookup
 from .schema import REJECT_SCHEMA, concat, rejects_from_docs, split
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
+# line and paragraph breaks of other conventions: vertical tab, form feed, U+2028/2029 (a C1
+# control such as NEL is left to ftfy, which reads it as the Windows-1252 character it usually is)
+_BREAKS = str.maketrans({"\x0b": "\n", "\x0c": "\n", "\u2028": "\n", "\u2029": "\n\n"})
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 
 
@@ -33,13 +36,14 @@ def _compile(patterns: list[str]) -> list[re.Pattern]:
 
 def normalize_text(text: str, cfg: CleanConfig, boilerplate: list[re.Pattern]) -> tuple[str, int]:
     """Return the cleaned text and the number of boilerplate lines removed."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_BREAKS)
     if cfg.fix_mojibake:
         import ftfy
 
         text = ftfy.fix_text(text, normalization=cfg.normalization)
     else:
         text = unicodedata.normalize(cfg.normalization, text)
-    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", text)
     lines, removed = [], 0
     for line in text.split("\n"):
         line = _SPACES.sub(" ", line).strip()

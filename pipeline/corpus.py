@@ -4,7 +4,8 @@
 Output layout under `out_dir` (a local path or URI):
     shards/<lang>/{train,heldout}-NNNNN.parquet
     rejects/<stage>.parquet        one row per rejected document: id, stage, reason, detail, text...
-    report.json                    input = kept + rejected, per language and reason
+    unidentified/und_<Script>/     documents language ID was unsure of, with their candidates
+    report.json                    input = kept + unidentified + rejected, per language and reason
     report.png                     the same per language, as a chart
     _units/<fingerprint>/          committed work units (docs, rejects, done.json), reused on resume
     manifest.json                  written last; the commit point of the corpus
@@ -31,13 +32,14 @@ import pyarrow.compute as pc
 from . import augment as augment_mod
 from . import charts, clean, dedup, ingest, langid
 from .config import CorpusConfig, RayConfig
+from .labels import is_unidentified
 from .schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
 from .shard import MANIFEST, ForcedHeldout, RollingParquet, ShardSink
 from .storage import (absolute, exists, expand, get_fs, join, read_json, read_parquet, remove, sha256_file,
                       write_json, write_parquet)
 
 log = logging.getLogger(__name__)
-VERSION = 3  # bump when the unit output changes (2: lang_top, cluster_size; 3: ISO 639-3 labels)
+VERSION = 4  # bump when the unit output changes (2: lang_top, cluster_size; 3: ISO 639-3 labels; 4: und_<Script>)
 
 
 class AccountingError(RuntimeError):
@@ -49,6 +51,7 @@ def fingerprint(files: list[str], cfg: CorpusConfig) -> str:
     # where the units run does not change the corpus: a rerun on Ray reuses a local result
     h.update(json.dumps(cfg.model_dump(mode="json", exclude={"engine", "cpus_per_unit"}), sort_keys=True).encode())
     h.update(str(VERSION).encode())
+    h.update(langid.models_digest(cfg.langid.models).encode())
     for uri in files:
         fs, path = get_fs(uri)
         h.update(uri.encode())
@@ -74,7 +77,7 @@ class Tally:
 
 
 def build_report(n_input: int, tally: Tally, timings: dict) -> dict:
-    langs: dict[str, dict] = defaultdict(lambda: {"input": 0, "kept": 0, "rejected": {}})
+    langs: dict[str, dict] = defaultdict(lambda: {"input": 0, "kept": 0, "unidentified": 0, "rejected": {}})
     by_stage: Counter[str] = Counter()
     by_reason: Counter[str] = Counter()
     aug_kept: Counter[str] = Counter()
@@ -83,7 +86,7 @@ def build_report(n_input: int, tally: Tally, timings: dict) -> dict:
         if synthetic:
             aug_kept[lang] += n
         else:
-            langs[lang]["kept"] += n
+            langs[lang]["unidentified" if is_unidentified(lang) else "kept"] += n
     for (lang, stage, reason, synthetic), n in sorted(tally.rejected.items()):
         if synthetic:
             aug_rej[lang] += n
@@ -92,10 +95,11 @@ def build_report(n_input: int, tally: Tally, timings: dict) -> dict:
         by_stage[stage] += n
         by_reason[reason] += n
     for info in langs.values():
-        info["input"] = info["kept"] + sum(info["rejected"].values())
+        info["input"] = info["kept"] + info["unidentified"] + sum(info["rejected"].values())
     report = {
         "input": n_input,
         "kept": sum(v["kept"] for v in langs.values()),
+        "unidentified": sum(v["unidentified"] for v in langs.values()),
         "rejected": sum(by_reason.values()),
         "rejected_by_stage": dict(sorted(by_stage.items())),
         "rejected_by_reason": dict(sorted(by_reason.items())),
@@ -109,8 +113,9 @@ def build_report(n_input: int, tally: Tally, timings: dict) -> dict:
         },
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
-    if report["input"] != report["kept"] + report["rejected"]:
-        raise AccountingError(f"input {report['input']} != kept {report['kept']} + rejected {report['rejected']}")
+    if report["input"] != report["kept"] + report["unidentified"] + report["rejected"]:
+        raise AccountingError(f"input {report['input']} != kept {report['kept']} + unidentified "
+                              f"{report['unidentified']} + rejected {report['rejected']}")
     return report
 
 
@@ -121,7 +126,7 @@ def unit_fingerprint(part: ingest.Part, cfg: CorpusConfig) -> str:
     h = hashlib.sha256()
     unit_cfg = {k: cfg.model_dump(mode="json")[k] for k in ("ingest", "langid", "clean", "dedup")}
     h.update(json.dumps(unit_cfg, sort_keys=True).encode())
-    h.update(f"{VERSION}|{part}|{part.first}|{fs.ukey(path)}".encode())
+    h.update(f"{VERSION}|{part}|{part.first}|{fs.ukey(path)}|{langid.models_digest(cfg.langid.models)}".encode())
     return h.hexdigest()[:20]
 
 
@@ -131,17 +136,22 @@ def process_unit(part: ingest.Part | str, cfg: CorpusConfig) -> tuple[pa.Table, 
     MinHash signature, so the global dedup step needs no text."""
     part = ingest.Part(part) if isinstance(part, str) else part
     timings: Counter[str] = Counter()
+    lines_removed = 0
+
+    def strip_lines(d: pa.Table) -> tuple[pa.Table, pa.Table]:
+        nonlocal lines_removed
+        d, lines_removed = langid.strip_foreign_lines(d, cfg.langid)
+        return d, REJECT_SCHEMA.empty_table()
+
     t = time.monotonic()
     docs, rej = ingest.read_part(part, cfg.ingest.text_field, cfg.ingest.id_field)
     n_input = docs.num_rows + rej.num_rows
     rejects = [rej]
     timings["ingest"] += time.monotonic() - t
-    model_path = cfg.langid.model_path
     for name, step in (
         ("normalize", lambda d: clean.normalize(d, cfg.clean)),
-        ("langid", lambda d: langid.identify(d, model_path, cfg.langid.min_score, cfg.langid.languages,
-                                             cfg.langid.min_score_per_language, cfg.langid.max_chars,
-                                             cfg.langid.top_k)),
+        ("langid", lambda d: langid.identify(d, cfg.langid)),
+        ("lines", lambda d: strip_lines(d)),
         ("filter", lambda d: clean.filter_quality(d, cfg.clean)),
     ):
         t = time.monotonic()
@@ -155,7 +165,8 @@ def process_unit(part: ingest.Part | str, cfg: CorpusConfig) -> tuple[pa.Table, 
     docs = docs.append_column("dedup_key", keys).append_column(
         "minhash", pa.FixedSizeListArray.from_arrays(pa.array(sigs.ravel(), pa.uint32()), width))
     timings["minhash"] += time.monotonic() - t
-    return docs, concat(rejects, REJECT_SCHEMA), {"input": n_input, "seconds": dict(timings)}
+    return docs, concat(rejects, REJECT_SCHEMA), {"input": n_input, "foreign_lines_removed": lines_removed,
+                                                   "seconds": dict(timings)}
 
 
 def run_unit(part: ingest.Part, out_dir: str, cfg_json: dict) -> dict:
@@ -224,7 +235,35 @@ def run_units(files: list[str], out_dir: str, cfg: CorpusConfig, ray_cfg: RayCon
     return results
 
 
-def global_dedup(units: list[dict], cfg: CorpusConfig) -> dict[int, tuple[str, int, str]]:
+def unique_ids(units: list[dict]) -> dict[int, str]:
+    """{global row: new id} for every unit document whose id an earlier one already has (two
+    files with the same name, a source that repeats ids): `<id>~2`, `<id>~3`... so every
+    document of the corpus has its own id. Nothing is overwritten; the report counts them,
+    and each renamed row keeps its input location in `source`."""
+    seen: set[str] = set()
+    renames: dict[int, str] = {}
+    offset = 0
+    for u in units:
+        ids = read_parquet(join(u["dir"], "docs.parquet"), ["id"])["id"].to_pylist()
+        for i, doc_id in enumerate(ids):
+            if doc_id in seen:
+                n = 2
+                while f"{doc_id}~{n}" in seen:
+                    n += 1
+                doc_id = renames[offset + i] = f"{doc_id}~{n}"
+            seen.add(doc_id)
+        offset += len(ids)
+    return renames
+
+
+def _renamed(table: pa.Table, rows: range, renames: dict[int, str]) -> pa.Table:
+    if not renames or not any(r in renames for r in rows):
+        return table
+    ids = [renames.get(r, i) for r, i in zip(rows, table["id"].to_pylist())]
+    return table.set_column(table.schema.get_field_index("id"), "id", pa.array(ids, pa.string()))
+
+
+def global_dedup(units: list[dict], cfg: CorpusConfig, renames: dict[int, str] | None = None) -> dict[int, tuple[str, int, str]]:
     """Exact, then near-duplicate decisions over every unit, from keys and signatures only,
     read unit by unit. Returns {global row: (reason, row of the document kept instead, detail)}."""
     decisions: dict[int, tuple[str, int, str]] = {}
@@ -243,7 +282,7 @@ def global_dedup(units: list[dict], cfg: CorpusConfig) -> dict[int, tuple[str, i
                 decisions[row] = ("exact_duplicate", first[key], f"duplicate of {ids[first[key]]}")
             else:
                 first[key] = row
-                ids[row] = unit_ids[i]
+                ids[row] = (renames or {}).get(row, unit_ids[i])
                 survivors.append(i)
         if cfg.dedup.near and survivors:
             sigs = t["minhash"].combine_chunks().flatten().to_numpy().reshape(-1, width)
@@ -262,7 +301,7 @@ def global_dedup(units: list[dict], cfg: CorpusConfig) -> dict[int, tuple[str, i
     return decisions
 
 
-def forced_heldout(units: list[dict], decisions: dict, fraction: float) -> set[str]:
+def forced_heldout(units: list[dict], decisions: dict, fraction: float, renames: dict[int, str]) -> set[str]:
     """Ids that `shard.heldout_mask` must hold out so every language of 5+ kept documents has
     a held-out one, decided over the whole corpus (ids and languages only), so the split does
     not depend on how the inputs were cut into units."""
@@ -270,6 +309,7 @@ def forced_heldout(units: list[dict], decisions: dict, fraction: float) -> set[s
     offset = 0
     for u in units:
         t = read_parquet(join(u["dir"], "docs.parquet"), ["id", "lang"])
+        t = _renamed(t, range(offset, offset + t.num_rows), renames)
         keep = [offset + i not in decisions for i in range(t.num_rows)]
         forced.add([l for l, k in zip(t["lang"].to_pylist(), keep) if k],
                    [i for i, k in zip(t["id"].to_pylist(), keep) if k])
@@ -277,7 +317,7 @@ def forced_heldout(units: list[dict], decisions: dict, fraction: float) -> set[s
     return forced.ids
 
 
-def dedup_units(units: list[dict], decisions: dict[int, tuple[str, int, str]]):
+def dedup_units(units: list[dict], decisions: dict[int, tuple[str, int, str]], renames: dict[int, str]):
     """Stream the units again, one at a time: yield (kept rows with their duplicate-cluster
     size, dedup rejects naming the document kept instead)."""
     def final(row: int) -> int:
@@ -292,6 +332,7 @@ def dedup_units(units: list[dict], decisions: dict[int, tuple[str, int, str]]):
     for u in units:
         docs = read_parquet(join(u["dir"], "docs.parquet")).drop_columns(["dedup_key", "minhash"])
         rows = range(offset, offset + docs.num_rows)
+        docs = _renamed(docs, rows, renames)
         ids.update((r, i) for r, i in zip(rows, docs["id"].to_pylist()) if r in targets)
         drop = [r in decisions for r in rows]
         kept, dropped = split(docs, [not d for d in drop])
@@ -320,21 +361,26 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
         report["manifest_sha256"] = sha256_file(manifest_uri)
         return report
     remove(manifest_uri)  # from here on the old corpus (if any) is no longer committed
-    langid.load_model(cfg.langid.model_path)  # fail early on a bad model path
+    for m in cfg.langid.models:
+        langid.load_model(m.path)  # fail early on a bad model path
 
     units = run_units(files, out_dir, cfg, ray_cfg)
     timings: Counter[str] = Counter()
     for u in units:
         timings.update(u["seconds"])
     t = time.monotonic()
-    decisions = global_dedup(units, cfg)
+    renames = unique_ids(units)
+    if renames:
+        log.warning("prepare: %d documents repeat an earlier document's id; renamed <id>~N (first: %s)",
+                    len(renames), next(iter(renames.values())))
+    decisions = global_dedup(units, cfg, renames)
     timings["dedup"] += time.monotonic() - t
 
     # One streaming pass: units -> dedup -> shard writers, rejects -> per-stage writers.
     # Memory holds one unit, the writers' buffers, and the back-translation sources.
     t = time.monotonic()
     tally = Tally()
-    shards = ShardSink(out_dir, cfg.shard, DOC_SCHEMA, forced_heldout(units, decisions, cfg.shard.heldout_fraction))
+    shards = ShardSink(out_dir, cfg.shard, DOC_SCHEMA, forced_heldout(units, decisions, cfg.shard.heldout_fraction, renames))
     remove(join(out_dir, "rejects"))
     reject_writers: dict[str, RollingParquet] = {}
 
@@ -351,7 +397,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     n_sources: Counter[str] = Counter()
     for u in units:
         write_rejects(read_parquet(join(u["dir"], "rejects.parquet")))
-    for kept, dedup_rejects in dedup_units(units, decisions):
+    for kept, dedup_rejects in dedup_units(units, decisions, renames):
         pa.default_memory_pool().release_unused()
         write_rejects(dedup_rejects)
         tally.add_kept(kept)
@@ -366,7 +412,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
 
     t = time.monotonic()
     synthetic, synthetic_rej = augment_mod.augment(concat(to_translate, DOC_SCHEMA), cfg.augment,
-                                                   cfg.langid.model_path)
+                                                   cfg.langid.models)
     timings["augment"] += time.monotonic() - t
     tally.add_kept(synthetic)
     shards.add(synthetic)
@@ -378,11 +424,18 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
         w.close()
     timings["shard"] += time.monotonic() - t
     report = build_report(sum(u["input"] for u in units), tally, timings)
+    report["renamed_ids"] = {"count": len(renames), "first": list(renames.values())[:10]}
+    report["foreign_lines_removed"] = sum(u.get("foreign_lines_removed", 0) for u in units)
+    und = body["unidentified"]
+    report["unidentified_scripts"] = und["scripts"]  # per und_<Script>: rows, files, best candidates
+    if und["rows"]:
+        log.warning("prepare: %d documents whose language was not identified with confidence are kept apart "
+                    "in %s/unidentified (und_<Script>), with their candidate languages", und["rows"], out_dir)
     write_json(join(out_dir, "report.json"), report)
     charts.corpus_chart(report, join(out_dir, "report.png"))
     manifest = {"version": VERSION, "fingerprint": fp, "inputs": files, **body}
     write_json(manifest_uri, manifest)  # commit point
     report["manifest_sha256"] = sha256_file(manifest_uri)
-    log.info("prepare: %d input, %d kept, %d rejected, %d languages -> %s", report["input"], report["kept"],
-             report["rejected"], len(body["languages"]), out_dir)
+    log.info("prepare: %d input, %d kept, %d unidentified, %d rejected, %d languages -> %s", report["input"],
+             report["kept"], report["unidentified"], report["rejected"], len(body["languages"]), out_dir)
     return report

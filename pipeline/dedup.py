@@ -1,9 +1,11 @@
 """Near-duplicate removal with MinHash LSH, per language, across the whole corpus.
 
-1. `signatures(docs)`: per work unit (a batch), each document's shingles (word n-grams in the
-   language's segmentation; character n-grams for scripts counted in characters) are hashed
-   (xxh64) and reduced to a MinHash signature of bands x rows values. Only signatures leave
-   this step, never text.
+1. `signatures(docs)`: per work unit (a batch), each document's shingles are hashed and
+   reduced to a MinHash signature of bands x rows values. Shingles are character n-grams of
+   the case-folded text by default (`dedup.shingles: chars`): the same for every script, and
+   robust to character-level edits (typos, OCR, spelling variants) that break word n-grams;
+   `words` uses word n-grams in the language's segmentation. Only signatures leave this
+   step, never text.
 2. `clusters(...)`: the global step sees signatures only. Documents of the same language that
    share a band bucket are candidates; a candidate pair is linked when its estimated Jaccard
    similarity (share of equal signature values) reaches the threshold. Linked documents form
@@ -32,6 +34,8 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def shingles(text: str, lang: str, script: str, cfg: DedupConfig) -> list[str]:
+    """Word n-grams in the language's segmentation (`shingles: words`; character n-grams for
+    scripts counted in characters)."""
     p = profile(lang, script)
     if p.segmentation == "chars":
         chars = "".join(text.split()).lower()
@@ -42,6 +46,34 @@ def shingles(text: str, lang: str, script: str, cfg: DedupConfig) -> list[str]:
     return [" ".join(words[i : i + n]) for i in range(max(len(words) - n + 1, 1))]
 
 
+_POLY = np.uint64(0x100000001B3)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit reaches every output bit."""
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
+def char_shingle_hashes(text: str, n: int) -> np.ndarray:
+    """Distinct 64-bit hashes of the character n-grams of a text (case-folded, whitespace runs
+    as one space), vectorised over the code points: the same for every script, and a
+    character edit changes at most n shingles, where it changes 2n-1 word n-grams' worth of
+    text."""
+    folded = " ".join(text.casefold().split())
+    cps = np.frombuffer(folded.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    if len(cps) < n:
+        cps = np.concatenate([cps, np.zeros(n - len(cps), np.uint64)])
+    m = len(cps) - n + 1
+    h = np.zeros(m, np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            h = h * _POLY + cps[k : k + m]
+    return np.unique(_mix(h))
+
+
 def signatures(docs: pa.Table, cfg: DedupConfig) -> np.ndarray:
     """MinHash signatures, shape (rows, bands * rows_per_band), uint32."""
     num_perm = cfg.bands * cfg.rows_per_band
@@ -49,8 +81,11 @@ def signatures(docs: pa.Table, cfg: DedupConfig) -> np.ndarray:
     out = np.empty((docs.num_rows, num_perm), dtype=np.uint32)
     for i, (text, lang, script) in enumerate(zip(docs["text"].to_pylist(), docs["lang"].to_pylist(),
                                                  docs["script"].to_pylist())):
-        hashes = np.fromiter((xxhash.xxh64_intdigest(s.encode()) for s in set(shingles(text, lang or "", script or "Zyyy", cfg))),
-                             dtype=np.uint64)
+        if cfg.shingles == "chars":
+            hashes = char_shingle_hashes(text or "", cfg.char_ngram)
+        else:
+            hashes = np.fromiter((xxhash.xxh64_intdigest(s.encode())
+                                  for s in set(shingles(text, lang or "", script or "Zyyy", cfg))), dtype=np.uint64)
         with np.errstate(over="ignore"):  # (a*x + b) wraps modulo 2^64 as in datasketch
             permuted = ((np.outer(a, hashes) + b[:, None]) % _MERSENNE) & _MAX_HASH
         out[i] = permuted.min(axis=1)

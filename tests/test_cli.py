@@ -11,7 +11,7 @@ def test_prepare_command_writes_the_documented_layout(tmp_path, capsys):
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     assert set(report) >= {"input", "kept", "rejected", "languages"}
-    assert report["input"] == report["kept"] + report["rejected"]
+    assert report["input"] == report["kept"] + report["unidentified"] + report["rejected"]
     assert (out / "manifest.json").exists() and list((out / "shards").glob("*/*.parquet"))
     files = {p.stem: p for p in (out / "rejects").iterdir()}
     assert {"ingest", "langid", "dedup"} <= set(files) <= {"ingest", "clean", "langid", "quality", "dedup", "augment"}
@@ -19,7 +19,7 @@ def test_prepare_command_writes_the_documented_layout(tmp_path, capsys):
         import pyarrow.parquet as pq
         assert set(pq.read_table(path)["stage"].to_pylist()) == {stage}
     for lang, info in report["languages"].items():
-        assert set(info) == {"input", "kept", "rejected"}
+        assert set(info) == {"input", "kept", "unidentified", "rejected"}
     assert '"kept"' in capsys.readouterr().out
 
 

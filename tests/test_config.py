@@ -14,7 +14,7 @@ def test_defaults_are_valid_and_serialisable():
 def test_demo_config_loads():
     cfg = load_yaml(ROOT / "configs" / "demo.yaml")
     assert "swh" in cfg.corpus.langid.languages   # "sw" in the file, normalised
-    assert cfg.corpus.langid.min_score_per_language["swh"] < cfg.corpus.langid.min_score
+    assert [m.path for m in cfg.corpus.langid.models] == ["lid.176", "babelforge"]
 
 
 def test_bad_value_names_file_and_field(tmp_path):

@@ -34,12 +34,13 @@ def all_rejects(out):
 def test_accounting_adds_up_overall_and_per_language(prepared):
     out, report, _ = prepared
     on_disk = json.loads((out / "report.json").read_text())
-    assert on_disk["input"] == on_disk["kept"] + on_disk["rejected"] == 243
+    assert on_disk["input"] == on_disk["kept"] + on_disk["unidentified"] + on_disk["rejected"] == 243
     for lang, info in on_disk["languages"].items():
-        assert info["input"] == info["kept"] + sum(info["rejected"].values()), lang
+        assert info["input"] == info["kept"] + info["unidentified"] + sum(info["rejected"].values()), lang
     assert sum(i["kept"] for i in on_disk["languages"].values()) == on_disk["kept"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["totals"]["rows"] == on_disk["kept"]
+    assert manifest["unidentified"]["rows"] == on_disk["unidentified"]
     assert all_rejects(out).num_rows == on_disk["rejected"]
 
 
@@ -64,8 +65,9 @@ def test_planted_noise_is_removed_with_reasons(prepared):
         assert reason[f"boilerplate-{n}"] in ("empty_after_cleaning", "too_short", "low_lang_score")
     for n in range(8):
         assert f"short-{n}" in ids
-    for n in range(3):
-        assert f"gibberish-{n}" in ids
+    und = {i for p in (out / "unidentified").rglob("*.parquet") for i in pq.read_table(p)["id"].to_pylist()}
+    for n in range(3):  # rejected, or kept apart as unidentified: never in a training shard
+        assert f"gibberish-{n}" in ids | und
     # mojibake copies are repaired, which makes them exact duplicates of their originals
     moji = [i for i in ids if i.startswith("mojibake-")]
     assert len(moji) == 6 and {reason[i] for i in moji} == {"exact_duplicate"}
@@ -110,7 +112,7 @@ def test_changed_config_recomputes_and_replaces_stale_shards(prepared, tmp_path)
     cfg.langid.languages = ["fr"]
     second = prepare([str(SAMPLE / "corpus" / "news.jsonl")], str(out), cfg)
     assert not (out / "shards" / "deu_Latn").exists()
-    assert second["input"] == first["input"] == second["kept"] + second["rejected"]
+    assert second["input"] == first["input"] == second["kept"] + second["unidentified"] + second["rejected"]
 
 
 def test_report_chart_is_a_png(prepared):
@@ -133,3 +135,52 @@ def test_files_split_into_units_give_the_same_shards(prepared, tmp_path):
     second = json.loads((tmp_path / "split" / "manifest.json").read_text())
     assert [(s["path"], s["sha256"]) for s in first["shards"]] == [(s["path"], s["sha256"]) for s in second["shards"]]
     assert again["input"] == report["input"] and again["rejected_by_reason"] == report["rejected_by_reason"]
+
+
+def test_repeated_ids_are_made_unique_and_counted(tmp_path):
+    """Two files with the same name in different folders give the same `<file>:<line>` ids,
+    and a source may repeat its own ids: every corpus document still gets its own id."""
+    from conftest import write
+
+    text = ["Le lac gèle en hiver et la neige couvre les collines du nord pendant des semaines.",
+            "Die Bauern hoffen, dass die lange Trockenheit bald endet und der Regen zurückkommt.",
+            "El tren sale a las ocho de la mañana y llega a la capital antes del mediodía."]
+    write(tmp_path / "a" / "x.txt", "\n".join(text[:2]) + "\n")
+    write(tmp_path / "b" / "x.txt", text[2] + "\n")
+    write(tmp_path / "c.jsonl", '{"id": "7", "text": "%s"}\n{"id": "7", "text": "%s"}\n' % (
+        "Il treno per Milano parte alle otto e arriva a mezzogiorno in punto ogni giorno.",
+        "O comboio para Lisboa parte às oito horas e chega ao meio-dia, todos os dias da semana."))
+    report = prepare([str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c.jsonl")], str(tmp_path / "out"))
+    ids = [i for p in (tmp_path / "out" / "shards").rglob("*.parquet") for i in read_parquet(str(p))["id"].to_pylist()]
+    assert report["kept"] == 5 and len(ids) == len(set(ids)) == 5
+    assert {"x.txt:1", "x.txt:1~2", "7", "7~2"} <= set(ids)
+    assert report["renamed_ids"]["count"] == 2
+
+
+def test_control_characters_and_other_line_breaks_are_normalised(tmp_path):
+    from pipeline.clean import normalize_text
+    from pipeline.config import CleanConfig
+
+    cfg = CleanConfig()
+    out, _ = normalize_text("une\x00 ligne\u2028deux\x0bTrois\x0cquatre\u200b\u2029cinq", cfg, [])
+    assert out == "une ligne\ndeux\nTrois\nquatre\ncinq"
+
+
+def test_unsure_language_is_kept_apart_not_dropped(tmp_path):
+    """A document below its language's threshold lands in unidentified/und_<Script> with its
+    candidates, is counted per script in the report and manifest, and is never a training shard."""
+    from conftest import write
+    from pipeline.config import CorpusConfig
+
+    write(tmp_path / "in.txt", "Le lac gèle en hiver et la neige couvre les collines du nord pendant des semaines.\n"
+          "Upepo mkali ulivuma kutoka baharini na mawingu meusi yakafunika kijiji chote usiku.\n")
+    cfg = CorpusConfig()
+    cfg.langid.min_score_per_language = {"swh": 1.0}   # nothing is ever sure enough to be Swahili
+    report = prepare([str(tmp_path / "in.txt")], str(tmp_path / "out"), cfg)
+    assert (report["kept"], report["unidentified"], report["rejected"]) == (1, 1, 0)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert list(manifest["languages"]) == ["fra_Latn"] and manifest["unidentified"]["rows"] == 1
+    assert manifest["unidentified"]["scripts"]["und_Latn"]["candidates"] == {"swh_Latn": 1}
+    und = read_parquet(str(tmp_path / "out" / manifest["unidentified"]["files"][0]["path"]))
+    assert und["lang"].to_pylist() == ["und_Latn"] and und["lang_top"][0][0]["lang"].as_py() == "swh_Latn"
+    assert report["languages"]["und_Latn"]["unidentified"] == 1

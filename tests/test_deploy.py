@@ -35,9 +35,10 @@ def test_entrypoint_imports_and_parameters_validate(deployment):
     flow = load_flow(deployment["entrypoint"])
     assert isinstance(flow, Flow)
     validated = flow.validate_parameters(deployment.get("parameters", {}))
-    from pipeline.config import PipelineConfig
+    from pipeline.config import LidTrainConfig, PipelineConfig
 
-    assert isinstance(validated["config"], PipelineConfig)
+    expected = LidTrainConfig if deployment["name"] == "train-langid" else PipelineConfig
+    assert isinstance(validated["config"], expected)
 
 
 def test_bad_parameters_are_refused_before_running():

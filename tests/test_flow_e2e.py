@@ -41,7 +41,7 @@ def test_multilingual_pipeline_end_to_end(tmp_path, ray_local, prefect_api, monk
 
     run = tmp_path / "runs" / "e2e"
     report = json.loads((run / "corpus" / "report.json").read_text())
-    assert report["input"] == report["kept"] + report["rejected"]
+    assert report["input"] == report["kept"] + report["unidentified"] + report["rejected"]
     assert (run / "corpus" / "manifest.json").exists()
     # checkpoints through ray.train.report, pruned to num_to_keep=2
     ckpts = sorted(p for p in (run / "ray" / "e2e-pretrain").glob("checkpoint_*") if p.is_dir())

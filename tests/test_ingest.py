@@ -3,7 +3,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import write
-from pipeline.ingest import IngestError, read_file
+from pipeline.ingest import read_file
 from pipeline.storage import expand
 
 
@@ -59,10 +59,75 @@ def test_empty_file_is_a_reject_not_a_crash(tmp_path):
     assert rej["reason"].to_pylist() == ["empty_file"] and rej["id"][0].as_py() == str(f)
 
 
-def test_unsupported_format_names_the_file(tmp_path):
-    f = write(tmp_path / "e.csv", "text\nhello\n")
-    with pytest.raises(IngestError, match="e.csv"):
-        read_file(str(f))
+def test_unsupported_file_is_a_reject_naming_it_and_the_folder_still_runs(tmp_path):
+    from pipeline.corpus import prepare
+
+    f = write(tmp_path / "in" / "e.csv", "text\nhello\n")
+    write(tmp_path / "in" / "ok.txt", "Le lac gèle en hiver et la neige couvre les collines du nord.\n")
+    docs, rej = read_file(str(f))
+    assert docs.num_rows == 0 and rej["reason"].to_pylist() == ["unsupported_format"]
+    assert rej["id"][0].as_py() == str(f) and "e.csv" in rej["detail"][0].as_py()
+    report = prepare([str(tmp_path / "in")], str(tmp_path / "out"))
+    assert report["input"] == 2 and report["kept"] == 1
+    assert report["rejected_by_reason"] == {"unsupported_format": 1}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.bz2", ".jsonl.xz", ".jsonl.zst", ".txt.gz"])
+def test_compressed_line_files_read_like_plain_ones_and_split_into_units(tmp_path, suffix):
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    from pipeline.ingest import plan
+
+    jsonl = suffix.startswith(".jsonl")
+    lines = [(f'{{"text": "document numéro {i}"}}' if jsonl else f"document numéro {i}") for i in range(400)]
+    lines[7] = '{"text": "broken' if jsonl else lines[7]
+    raw = ("\n".join(lines) + "\n").encode()
+    codec = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress,
+             ".zst": lambda b: zstandard.ZstdCompressor().compress(b)}["." + suffix.rsplit(".", 1)[1]]
+    plain = write(tmp_path / ("plain" + suffix.rsplit(".", 1)[0]), raw)
+    packed = write(tmp_path / ("plain" + suffix.rsplit(".", 1)[0] + "." + suffix.rsplit(".", 1)[1]), codec(raw))
+    whole_docs, whole_rej = read_file(str(plain))
+    docs, rej = read_file(str(packed))
+    assert docs["text"].to_pylist() == whole_docs["text"].to_pylist() and docs.num_rows == 400 - jsonl
+    assert [d.rsplit(":", 1)[1] for d in rej["id"].to_pylist()] == [d.rsplit(":", 1)[1] for d in whole_rej["id"].to_pylist()]
+    parts = plan(str(packed), 2048)           # decompressed byte ranges, cut after newlines
+    assert len(parts) > 2
+    docs, rej = _concat_parts(parts)
+    assert docs["text"].to_pylist() == whole_docs["text"].to_pylist()
+    assert rej.num_rows == whole_rej.num_rows
+
+
+def test_byte_order_mark_is_not_an_error(tmp_path):
+    f = write(tmp_path / "bom.jsonl", b'\xef\xbb\xbf{"id": "a", "text": "avec une marque"}\n{"id": "b", "text": "deux"}\n')
+    docs, rej = read_file(str(f))
+    assert docs["id"].to_pylist() == ["a", "b"] and rej.num_rows == 0
+    t = write(tmp_path / "bom.txt", b"\xef\xbb\xbfpremi\xc3\xa8re ligne\n")
+    assert read_file(str(t))[0]["text"].to_pylist() == ["première ligne"]
+
+
+def test_corrupt_parquet_row_group_is_a_reject_naming_it(tmp_path):
+    from pipeline.ingest import plan, read_part
+
+    f = tmp_path / "rg.parquet"
+    pq.write_table(pa.table({"text": [f"texte numéro {i} " * 20 for i in range(300)]}), f, row_group_size=100,
+                   compression="none")
+    meta = pq.ParquetFile(f).metadata
+    col = meta.row_group(1).column(0)
+    data = bytearray(f.read_bytes())
+    start = col.data_page_offset
+    data[start + 20 : start + 400] = b"\xff" * 380        # garble the middle row group's page
+    f.write_bytes(bytes(data))
+    docs, rej = read_file(str(f))
+    assert docs.num_rows == 200                          # the other two groups are read
+    assert rej["reason"].to_pylist() == ["unreadable_row_group"]
+    assert "row group 1 (rows 101-200)" in rej["detail"][0].as_py() and str(f) in rej["detail"][0].as_py()
+    parts = plan(str(f), 1000)
+    assert len(parts) == 3
+    assert read_part(parts[1])[1]["reason"].to_pylist() == ["unreadable_row_group"]
 
 
 def test_expand_globs_dirs_and_missing(tmp_path):
@@ -89,7 +154,7 @@ def test_hugging_face_dataset_saved_to_disk(tmp_path):
     assert docs["id"].to_pylist() == ["test:1", "train:1"] or docs["id"].to_pylist() == ["train:1", "test:1"]
     assert rej["reason"].to_pylist() == ["missing_text"]
     report = prepare([str(tmp_path / "hf")], str(tmp_path / "out"))
-    assert report["input"] == 3 and report["kept"] + report["rejected"] == 3
+    assert report["input"] == 3 and report["kept"] + report["unidentified"] + report["rejected"] == 3
 
 
 def _concat_parts(parts):

@@ -4,6 +4,7 @@ import pytest
 
 from pipeline.config import ConfigError, PipelineConfig, load_yaml
 from pipeline.labels import han_variant, lookup, matches, normalize, normalize_code
+from pipeline.config import LangIdConfig
 from pipeline.langid import identify, predict
 from pipeline.schema import make_docs
 
@@ -92,6 +93,7 @@ def test_any_fasttext_model_gives_the_same_codes(shared_data, tmp_path):
         # 'ara_Arab' -> arb_Arab, 'swa_Latn' -> swh_Latn, 'cmn_Hani' -> zho_Hans...
         assert max(set(custom), key=custom.count) == normalize(lingua)
     docs = make_docs([f"d{i}" for i in range(len(test["sw"]))], test["sw"], ["s"] * len(test["sw"]))
-    kept, _ = identify(docs, str(tmp_path / "custom.bin"), languages=["swh"], top_k=3)
+    cfg = LangIdConfig(models=[{"path": str(tmp_path / "custom.bin")}], languages=["swh"], top_k=3)
+    kept, _ = identify(docs, cfg)
     assert set(kept["lang"].to_pylist()) == {"swh_Latn"}
     assert {t["lang"] for row in kept["lang_top"].to_pylist() for t in row} <= set(map(normalize, codes.values()))

@@ -1,6 +1,7 @@
 import pytest
 
 from conftest import SAMPLE_LANGS, label
+from pipeline.config import LangIdConfig
 from pipeline.langid import detect_script, identify, predict
 from pipeline.schema import make_docs
 
@@ -43,20 +44,45 @@ def test_detect_script(text, script):
     assert detect_script(text) == script
 
 
-def test_identify_rejects_with_reasons_and_per_language_thresholds():
+def test_identify_rejects_foreign_languages_and_keeps_unsure_ones_apart():
+    """Outside `languages`: rejected with the language named. Below its threshold (per
+    language: the config's, else the profile's): kept as und_<Script> with its candidates."""
     docs = make_docs(["en", "it", "sym", "sw"],
                      ["The weather was cold and rainy all week in the north.",
                       "Il treno per Milano parte alle otto e arriva a mezzogiorno.",
                       "#### @@@ %%%",
                       "Upepo mkali ulivuma kutoka baharini na mawingu meusi yakafunika kijiji chote."],
                      ["s"] * 4)
-    kept, rej = identify(docs, min_score=0.5, languages=["eng", "swh"], min_score_per_language={"swh": 0.05})
-    assert kept["id"].to_pylist() == ["en", "sw"]
-    assert kept["script"].to_pylist() == ["Latn", "Latn"]
-    assert dict(zip(rej["id"].to_pylist(), rej["reason"].to_pylist())) == {
-        "it": "language_not_allowed", "sym": "low_lang_score"}
+    cfg = LangIdConfig(min_score=0.5, languages=["eng", "swh"], min_score_per_language={"swh": 0.05})
+    kept, rej = identify(docs, cfg)
+    assert kept["id"].to_pylist() == ["en", "sym", "sw"]
+    assert kept["lang"].to_pylist() == ["eng_Latn", "und_Zyyy", "swh_Latn"]
+    assert kept["script"].to_pylist() == ["Latn", "Zyyy", "Latn"]
+    assert dict(zip(rej["id"].to_pylist(), rej["reason"].to_pylist())) == {"it": "language_not_allowed"}
     assert rej["detail"][0].as_py().startswith("ita_Latn:")
-    assert rej["stage"].to_pylist() == ["langid", "langid"]
+    assert rej["stage"].to_pylist() == ["langid"]
+    strict = LangIdConfig(min_score=0.5, min_score_per_language={"swh": 0.99})
+    kept, _ = identify(docs.slice(3), strict)
+    assert kept["lang"].to_pylist() == ["und_Latn"]                 # unsure: kept apart, not dropped
+    assert kept["lang_top"][0][0]["lang"].as_py() == "swh_Latn"     # with its best candidate
+
+
+def test_ensemble_sums_normalised_labels_and_consults_the_second_model_only_when_unsure():
+    from pipeline.langid import predict_top
+
+    text = ["Upepo mkali ulivuma kutoka baharini na mawingu meusi yakafunika kijiji chote."]
+    lid176, s1, _ = predict_top(text, "lid.176", k=3)
+    ours, s2, _ = predict_top(text, "babelforge", k=3)
+    both, s, top = predict_top(text, LangIdConfig().models, k=3, confident=1.01)
+    a, b = LangIdConfig().models
+    p1 = dict((t["lang"], t["score"]) for t in predict_top(text, "lid.176", k=5)[2][0].as_py())
+    p2 = dict((t["lang"], t["score"]) for t in predict_top(text, "babelforge", k=5)[2][0].as_py())
+    expect = (a.weight * p1.get(both[0], 0) + b.weight * p2.get(both[0], 0)) / (a.weight + b.weight)
+    assert s[0] == pytest.approx(expect, rel=1e-5)
+    assert both[0] == "swh_Latn" and top[0][0]["lang"].as_py() == "swh_Latn"
+    # a confident first model is not second-guessed: its own answer and score stand
+    sure, s_sure, _ = predict_top(text, LangIdConfig().models, k=3, confident=min(s1[0], 0.99) - 1e-6)
+    assert (sure[0], s_sure[0]) == (lid176[0], pytest.approx(s1[0], rel=1e-6))
 
 
 def test_truncation_and_newlines_keep_the_answer_on_long_documents(shared_data):

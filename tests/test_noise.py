@@ -18,4 +18,4 @@ def test_planted_noise_recall_per_kind(shared_data, tmp_path):
     assert res["near_duplicate"]["precision"] >= 0.99
     assert res["clean_kept"] >= 0.95
     rep = res["report"]
-    assert rep["input"] == rep["kept"] + rep["rejected"]
+    assert rep["input"] == rep["kept"] + rep["unidentified"] + rep["rejected"]

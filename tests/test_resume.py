@@ -66,7 +66,7 @@ def test_sigkill_midway_then_rerun_gives_the_same_corpus(inputs, reference, tmp_
     assert shards(out) == shards(ref_out)
     for k in ("input", "kept", "rejected", "languages"):
         assert report[k] == ref_report[k]
-    assert report["input"] == report["kept"] + report["rejected"] == N_FILES * 144
+    assert report["input"] == report["kept"] + report["unidentified"] + report["rejected"] == N_FILES * 144
 
 
 def test_ray_engine_gives_the_same_corpus(inputs, reference, tmp_path):
