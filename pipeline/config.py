@@ -105,6 +105,9 @@ class LidTrainConfig(_Model):
     minn: int = Field(default=2, ge=0)
     maxn: int = Field(default=5, ge=0)
     epoch: int = Field(default=10, ge=1)
+    min_updates: int = Field(
+        default=300_000, ge=0, description="Small training sets get more epochs, so that examples x epochs "
+        "reaches this (fastText's learning rate decays over the updates; 3,000 examples x 5 epochs underfit).")
     lr: float = Field(default=0.5, gt=0)
     loss: Literal["softmax", "hs", "ova"] = "softmax"
     bucket: int = Field(default=1_000_000, ge=0)

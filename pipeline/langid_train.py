@@ -193,8 +193,9 @@ def _fit(lines: list[str], cfg: LidTrainConfig, out_path: str):
         f.write("\n".join(lines) + "\n")
         train_file = f.name
     try:
+        epoch = max(cfg.epoch, -(-cfg.min_updates // max(len(lines), 1)))
         model = fasttext.train_supervised(
-            input=train_file, dim=cfg.dim, minn=cfg.minn, maxn=cfg.maxn, epoch=cfg.epoch, lr=cfg.lr,
+            input=train_file, dim=cfg.dim, minn=cfg.minn, maxn=cfg.maxn, epoch=epoch, lr=cfg.lr,
             wordNgrams=1, loss=cfg.loss, bucket=cfg.bucket, thread=cfg.threads, seed=cfg.seed, verbose=0)
         if cfg.quantize:
             model.quantize(input=train_file, qnorm=True, retrain=False, cutoff=cfg.cutoff, thread=cfg.threads,

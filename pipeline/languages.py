@@ -201,8 +201,8 @@ def segment(text: str, mode: str) -> list[str]:
     """Words of a text: whitespace tokens, or a real segmenter for scripts without spaces
     (rjieba for Chinese, pythainlp newmm for Thai), or single letters for other unsegmented
     scripts. Punctuation-only tokens are dropped."""
-    if mode == "whitespace":
-        tokens = [_WORD_EDGES.sub("", t) for t in text.split()]
+    if mode == "whitespace":  # also the Ethiopic word space (U+1361), which stands for a space
+        tokens = [_WORD_EDGES.sub("", t) for t in text.replace("\u1361", " ").split()]
     elif mode == "jieba":
         import rjieba
 

@@ -73,7 +73,11 @@ def derive(inputs: list[str], doc_lines: int = 5, min_docs: int = 10,
         docs = ["\n".join(lines[i : i + doc_lines]) for i in range(0, len(lines) - doc_lines + 1, doc_lines)]
         if len(docs) < min_docs:
             continue
-        script = lab.partition("_")[2]
+        from collections import Counter
+
+        from .langid import detect_scripts
+
+        script = Counter(detect_scripts(docs)).most_common(1)[0][0]  # as the pipeline sees it: Hani, not Hans
         base = base_profile(lab, script)
         m = {k: np.array(v) for k, v in _columns([measure(d, lab, script) for d in docs]).items()}
         q = base.quality
