@@ -39,7 +39,9 @@ DATA = ROOT.parent / "shared" / "data"
 FOLDERS = {"udhr": "udhr", "tatoeba": "tatoeba", "lingua": "lingua-sentences"}
 
 
-def heldout_docs(folder: Path, doc_lines: int) -> dict[str, list[str]]:
+def heldout_docs(folder: Path, doc_lines: int, sep: str = "\n") -> dict[str, list[str]]:
+    """Documents of `doc_lines` held-out lines: paragraphs (UDHR) one a line, sentences (Tatoeba,
+    lingua) joined by spaces as in running text."""
     raw, texts = langid_train.read_labelled([str(folder)])
     labs = langid_train.canonical_labels(raw, texts)
     _, held, _ = langid_train.split_examples(labs, texts, LidTrainConfig())
@@ -50,7 +52,7 @@ def heldout_docs(folder: Path, doc_lines: int) -> dict[str, list[str]]:
     out = {}
     for lab, lines in held.items():
         lines = [cased.get((lab, l), l) for l in lines]
-        docs = ["\n".join(lines[i : i + doc_lines]) for i in range(0, len(lines) - doc_lines + 1, doc_lines)]
+        docs = [sep.join(lines[i : i + doc_lines]) for i in range(0, len(lines) - doc_lines + 1, doc_lines)]
         if docs:
             out[lab] = docs
     return out
@@ -96,7 +98,8 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"needs {DATA}")
     lid_known = {labels.normalize(l) for l in langid.load_model("lid.176").get_labels()}
-    sets = {ds: heldout_docs(DATA / FOLDERS[ds], args.doc_lines) for ds in args.datasets}
+    sets = {ds: heldout_docs(DATA / FOLDERS[ds], args.doc_lines, "\n" if ds == "udhr" else " ")
+            for ds in args.datasets}
     all_docs = [(ds, lab, d) for ds, by in sets.items() for lab, docs in by.items() for d in docs]
     outcome = run_pipeline(all_docs)
     ids_by = defaultdict(list)
@@ -133,6 +136,10 @@ def main() -> None:
         print(f"| kept in training shards (mean) | | | {mean(rows.values(), 'kept'):.3f} |")
         print(f"| languages >= 95% kept | | | {sum(r['kept'] >= 0.95 for r in rows.values())}/{n} |")
         print(f"| unidentified (und bucket, mean) | | | {mean(rows.values(), 'unidentified'):.3f} |")
+        from collections import Counter
+
+        outcomes = Counter(outcome.get(i, ("missing", None))[0] for lab in rows for i in ids_by[ds, lab])
+        print("\noutcomes: " + ", ".join(f"{k} {v}" for k, v in outcomes.most_common()))
         if args.table:
             print("\n| language | docs | lid.176 | model | pipeline right | kept | und |\n|---|---:|---:|---:|---:|---:|---:|")
             for lab, r in sorted(rows.items(), key=lambda kv: kv[1]["pipeline_right"]):

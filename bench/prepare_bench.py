@@ -36,7 +36,7 @@ from langid_accuracy import DATA, heldout_docs  # noqa: E402
 
 
 def documents(max_docs: int) -> list[tuple[str, str]]:
-    docs = [(lab, d) for lab, ds in heldout_docs(DATA / "tatoeba", 10).items() for d in ds]
+    docs = [(lab, d) for lab, ds in heldout_docs(DATA / "tatoeba", 10, " ").items() for d in ds]
     docs += [(lab, d) for lab, ds in heldout_docs(DATA / "udhr", 5).items() for d in ds]
     random.Random(0).shuffle(docs)
     return docs[:max_docs]

@@ -160,8 +160,8 @@ def process_unit(part: ingest.Part | str, cfg: CorpusConfig) -> tuple[pa.Table, 
         timings[name] += time.monotonic() - t
     t = time.monotonic()
     keys = pa.array([clean.dedup_key(x) for x in docs["text"].to_pylist()], pa.string())
-    width = cfg.dedup.bands * cfg.dedup.rows_per_band if cfg.dedup.near else 0
-    sigs = dedup.signatures(docs, cfg.dedup) if cfg.dedup.near else np.zeros((docs.num_rows, 0), np.uint32)
+    width = cfg.dedup.bands * cfg.dedup.rows_per_band if cfg.dedup.near else 1  # Arrow lists need a size >= 1
+    sigs = dedup.signatures(docs, cfg.dedup) if cfg.dedup.near else np.zeros((docs.num_rows, 1), np.uint32)
     docs = docs.append_column("dedup_key", keys).append_column(
         "minhash", pa.FixedSizeListArray.from_arrays(pa.array(sigs.ravel(), pa.uint32()), width))
     timings["minhash"] += time.monotonic() - t

@@ -95,27 +95,67 @@ def _lines(texts: list[str] | pa.Array, max_chars: int | None) -> list[str]:
     return pc.utf8_trim_whitespace(pc.utf8_lower(one_line)).to_pylist()
 
 
+def _as_config(spec) -> LangIdConfig:
+    """A LangIdConfig from a config, a list of LidModel, one model path/name, or None (default)."""
+    if spec is None:
+        return LangIdConfig()
+    if isinstance(spec, LangIdConfig):
+        return spec
+    if isinstance(spec, str):
+        return LangIdConfig(models=[LidModel(path=spec)])
+    return LangIdConfig(models=list(spec))
+
+
 def _models(models) -> list[LidModel]:
-    if models is None:
-        return LangIdConfig().models
-    if isinstance(models, str):
-        return [LidModel(path=models)]
-    return list(models)
+    return _as_config(models).models
 
 
-def predict_top(texts: list[str] | pa.Array, models=None, k: int = 3, max_chars: int | None = None,
-                scripts: list[str] | None = None, confident: float = 0.98,
-                ) -> tuple[list[str], list[float], pa.Array]:
+@lru_cache(maxsize=8)
+def known_languages(path: str) -> frozenset[str]:
+    """ISO 639-3 codes of the languages a model has labels for."""
+    return frozenset(language(normalize(l)) for l in load_model(path).get_labels())
+
+
+def recheck_set(cfg: LangIdConfig) -> frozenset[str]:
+    """Labels of the first model whose confident answers the other models check (see config)."""
+    if cfg.recheck is not None:
+        return frozenset(cfg.recheck)
+    paths = [m.path for m in cfg.models]
+    if len(paths) > 1 and paths[0] == "lid.176" and "babelforge" in paths[1:]:
+        return _shipped_recheck()
+    return frozenset()
+
+
+@lru_cache(maxsize=1)
+def _shipped_recheck() -> frozenset[str]:
+    import json
+
+    path = os.path.join(LID_MODELS, "babelforge-lid.recheck.json")
+    with open(path, encoding="utf-8") as f:
+        return frozenset(json.load(f)["labels"])
+
+
+def _ranked(model, line: str, script: str, n: int) -> list[tuple[str, float]]:
+    return [(normalize(label, script, line), min(p, 1.0)) for p, label in model.predict(line, n, 0.0, "replace")]
+
+
+def predict_top(texts: list[str] | pa.Array, cfg=None, k: int = 3, max_chars: int | None = None,
+                scripts: list[str] | None = None) -> tuple[list[str], list[float], pa.Array]:
     """Top-1 language, its score, and the k best (language, score) pairs (Arrow list<struct>)
     per text, canonical labels (`labels.normalize`).
 
-    `models`: a list of `LidModel` (default: `LangIdConfig().models`) or one model path. The
-    first model reads every text; where its top score is below `confident`, the others read
-    it too and each label's score is the weighted mean of the models' probabilities for it
-    (labels normalised first, so lid.176's `sw` and GlotLID's `swh_Latn` add up). Per-text
-    `f.predict` (the batch binding's k > 1 probabilities are wrong)."""
-    specs = _models(models)
-    loaded = [(load_model(m.path).f, m.weight) for m in specs]
+    `cfg`: a LangIdConfig (default: `LangIdConfig()`), a list of `LidModel`, or one model path.
+    The first model reads every text. Where its top score is below `confident`, or its label is
+    one it is known to give to languages it does not know (`recheck`), the others read it too:
+    each label's score is then the weighted mean of the models' probabilities for it (labels
+    normalised first, so lid.176's `sw` and GlotLID's `swh_Latn` add up), except that a later
+    model's best label in a language the first model does not know wins outright when that
+    model prefers it to the first model's label by `override_margin`. Per-text `f.predict`
+    (the batch binding's k > 1 probabilities are wrong)."""
+    cfg = _as_config(cfg)
+    loaded = [(load_model(m.path).f, m.weight, m.max_chars) for m in cfg.models]
+    first_known = known_languages(cfg.models[0].path)
+    recheck = recheck_set(cfg) if len(loaded) > 1 else frozenset()
     scripts = scripts if scripts is not None else detect_scripts(texts)
     ask = max(k, CANDIDATES) if len(loaded) > 1 else k
     flat_labels: list[str] = []
@@ -128,23 +168,29 @@ def predict_top(texts: list[str] | pa.Array, models=None, k: int = 3, max_chars:
             scores.append(0.0)
             offsets.append(len(flat_labels))
             continue
-        (first, w0), others = loaded[0], loaded[1:]
-        pairs = first.predict(line, ask, 0.0, "replace")
-        if others and (not pairs or pairs[0][0] < confident):
+        (first, w0, n0), others = loaded[0], loaded[1:]
+        ranked = _ranked(first, line[:n0] if n0 else line, script, ask)
+        if others and (not ranked or ranked[0][1] < cfg.confident or ranked[0][0] in recheck):
+            top1 = ranked[0][0] if ranked else None
             total: dict[str, float] = {}
-            weight = w0
-            for p, label in pairs:
-                code = normalize(label, script, line)
-                total[code] = total.get(code, 0.0) + w0 * min(p, 1.0)
-            for model, w in others:
+            for code, p in ranked:
+                total[code] = total.get(code, 0.0) + w0 * p
+            weight, winner = w0, None
+            for model, w, n in others:
                 weight += w
-                for p, label in model.predict(line, ask, 0.0, "replace"):
-                    code = normalize(label, script, line)
-                    total[code] = total.get(code, 0.0) + w * min(p, 1.0)
-            ranked = sorted(total.items(), key=lambda kv: -kv[1])[:k]
-            ranked = [(code, v / weight) for code, v in ranked]
+                theirs = _ranked(model, line[:n] if n else line, script, ask)
+                for code, p in theirs:
+                    total[code] = total.get(code, 0.0) + w * p
+                if theirs and winner is None and language(theirs[0][0]) not in first_known:
+                    against = dict(theirs).get(top1, 0.0)
+                    if theirs[0][1] - against >= cfg.override_margin:
+                        winner = theirs[0]
+            ranked = [(code, v / weight) for code, v in sorted(total.items(), key=lambda kv: -kv[1])]
+            if winner is not None:
+                ranked = [winner] + [r for r in ranked if r[0] != winner[0]]
+            ranked = ranked[:k]
         else:
-            ranked = [(normalize(label, script, line), min(p, 1.0)) for p, label in pairs[:k]]
+            ranked = ranked[:k]
         langs.append(ranked[0][0] if ranked else UNKNOWN_LANG)
         scores.append(ranked[0][1] if ranked else 0.0)
         flat_labels.extend(c for c, _ in ranked)
@@ -156,10 +202,10 @@ def predict_top(texts: list[str] | pa.Array, models=None, k: int = 3, max_chars:
     return langs, scores, pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=TOP_TYPE)
 
 
-def predict(texts: list[str] | pa.Array, models=None, max_chars: int | None = None,
-            scripts: list[str] | None = None, confident: float = 0.98) -> tuple[list[str], list[float]]:
+def predict(texts: list[str] | pa.Array, cfg=None, max_chars: int | None = None,
+            scripts: list[str] | None = None) -> tuple[list[str], list[float]]:
     """Top-1 language (canonical label) and score per text (see `predict_top`)."""
-    langs, scores, _ = predict_top(texts, models, 1, max_chars, scripts, confident)
+    langs, scores, _ = predict_top(texts, cfg, 1, max_chars, scripts)
     return langs, scores
 
 
@@ -257,7 +303,7 @@ def identify(docs: pa.Table, cfg: LangIdConfig | None = None) -> tuple[pa.Table,
     """
     cfg = cfg or LangIdConfig()
     scripts = detect_scripts(docs["text"])
-    langs, scores, top = predict_top(docs["text"], cfg.models, cfg.top_k, cfg.max_chars, scripts, cfg.confident)
+    langs, scores, top = predict_top(docs["text"], cfg, cfg.top_k, cfg.max_chars, scripts)
     docs = docs.set_column(docs.schema.get_field_index("lang_top"), "lang_top", top)
     given = docs["lang"].to_pylist()
     best = [g if g else l for g, l in zip(given, langs)]

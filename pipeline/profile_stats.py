@@ -101,7 +101,7 @@ def derive(inputs: list[str], doc_lines: int = 5, min_docs: int = 10,
         held = [l for l in lines if langid_train._bucket(lab, langid_train._line(l)) < split_cfg.heldout_fraction]
         held_docs = [" ".join(held[i : i + 3]) for i in range(0, len(held) - 2, 3)]
         if len(held_docs) >= 5:
-            pred, scores = langid.predict(held_docs, lid_cfg.models, lid_cfg.max_chars, confident=lid_cfg.confident)
+            pred, scores = langid.predict(held_docs, lid_cfg, lid_cfg.max_chars)
             right = [s for p, s in zip(pred, scores) if p == lab]
             if len(right) >= 5:
                 cut = _round_down(float(np.percentile(right, 5)) * 0.9, 0.05)

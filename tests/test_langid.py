@@ -72,17 +72,33 @@ def test_ensemble_sums_normalised_labels_and_consults_the_second_model_only_when
 
     text = ["Upepo mkali ulivuma kutoka baharini na mawingu meusi yakafunika kijiji chote."]
     lid176, s1, _ = predict_top(text, "lid.176", k=3)
-    ours, s2, _ = predict_top(text, "babelforge", k=3)
-    both, s, top = predict_top(text, LangIdConfig().models, k=3, confident=1.01)
-    a, b = LangIdConfig().models
+    always = LangIdConfig(confident=1.0, recheck=[])
+    both, s, top = predict_top(text, always, k=3)
+    a, b = always.models
     p1 = dict((t["lang"], t["score"]) for t in predict_top(text, "lid.176", k=5)[2][0].as_py())
     p2 = dict((t["lang"], t["score"]) for t in predict_top(text, "babelforge", k=5)[2][0].as_py())
     expect = (a.weight * p1.get(both[0], 0) + b.weight * p2.get(both[0], 0)) / (a.weight + b.weight)
     assert s[0] == pytest.approx(expect, rel=1e-5)
     assert both[0] == "swh_Latn" and top[0][0]["lang"].as_py() == "swh_Latn"
     # a confident first model is not second-guessed: its own answer and score stand
-    sure, s_sure, _ = predict_top(text, LangIdConfig().models, k=3, confident=min(s1[0], 0.99) - 1e-6)
+    sure, s_sure, _ = predict_top(text, LangIdConfig(confident=min(s1[0], 0.99) - 1e-6, recheck=[]), k=3)
     assert (sure[0], s_sure[0]) == (lid176[0], pytest.approx(s1[0], rel=1e-6))
+
+
+def test_languages_the_first_model_does_not_know_are_rechecked(shared_data):
+    """lid.176 reads Dzongkha as Tibetan with confidence; Tibetan is on the shipped re-check
+    list, so the second model, which knows Dzongkha, is asked and wins by its margin."""
+    from pipeline.langid import known_languages, recheck_set
+
+    assert "dzo" not in known_languages("lid.176") and "bod_Tibt" in recheck_set(LangIdConfig())
+    lines = [l for l in (shared_data / "udhr" / "dzo_Tibt.txt").read_text(encoding="utf-8").splitlines() if l.strip()]
+    docs = [" ".join(lines[i : i + 3]) for i in range(0, 30, 3)]
+    raw, _ = predict(docs, "lid.176")
+    assert raw.count("bod_Tibt") >= 8                       # lid.176 alone: Tibetan
+    ours, _ = predict(docs)
+    assert ours.count("dzo_Tibt") >= 8                      # the ensemble: Dzongkha
+    unchecked, _ = predict(docs, LangIdConfig(recheck=[]))  # without the re-check list: Tibetan again
+    assert unchecked.count("bod_Tibt") >= 8
 
 
 def test_truncation_and_newlines_keep_the_answer_on_long_documents(shared_data):
