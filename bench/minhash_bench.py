@@ -106,7 +106,7 @@ def main() -> None:
     logging.disable(logging.INFO)
     texts, langs, planted = corpus(args.docs_per_lang)
     n = len(texts)
-    rows = [("babelforge (word 3-grams, 20 x 5, per language)", *run_babelforge(texts, langs)),
+    rows = [("babelforge (character 4-grams, 25 x 4, per language)", *run_babelforge(texts, langs)),
             ("datatrove defaults (5-grams, 14 x 8)", *run_datatrove(texts, 5, 14, 8)),
             ("datatrove with 3-grams, 20 x 5", *run_datatrove(texts, 3, 20, 5))]
     print(f"{n} documents ({planted.sum()} edited copies), 12 languages, one core")

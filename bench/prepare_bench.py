@@ -2,9 +2,11 @@
 
     taskset -c 0 .venv/bin/python bench/prepare_bench.py [--max-docs 4000]
 
-Needs the bench extra (datatrove + spaCy) and ../shared/data. Documents: 10 consecutive lines
-held out from language-ID training (`LidTrainConfig` split) of every Tatoeba language and 5
-paragraphs of every UDHR translation, shuffled with a fixed seed, written to one JSONL file.
+Needs the bench extra (datatrove + spaCy) and ../shared/data. Documents: 20 consecutive
+sentences held out from language-ID training (`LidTrainConfig` split) of every Tatoeba language,
+as one paragraph, and 8 held-out paragraphs of every UDHR translation, one a line (news-article
+length: most pass Gopher's 50-word minimum, so datatrove's chain runs more than one filter),
+shuffled with a fixed seed, written to one JSONL file.
 
 - babelforge: `babelforge prepare docs.jsonl --out DIR` in a fresh process (start-up, model
   loading, ingest, normalisation, language ID with the default ensemble, foreign lines, filters,
@@ -36,8 +38,8 @@ from langid_accuracy import DATA, heldout_docs  # noqa: E402
 
 
 def documents(max_docs: int) -> list[tuple[str, str]]:
-    docs = [(lab, d) for lab, ds in heldout_docs(DATA / "tatoeba", 10, " ").items() for d in ds]
-    docs += [(lab, d) for lab, ds in heldout_docs(DATA / "udhr", 5).items() for d in ds]
+    docs = [(lab, d) for lab, ds in heldout_docs(DATA / "tatoeba", 20, " ").items() for d in ds]
+    docs += [(lab, d) for lab, ds in heldout_docs(DATA / "udhr", 8).items() for d in ds]
     random.Random(0).shuffle(docs)
     return docs[:max_docs]
 

@@ -30,6 +30,17 @@ _BREAKS = str.maketrans({"\x0b": "\n", "\x0c": "\n", "\u2028": "\n", "\u2029": "
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 
 
+# The signature of UTF-8 read as Latin-1 / Windows-1252 (a lead byte's character followed by
+# continuation bytes' characters: "Ã©", "â€™", "Ð¿"), HTML entities, and U+FFFD. Only texts
+# with one of these go through ftfy (2 in 4,000 clean held-out documents): ftfy on every
+# text was the most expensive step of normalisation, and it also rewrote clean text
+# (curly quotes made straight).
+_MOJIBAKE = re.compile(
+    "[\u00c2-\u00df][\u0080-\u00bf\u2018-\u203a\u20ac\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2122]"
+    "|[\u00e0-\u00ef][\u0080-\u00bf\u2018-\u203a\u20ac\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2122]{2}"
+    "|&#?[A-Za-z0-9]+;|\ufffd")
+
+
 def _compile(patterns: list[str]) -> list[re.Pattern]:
     return [re.compile(p, re.IGNORECASE) for p in patterns]
 
@@ -37,7 +48,7 @@ def _compile(patterns: list[str]) -> list[re.Pattern]:
 def normalize_text(text: str, cfg: CleanConfig, boilerplate: list[re.Pattern]) -> tuple[str, int]:
     """Return the cleaned text and the number of boilerplate lines removed."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_BREAKS)
-    if cfg.fix_mojibake:
+    if cfg.fix_mojibake and _MOJIBAKE.search(text):
         import ftfy
 
         text = ftfy.fix_text(text, normalization=cfg.normalization)
