@@ -97,7 +97,8 @@ class LangIdConfig(_Model):
         default=True, description="Remove lines in another script or (confidently) another language than "
         "their document: navigation, cookie and copyright lines of a site in another language, spam.")
     line_min_score: float = Field(
-        default=0.9, gt=0.0, le=1.0, description="First model's score at which a line counts as another language.")
+        default=0.5, gt=0.0, le=1.0, description="First model's score at which a line counts as another language "
+        "(unless the document's language is among the line's top 3).")
     line_min_chars: int = Field(default=20, ge=1, description="Shorter lines are too short to judge by language.")
     max_chars: int = Field(
         default=2000, ge=100,

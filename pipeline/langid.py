@@ -329,9 +329,9 @@ def strip_foreign_lines(docs: pa.Table, cfg: LangIdConfig | None = None) -> tupl
     """Remove the lines of a document that are not in its language, whatever that language:
     a line of at least `line_min_chars` characters whose letters are in another script than
     the document's, or that the first model puts in another language with a score of at least
-    `line_min_score` (a language that is not among the document's own candidates, so close
-    languages are left alone). Only documents of 3+ lines with an identified language are
-    looked at, and at most half of a document's lines go (more would mean a mixed document,
+    `line_min_score`, unless the document's language is among the line's top 3 (a close
+    language), asked of the first model that knows the document's language (none: kept). Only documents of 3+ lines with an identified language are
+    looked at, and fewer than half of a document's lines go (more would mean a mixed document,
     not boilerplate). One batch call to fastText for all lines. Returns (docs, lines removed)."""
     cfg = cfg or LangIdConfig()
     if not cfg.foreign_lines or not docs.num_rows:
@@ -351,22 +351,27 @@ def strip_foreign_lines(docs: pa.Table, cfg: LangIdConfig | None = None) -> tupl
         return docs, 0
     scripts = detect_scripts(lines)
     folded = _lines(lines, cfg.max_chars)
-    got, probs = load_model(cfg.models[0].path).f.multilinePredict(folded, 1, 0.0, "replace")
+    first = load_model(cfg.models[0].path).f
+    got, probs = first.multilinePredict(folded, 1, 0.0, "replace")
     foreign: dict[int, set[int]] = {}
     for (d, j), script, line, lab, p in zip(owners, scripts, folded, got, probs):
-        own = doc_scripts[d]
+        own, own_lang = doc_scripts[d], language(doc_langs[d])
         other_script = script not in ("Zyyy", own) and not (own == "Jpan" and script in ("Hani", "Kana"))
         other_lang = False
-        if not other_script and lab and p[0] >= cfg.line_min_score:
-            code = language(normalize(lab[0], script, line))
-            candidates = {language(doc_langs[d])} | {language(t["lang"]) for t in (tops[d] or [])}
-            other_lang = code not in candidates
+        if not other_script and lab and p[0] >= cfg.line_min_score and language(normalize(lab[0], script, line)) != own_lang:
+            # a close language is no boilerplate: the document's language among the line's own
+            # top 3 keeps it; for a language the model does not know, the document's candidates
+            judge = first if own_lang in known_languages(cfg.models[0].path) else next(
+                (load_model(m.path).f for m in cfg.models[1:] if own_lang in known_languages(m.path)), None)
+            if judge is not None:
+                runners = {language(normalize(l, script, line)) for _, l in judge.predict(line, 3, 0.0, "replace")}
+                other_lang = own_lang not in runners
         if other_script or other_lang:
             foreign.setdefault(d, set()).add(j)
     removed = 0
     for d, js in foreign.items():
         parts = texts[d].split("\n")
-        if 2 * len(js) <= len(parts):
+        if 2 * len(js) < len(parts):
             texts[d] = "\n".join(l for j, l in enumerate(parts) if j not in js)
             removed += len(js)
     if removed:

@@ -127,3 +127,21 @@ def test_script_must_fit_the_language():
     kept, rej = identify(docs)
     assert kept.num_rows == 0 and rej["reason"].to_pylist() == ["script_mismatch"]
     assert rej["detail"][0].as_py().endswith("in Latn")
+
+
+def test_lines_in_another_language_or_script_are_removed(shared_data):
+    """English site lines (no boilerplate pattern names them) and a line in another script leave
+    a Swahili document, whose own lines all stay."""
+    from pipeline.langid import strip_foreign_lines
+
+    sw = [l for l in (shared_data / "lingua-sentences" / "sw.txt").read_text(encoding="utf-8").splitlines() if l.strip()]
+    site = ["Share this article with your friends on Facebook, Twitter and WhatsApp",
+            "Sign up for our weekly newsletter and never miss a story again"]
+    own = [" ".join(sw[i : i + 3]) for i in range(0, 12, 3)]
+    doc = "\n".join([site[0], own[0], own[1], "Подпишитесь на нашу рассылку новостей сегодня", own[2], own[3], site[1]])
+    docs, _ = identify(make_docs(["d"], [doc], ["s"]))
+    assert docs["lang"].to_pylist() == ["swh_Latn"]
+    out, removed = strip_foreign_lines(docs)
+    assert removed == 3 and out["text"].to_pylist() == ["\n".join(own)]
+    off, n = strip_foreign_lines(docs, LangIdConfig(foreign_lines=False))
+    assert n == 0 and off["text"].to_pylist() == [doc]
