@@ -39,6 +39,9 @@ bench: $(STAMP)
 	taskset -c 0 $(BIN)/python bench/filters_bench.py
 	taskset -c 0 $(BIN)/python bench/minhash_bench.py
 	$(BIN)/python bench/noise_bench.py
+	$(BIN)/python bench/noise_bench.py --held-out
+	$(BIN)/python bench/langid_accuracy.py --table
+	taskset -c 0 $(BIN)/python bench/prepare_bench.py
 	$(BIN)/python bench/memory_bench.py
 	$(BIN)/python bench/train_overhead.py --steps 100
 
