@@ -143,22 +143,26 @@ def build_heldout(n_langs: int = 36, docs_per_lang: int = 12, seed: int = 0):
     return rows, planted, labs
 
 
-def measure_heldout(out: str | None = None, n_langs: int = 36, docs_per_lang: int = 12) -> dict:
-    """`build_heldout` through `prepare` with default settings (no language list)."""
+def _run(rows: list[dict], work: Path, cfg=None) -> tuple[dict, dict[str, str], dict[str, str]]:
+    """`prepare` on the rows; (report, kept id -> text, rejected id -> reason)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipeline.corpus import prepare
 
-    rows, planted, labs = build_heldout(n_langs, docs_per_lang)
-    work = Path(out or tempfile.mkdtemp(prefix="noise-heldout-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "in.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    report = prepare([str(work / "in.jsonl")], str(work / "out"))
+    report = prepare([str(work / "in.jsonl")], str(work / "out"), cfg)
     kept = pa.concat_tables([pq.read_table(p) for p in sorted((work / "out" / "shards").rglob("*.parquet"))])
-    kept_text = dict(zip(kept["id"].to_pylist(), kept["text"].to_pylist()))
     rejects = pa.concat_tables([pq.read_table(p) for p in sorted((work / "out" / "rejects").glob("*.parquet"))])
-    reason = dict(zip(rejects["id"].to_pylist(), rejects["reason"].to_pylist()))
+    return (report, dict(zip(kept["id"].to_pylist(), kept["text"].to_pylist())),
+            dict(zip(rejects["id"].to_pylist(), rejects["reason"].to_pylist())))
+
+
+def measure_heldout(out: str | None = None, n_langs: int = 36, docs_per_lang: int = 12) -> dict:
+    """`build_heldout` through `prepare` with default settings (no language list)."""
+    rows, planted, labs = build_heldout(n_langs, docs_per_lang)
+    report, kept_text, reason = _run(rows, Path(out or tempfile.mkdtemp(prefix="noise-heldout-")))
     result = {}
     for kind, ids in planted.items():
         if kind == "foreign_site_lines":  # repaired: kept, without any site line
@@ -188,25 +192,14 @@ def measure_heldout(out: str | None = None, n_langs: int = 36, docs_per_lang: in
 
 
 def measure(docs_per_lang: int = 60, out: str | None = None, dedup: dict | None = None) -> dict:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from pipeline.config import CorpusConfig
-    from pipeline.corpus import prepare
 
     rows, planted = build(docs_per_lang)
-    work = Path(out or tempfile.mkdtemp(prefix="noise-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "in.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg = CorpusConfig()
     cfg.langid.languages = LANGS
     if dedup:
         cfg.dedup = cfg.dedup.model_copy(update=dedup)
-    report = prepare([str(work / "in.jsonl")], str(work / "out"), cfg)
-    kept = pa.concat_tables([pq.read_table(p) for p in sorted((work / "out" / "shards").rglob("*.parquet"))])
-    kept_text = dict(zip(kept["id"].to_pylist(), kept["text"].to_pylist()))
-    rejects = pa.concat_tables([pq.read_table(p) for p in sorted((work / "out" / "rejects").glob("*.parquet"))])
-    reason = dict(zip(rejects["id"].to_pylist(), rejects["reason"].to_pylist()))
+    report, kept_text, reason = _run(rows, Path(out or tempfile.mkdtemp(prefix="noise-bench-")), cfg)
     result = {}
     for kind, ids in planted.items():
         if kind == "boilerplate_lines":  # repaired counts: kept without any boilerplate line

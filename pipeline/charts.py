@@ -7,6 +7,18 @@ import io
 from .storage import atomic_open
 
 
+def save_png(fig, uri: str) -> str:
+    """Render a matplotlib figure to PNG, close it, and write it atomically to `uri`."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    with atomic_open(uri, "wb") as f:
+        f.write(buf.getvalue())
+    return uri
+
+
 def _bars(ax, y: list[float], left: list[float], width: list[float], color, label: str, height: float = 0.8):
     """Horizontal bars as one PolyCollection (one artist per series: a chart of 500 languages
     draws in a fraction of a second, where one Rectangle per bar took half a minute)."""
@@ -53,9 +65,4 @@ def corpus_chart(report: dict, uri: str) -> str:
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     height = fig.get_size_inches()[1]  # fixed margins in inches: tight_layout lays out every label again
     fig.subplots_adjust(left=0.11, right=0.98, top=1 - 0.45 / height, bottom=0.5 / height)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    with atomic_open(uri, "wb") as f:
-        f.write(buf.getvalue())
-    return uri
+    return save_png(fig, uri)

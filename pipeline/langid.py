@@ -338,7 +338,6 @@ def strip_foreign_lines(docs: pa.Table, cfg: LangIdConfig | None = None) -> tupl
         return docs, 0
     texts = docs["text"].to_pylist()
     doc_langs, doc_scripts = docs["lang"].to_pylist(), docs["script"].to_pylist()
-    tops = docs["lang_top"].to_pylist()
     owners, lines = [], []
     for d, (text, lang) in enumerate(zip(texts, doc_langs)):
         parts = text.split("\n")

@@ -28,7 +28,6 @@ documents of `doc_lines` held-out lines), the most-confused pairs, and a confusi
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -38,7 +37,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import labels
@@ -267,8 +265,6 @@ def evaluate(model, heldout: dict[str, list[str]], doc_lines: int) -> dict:
 def confusion_chart(gold: list[str], pred: list[str], uri: str, top: int = 30) -> str:
     """A heat map of the `top` most-confused languages (row: true, column: predicted,
     share of the row), written atomically as PNG."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,12 +292,9 @@ def confusion_chart(gold: list[str], pred: list[str], uri: str, top: int = 30) -
     ax.set_title(f"Language ID on held-out lines: the {len(langs)} most-confused languages")
     fig.colorbar(im, ax=ax, fraction=0.03, label="share of the true language's lines")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    with atomic_open(uri, "wb") as f:
-        f.write(buf.getvalue())
-    return uri
+    from .charts import save_png
+
+    return save_png(fig, uri)
 
 
 def markdown(report: dict) -> str:
