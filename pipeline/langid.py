@@ -330,9 +330,10 @@ def strip_foreign_lines(docs: pa.Table, cfg: LangIdConfig | None = None) -> tupl
     a line of at least `line_min_chars` characters whose letters are in another script than
     the document's, or that the first model puts in another language with a score of at least
     `line_min_score`, unless the document's language is among the line's top 3 (a close
-    language), asked of the first model that knows the document's language (none: kept). Only documents of 3+ lines with an identified language are
-    looked at, and fewer than half of a document's lines go (more would mean a mixed document,
-    not boilerplate). One batch call to fastText for all lines. Returns (docs, lines removed)."""
+    language), asked of the first model that knows the document's language (none: kept). Only
+    documents of 3+ lines with an identified language are looked at, and fewer than half of a
+    document's lines go (half or more means a mixed document, not boilerplate). One batch call
+    to fastText for all lines, one more per suspect line. Returns (docs, lines removed)."""
     cfg = cfg or LangIdConfig()
     if not cfg.foreign_lines or not docs.num_rows:
         return docs, 0
@@ -359,7 +360,7 @@ def strip_foreign_lines(docs: pa.Table, cfg: LangIdConfig | None = None) -> tupl
         other_lang = False
         if not other_script and lab and p[0] >= cfg.line_min_score and language(normalize(lab[0], script, line)) != own_lang:
             # a close language is no boilerplate: the document's language among the line's own
-            # top 3 keeps it; for a language the model does not know, the document's candidates
+            # top 3 keeps it, asked of a model that knows that language
             judge = first if own_lang in known_languages(cfg.models[0].path) else next(
                 (load_model(m.path).f for m in cfg.models[1:] if own_lang in known_languages(m.path)), None)
             if judge is not None:
