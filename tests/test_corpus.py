@@ -62,7 +62,7 @@ def test_planted_noise_is_removed_with_reasons(prepared):
     for n in range(6):
         assert reason[f"other-language-{n}"] == "language_not_allowed"
     for n in range(6):  # boilerplate-only pages
-        assert reason[f"boilerplate-{n}"] in ("empty_after_cleaning", "too_short", "low_lang_score")
+        assert reason[f"boilerplate-{n}"] in ("empty_after_cleaning", "too_short")
     for n in range(8):
         assert f"short-{n}" in ids
     und = {i for p in (out / "unidentified").rglob("*.parquet") for i in pq.read_table(p)["id"].to_pylist()}
