@@ -47,23 +47,25 @@ def documents(per_lang: int) -> tuple[list[str], list[str]]:
     return texts, langs
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--docs-per-lang", type=int, default=100)
-    args = ap.parse_args()
-    texts, langs = documents(args.docs_per_lang)
-    n = len(texts)
-
+def datatrove_default_chain(warm_text: str) -> list:
+    """datatrove's default filter chain, with spaCy's tokenizers loaded (outside any timing)."""
     from datatrove.data import Document
     from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
                                             GopherRepetitionFilter)
 
     chain = [GopherQualityFilter(), GopherRepetitionFilter(), C4QualityFilter(), FineWebQualityFilter()]
-    warm = Document(text=texts[0], id="w")
-    for f in chain:  # load spaCy tokenizers outside the timed region
-        f.filter(warm)
+    for f in chain:
+        f.filter(Document(text=warm_text, id="warm"))
+    return chain
+
+
+def datatrove_keeps(chain: list, texts: list[str]) -> tuple[float, list[bool]]:
+    """(seconds, kept flag per text) of the chain as datatrove runs it: each document stops at
+    the first filter that drops it."""
+    from datatrove.data import Document
+
     t = time.perf_counter()
-    dt_kept = []
+    kept = []
     for i, text in enumerate(texts):
         doc = Document(text=text, id=str(i))
         ok = True
@@ -72,8 +74,21 @@ def main() -> None:
             if r is False or (isinstance(r, tuple) and r[0] is False):
                 ok = False
                 break
-        dt_kept.append(ok)
-    dt_sec = time.perf_counter() - t
+        kept.append(ok)
+    return time.perf_counter() - t, kept
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs-per-lang", type=int, default=100)
+    args = ap.parse_args()
+    texts, langs = documents(args.docs_per_lang)
+    n = len(texts)
+
+    from datatrove.data import Document
+
+    chain = datatrove_default_chain(texts[0])
+    dt_sec, dt_kept = datatrove_keeps(chain, texts)
     t = time.perf_counter()  # the same filters without early exit: every check on every document
     for i, text in enumerate(texts):
         doc = Document(text=text, id=str(i))
@@ -122,7 +137,6 @@ def noisy(chain) -> None:
     filter can catch, 12 languages): share of each kind removed, and of clean documents kept.
     babelforge: language ID (an unidentified document is not trained on: removed) + filters."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from datatrove.data import Document
     from noise_bench import build
 
     rows, planted = build(24)
@@ -130,11 +144,8 @@ def noisy(chain) -> None:
     clean = {r["id"] for r in rows if r["id"].count("-") == 1 and r["id"].split("-")[1].isdigit()}
     ids = [r["id"] for r in rows if r["id"] in clean or any(r["id"] in v for v in kinds.values())]
     text = {r["id"]: r["text"] for r in rows}
-    dt_keep = set()
-    for i in ids:
-        doc = Document(text=text[i], id=i)
-        if all(not (r is False or (isinstance(r, tuple) and r[0] is False)) for r in (f.filter(doc) for f in chain)):
-            dt_keep.add(i)
+    _, flags = datatrove_keeps(chain, [text[i] for i in ids])
+    dt_keep = {i for i, k in zip(ids, flags) if k}
     docs, _ = identify(make_docs(ids, [text[i] for i in ids], ["noise"] * len(ids)))
     docs = docs.filter(pc.invert(pc.starts_with(docs["lang"], "und_")))
     kept, _ = filter_quality(docs, CleanConfig())

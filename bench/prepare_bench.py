@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from filters_bench import datatrove_default_chain, datatrove_keeps  # noqa: E402
 from langid_accuracy import DATA, heldout_docs  # noqa: E402
 
 
@@ -42,28 +43,6 @@ def documents(max_docs: int) -> list[tuple[str, str]]:
     docs += [(lab, d) for lab, ds in heldout_docs(DATA / "udhr", 8).items() for d in ds]
     random.Random(0).shuffle(docs)
     return docs[:max_docs]
-
-
-def datatrove_chain(texts: list[str]) -> tuple[float, int]:
-    from datatrove.data import Document
-    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter)
-
-    chain = [GopherQualityFilter(), GopherRepetitionFilter(), C4QualityFilter(), FineWebQualityFilter()]
-    for f in chain:  # load spaCy before timing
-        f.filter(Document(text=texts[0], id="warm"))
-    t = time.perf_counter()
-    kept = 0
-    for i, text in enumerate(texts):
-        doc = Document(text=text, id=str(i))
-        ok = True
-        for f in chain:
-            r = f.filter(doc)
-            if r is False or (isinstance(r, tuple) and r[0] is False):
-                ok = False
-                break
-        kept += ok
-    return time.perf_counter() - t, kept
 
 
 def main() -> None:
@@ -82,7 +61,8 @@ def main() -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "CI": "1"})
         bf_sec = time.perf_counter() - t
         report = json.loads((Path(tmp) / "out" / "report.json").read_text())
-    dt_sec, dt_kept = datatrove_chain(texts)
+    dt_sec, flags = datatrove_keeps(datatrove_default_chain(texts[0]), texts)
+    dt_kept = sum(flags)
     n = len(texts)
     cpus = sorted(os.sched_getaffinity(0))
     print(f"{n} documents ({len({l for l, _ in docs})} languages), cores {cpus}\n")
