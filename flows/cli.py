@@ -101,6 +101,12 @@ def cmd_profiles_derive(args: argparse.Namespace) -> int:
     with open(out, "w", encoding="utf-8") as f:
         f.write(header + yaml.safe_dump(derived, allow_unicode=True, sort_keys=True, width=120))
     print(f"{len(derived)} labels with derived thresholds -> {out}")
+    from pipeline import letter_pairs
+
+    tables = letter_pairs.build(letter_pairs.texts_by_script(args.inputs))
+    pairs_out = os.path.join(os.path.dirname(out), os.path.basename(letter_pairs.PATH))
+    letter_pairs.save(tables, pairs_out)
+    print(f"letter-pair tables for {len(tables)} scripts -> {pairs_out}")
     return 0
 
 

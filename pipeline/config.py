@@ -58,7 +58,7 @@ class LidModel(_Model):
 class LangIdConfig(_Model):
     models: list[LidModel] = Field(
         default_factory=lambda: [LidModel(path="lid.176", weight=0.6),
-                                 LidModel(path="babelforge", weight=0.4, max_chars=600)],
+                                 LidModel(path="babelforge", weight=0.4, max_chars=300)],
         min_length=1,
         description="fastText models whose top-k probabilities are summed by weight over normalised labels "
         "(pipeline/labels.py); the first one is always run, the others only where it is unsure "
@@ -128,7 +128,7 @@ class LidTrainConfig(_Model):
     lr: float = Field(default=0.5, gt=0)
     loss: Literal["softmax", "hs", "ova"] = Field(
         default="softmax", description="softmax: 0.875 held-out line F1 where hs with n-grams 2-4 gave 0.842 "
-        "(hs predicts top-k 1.3x faster; the ensemble's second model reads at most 600 characters instead).")
+        "(hs predicts top-k 1.3x faster; the ensemble's second model reads at most 300 characters instead).")
     bucket: int = Field(default=1_000_000, ge=0)
     quantize: bool = Field(default=True, description="Write a quantised .ftz (small) instead of a .bin.")
     cutoff: int = Field(default=200_000, ge=0, description="Quantisation keeps this many n-gram/word vectors (0: all).")

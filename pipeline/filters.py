@@ -2,7 +2,8 @@
 
 Three families, after datatrove / Gopher / FineWeb, each returning the first reason it finds:
 - quality: word count, mean word length, symbol-to-word ratio, bullet and ellipsis lines,
-  share of words with a letter, stopword presence (in the document's own language);
+  share of words with a letter, stopword presence (in the document's own language), gibberish
+  (adjacent letters as independent as random ones: `letter_pairs.py`, no language needed);
 - repetition: duplicate lines and paragraphs (by count and by characters), the most frequent
   2/3/4-gram's character share, the character share of duplicated 5..10-grams;
 - lines: share of lines ending in punctuation, share of short lines, newlines per word.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from . import letter_pairs
 from .languages import LanguageProfile, line_end_characters, profile, segment
 
 _BULLETS = ("•", "‣", "◦", "⁃", "●", "▪", "-", "*", "·")
@@ -63,7 +65,7 @@ def _dup_ngram_share(words: list[str], n: int, total_chars: int) -> float:
 
 
 def check_quality(text: str, words: list[str], lines: list[str], p: LanguageProfile,
-                  lang_score: float = 1.0) -> tuple[str, str] | None:
+                  lang_score: float = 1.0, script: str = "Zyyy") -> tuple[str, str] | None:
     q = p.quality
     n = len(words)
     if n < q.min_words:
@@ -94,11 +96,15 @@ def check_quality(text: str, words: list[str], lines: list[str], p: LanguageProf
             found = sum(w.lower() in stop for w in words)
         if found < q.min_stopwords:
             return "stopwords", f"{found} stopwords < {q.min_stopwords}"
+    if q.min_letter_pair_pmi is not None:
+        pmi = letter_pairs.score(text, script, q.letter_pair_min_pairs)
+        if pmi is not None and pmi < q.min_letter_pair_pmi:
+            return "gibberish", f"letter-pair PMI {pmi:.2f} < {q.min_letter_pair_pmi}"
     return None
 
 
 def check_repetition(text: str, words: list[str], lines: list[str], p: LanguageProfile,
-                     lang_score: float = 1.0) -> tuple[str, str] | None:
+                     lang_score: float = 1.0, script: str = "Zyyy") -> tuple[str, str] | None:
     r = p.repetition
     para_dup, para_chars = _dup_share([x.strip() for x in _PARAS.split(text.strip()) if x.strip()])
     if para_dup > r.dup_para_frac:
@@ -125,7 +131,7 @@ def check_repetition(text: str, words: list[str], lines: list[str], p: LanguageP
 
 
 def check_lines(text: str, words: list[str], lines: list[str], p: LanguageProfile,
-                lang_score: float = 1.0) -> tuple[str, str] | None:
+                lang_score: float = 1.0, script: str = "Zyyy") -> tuple[str, str] | None:
     li = p.lines
     if len(lines) < li.min_lines:
         return None
@@ -153,7 +159,7 @@ def check(text: str, lang: str, script: str, overrides: dict | None = None,
     words = segment(text, p.segmentation)
     lines = [l for l in text.split("\n") if l.strip()]
     for name in p.filters:
-        hit = CHECKS[name](text, words, lines, p, lang_score)
+        hit = CHECKS[name](text, words, lines, p, lang_score, script)
         if hit:
             return name, hit[0], hit[1]
     return None

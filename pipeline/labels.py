@@ -187,7 +187,7 @@ def _with_script(lang: str, detected: str) -> str:
 
 
 @lru_cache(maxsize=65536)
-def _cached(label: str, detected: str) -> str | None:
+def normalize_without_text(label: str, detected: str) -> str | None:
     """normalize() when the text does not matter (None: it does, Chinese in Han script)."""
     try:
         lang, script = _parse(label)
@@ -204,7 +204,7 @@ def normalize(label: str, detected_script: str = "Zyyy", text: str | None = None
     A label that is no language code becomes 'und_<script>', never an error: the model, not
     the data, is at fault."""
     detected = detected_script or "Zyyy"
-    out = _cached(label, detected)
+    out = normalize_without_text(label, detected)
     if out is None:  # Chinese in Han characters (GlotLID's cmn_Hani, lid.176's zh): which variant
         lang = _parse(label)[0]
         return f"{lang}_{han_variant(text) if text else default_script(lang)}"

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import LangIdConfig, LidModel
-from .labels import is_unidentified, language, lookup, matches, normalize
+from .labels import is_unidentified, language, lookup, matches, normalize, normalize_without_text
 from .schema import UNKNOWN_LANG, rejects_from_docs, split
 
 STAGE = "langid"
@@ -135,8 +135,22 @@ def _shipped_recheck() -> frozenset[str]:
         return frozenset(json.load(f)["labels"])
 
 
-def _ranked(model, line: str, script: str, n: int) -> list[tuple[str, float]]:
-    return [(normalize(label, script, line), min(p, 1.0)) for p, label in model.predict(line, n, 0.0, "replace")]
+class _Labeller:
+    """A model's labels in canonical form, per detected script, looked up once (a dict get
+    per answer instead of a parse); Chinese in Han characters still reads the text."""
+
+    def __init__(self):
+        self._cache: dict[tuple[str, str], str | None] = {}
+
+    def ranked(self, model, line: str, script: str, n: int) -> list[tuple[str, float]]:
+        out = []
+        cache = self._cache
+        for p, label in model.predict(line, n, 0.0, "replace"):
+            code = cache.get((label, script), False)
+            if code is False:
+                code = cache[label, script] = normalize_without_text(label, script)
+            out.append((code or normalize(label, script, line), p if p < 1.0 else 1.0))
+        return out
 
 
 def predict_top(texts: list[str] | pa.Array, cfg=None, k: int = 3, max_chars: int | None = None,
@@ -153,11 +167,13 @@ def predict_top(texts: list[str] | pa.Array, cfg=None, k: int = 3, max_chars: in
     model prefers it to the first model's label by `override_margin`. Per-text `f.predict`
     (the batch binding's k > 1 probabilities are wrong)."""
     cfg = _as_config(cfg)
-    loaded = [(load_model(m.path).f, m.weight, m.max_chars) for m in cfg.models]
+    loaded = [(load_model(m.path).f, m.weight, m.max_chars, _Labeller()) for m in cfg.models]
     first_known = known_languages(cfg.models[0].path)
     recheck = recheck_set(cfg) if len(loaded) > 1 else frozenset()
     scripts = scripts if scripts is not None else detect_scripts(texts)
     ask = max(k, CANDIDATES) if len(loaded) > 1 else k
+    confident, margin = cfg.confident, cfg.override_margin
+    (first, w0, n0, lab0), others = loaded[0], loaded[1:]
     flat_labels: list[str] = []
     flat_probs: list[float] = []
     offsets = [0]
@@ -168,33 +184,35 @@ def predict_top(texts: list[str] | pa.Array, cfg=None, k: int = 3, max_chars: in
             scores.append(0.0)
             offsets.append(len(flat_labels))
             continue
-        (first, w0, n0), others = loaded[0], loaded[1:]
-        ranked = _ranked(first, line[:n0] if n0 else line, script, ask)
-        if others and (not ranked or ranked[0][1] < cfg.confident or ranked[0][0] in recheck):
+        ranked = lab0.ranked(first, line[:n0] if n0 else line, script, ask)
+        if others and (not ranked or ranked[0][1] < confident or ranked[0][0] in recheck):
             top1 = ranked[0][0] if ranked else None
             total: dict[str, float] = {}
             for code, p in ranked:
                 total[code] = total.get(code, 0.0) + w0 * p
             weight, winner = w0, None
-            for model, w, n in others:
+            for model, w, n, lab in others:
                 weight += w
-                theirs = _ranked(model, line[:n] if n else line, script, ask)
+                theirs = lab.ranked(model, line[:n] if n else line, script, ask)
                 for code, p in theirs:
                     total[code] = total.get(code, 0.0) + w * p
                 if theirs and winner is None and language(theirs[0][0]) not in first_known:
                     against = dict(theirs).get(top1, 0.0)
-                    if theirs[0][1] - against >= cfg.override_margin:
+                    if theirs[0][1] - against >= margin:
                         winner = theirs[0]
             ranked = [(code, v / weight) for code, v in sorted(total.items(), key=lambda kv: -kv[1])]
             if winner is not None:
                 ranked = [winner] + [r for r in ranked if r[0] != winner[0]]
-            ranked = ranked[:k]
+        ranked = ranked[:k]
+        if ranked:
+            langs.append(ranked[0][0])
+            scores.append(ranked[0][1])
+            for code, v in ranked:
+                flat_labels.append(code)
+                flat_probs.append(v)
         else:
-            ranked = ranked[:k]
-        langs.append(ranked[0][0] if ranked else UNKNOWN_LANG)
-        scores.append(ranked[0][1] if ranked else 0.0)
-        flat_labels.extend(c for c, _ in ranked)
-        flat_probs.extend(v for _, v in ranked)
+            langs.append(UNKNOWN_LANG)
+            scores.append(0.0)
         offsets.append(len(flat_labels))
     values = pa.StructArray.from_arrays(
         [pa.array(flat_labels, pa.string()), pa.array(np.array(flat_probs, np.float32))],
@@ -307,7 +325,8 @@ def identify(docs: pa.Table, cfg: LangIdConfig | None = None) -> tuple[pa.Table,
     docs = docs.set_column(docs.schema.get_field_index("lang_top"), "lang_top", top)
     given = docs["lang"].to_pylist()
     best = [g if g else l for g, l in zip(given, langs)]
-    low = np.array([not g and sc < threshold(l, cfg) for g, l, sc in zip(given, langs, scores)], dtype=bool)
+    bar = {l: threshold(l, cfg) for l in set(langs)}
+    low = np.array([not g and sc < bar[l] for g, l, sc in zip(given, langs, scores)], dtype=bool)
     out_langs = [f"{UNKNOWN_LANG}_{s}" if u else l for l, s, u in zip(best, scripts, low)]
     docs = docs.set_column(docs.schema.get_field_index("lang"), "lang", pa.array(out_langs, pa.string()))
     docs = docs.set_column(docs.schema.get_field_index("lang_score"), "lang_score", pa.array(scores, pa.float32()))

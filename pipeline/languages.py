@@ -50,6 +50,12 @@ class QualityThresholds(_Strict):
     stopword_min_lang_score: float = Field(
         default=0.65, description="Below this language-ID confidence the document may be in another "
         "language, and this language's stopword list says nothing about it.")
+    min_letter_pair_pmi: float | None = Field(
+        default=-0.5, description="Gibberish check (pipeline/letter_pairs.py): mean pointwise mutual "
+        "information of adjacent letters under the script's table; clean text of every language we have "
+        "scores > -0.25, random letters < -0.6. None: off.")
+    letter_pair_min_pairs: int = Field(
+        default=100, description="Shorter documents (fewer letter pairs) are not judged by letter pairs.")
 
 
 class RepetitionThresholds(_Strict):

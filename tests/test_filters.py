@@ -110,3 +110,67 @@ def test_clean_real_text_survives_in_every_language(shared_data):
         if kept.num_rows < 0.95 * len(texts):
             low[name] = round(kept.num_rows / len(texts), 3)
     assert len(low) <= 0.05 * len(sets), low
+
+
+def _random_words(alphabet: str, rng: random.Random, n: int = 40) -> str:
+    return " ".join("".join(rng.choice(alphabet) for _ in range(rng.randint(2, 9))) for _ in range(n))
+
+
+@pytest.mark.parametrize("alphabet", [
+    "abcdefghijklmnopqrstuvwxyz",
+    "abcdefghijklmnopqrstuvwxyzáéíóúäöüñçšžčł",
+    "абвгдежзийклмнопрстуфхцчшщъыьэюя",
+    "".join(chr(c) for c in range(0x915, 0x939)),  # Devanagari consonants
+    "αβγδεζηθικλμνξοπρστυφχψω",
+])
+def test_random_letters_are_gibberish_whatever_the_label(alphabet):
+    """Random letters of a script are rejected as gibberish by the letter-pair check, whether
+    language ID gave them a language or left them unidentified (und_<Script>)."""
+    from pipeline.langid import detect_script
+
+    rng = random.Random(7)
+    for _ in range(5):
+        text = _random_words(alphabet, rng)
+        script = detect_script(text)
+        for lang in (f"und_{script}", "cym" if script == "Latn" else f"und_{script}"):
+            hit = check(text, lang, script)
+            assert hit and hit[1] == "gibberish", (text[:60], lang, hit)
+
+
+def test_letter_pairs_need_enough_text_and_a_known_script():
+    from pipeline import letter_pairs
+
+    assert letter_pairs.score("qzx vbn", "Latn") is None  # too few pairs to judge
+    assert letter_pairs.score("漢字" * 200, "Hani") is None  # no table for thousands of characters
+    tables = letter_pairs.build({"Latn": ["the cat sat on the mat " * 20] * 10})
+    alphabet, pmi = tables["Latn"]
+    assert "".join(map(chr, alphabet)) == "acehmnost" and pmi.dtype.name == "float16"
+    assert letter_pairs.score("the cat sat on the mat " * 10, "Latn", tables=tables) > 1.0
+    assert letter_pairs.score("tah mta nso cat " * 10, "Latn", tables=tables) < 0.0
+
+
+def test_clean_held_out_text_is_never_gibberish(shared_data):
+    """UDHR, Tatoeba and lingua lines held out from the tables (the `langid train` split), as
+    documents of 3 lines, in every script that has a table: none scores below the default
+    threshold."""
+    from pipeline import langid_train, letter_pairs
+    from pipeline.config import LidTrainConfig
+    from pipeline.langid import detect_scripts
+    from pipeline.languages import QualityThresholds
+
+    bar = QualityThresholds().min_letter_pair_pmi
+    low, judged, scripts = [], 0, set()
+    for folder in ("udhr", "tatoeba", "lingua-sentences"):
+        raw, texts = langid_train.read_labelled([str(shared_data / folder)])
+        labs = langid_train.canonical_labels(raw, texts)
+        _, held, _ = langid_train.split_examples(labs, texts, LidTrainConfig())
+        docs = [(lab, " ".join(lines[i : i + 3])) for lab, lines in held.items() for i in range(0, len(lines) - 2, 3)]
+        for (lab, text), script in zip(docs, detect_scripts([t for _, t in docs])):
+            s = letter_pairs.score(text, script)
+            if s is not None:
+                judged += 1
+                scripts.add(script)
+                if s < bar:
+                    low.append((lab, round(s, 2)))
+    assert judged > 5000 and len(scripts) >= 20, (judged, scripts)
+    assert not low, low
