@@ -32,16 +32,29 @@ def _bars(ax, y: list[float], left: list[float], width: list[float], color, labe
     return Patch(color=color, label=label)
 
 
-def corpus_chart(report: dict, uri: str) -> str:
-    """Horizontal stacked bars per language: kept, unidentified, then rejected by reason.
-    Written atomically to `uri` (local or remote); returns `uri`."""
+def chart_languages(info: dict, limit: int) -> list[str]:
+    """The languages a chart shows, bottom to top: all of them by input size, or past `limit`
+    the `limit` with the lowest kept share (the ones to look at; every language is in the
+    report's table). A chart of 500 bars is 80 inches tall and unreadable."""
+    langs = sorted(info, key=lambda l: info[l]["input"])
+    if len(langs) <= limit:
+        return langs
+    share = lambda l: info[l]["kept"] / max(info[l]["input"], 1)  # noqa: E731
+    worst = sorted(langs, key=lambda l: (share(l), -info[l]["input"]))[:limit]
+    return sorted(worst, key=lambda l: (-share(l), info[l]["input"]))
+
+
+def corpus_chart(report: dict, uri: str, limit: int = 60) -> str:
+    """Horizontal stacked bars per language: kept, unidentified, then rejected by reason (at
+    most `limit` languages: `chart_languages`). Written atomically to `uri` (local or remote);
+    returns `uri`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     info = report["languages"]
-    langs = sorted(info, key=lambda l: info[l]["input"])
+    langs = chart_languages(info, limit)
     reasons = sorted({r for v in info.values() for r in v["rejected"]})
     fig, ax = plt.subplots(figsize=(9, max(3.0, 0.16 * len(langs) + 1.2)), dpi=110)
     y = list(range(len(langs)))
@@ -60,9 +73,11 @@ def corpus_chart(report: dict, uri: str) -> str:
     ax.set_ylim(-0.6, len(langs) - 0.4)
     ax.set_xlim(0, max(left + [1]) * 1.02)
     ax.set_xlabel("documents")
+    shown = "" if len(langs) == len(info) else \
+        f"\n{len(langs)} of {len(info)} languages: the lowest kept share (all in report.md)"
     ax.set_title(f"Corpus: {report['input']} in = {report['kept']} kept + {report.get('unidentified', 0)} "
-                 f"unidentified + {report['rejected']} rejected")
+                 f"unidentified + {report['rejected']} rejected{shown}", fontsize=10)
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     height = fig.get_size_inches()[1]  # fixed margins in inches: tight_layout lays out every label again
-    fig.subplots_adjust(left=0.11, right=0.98, top=1 - 0.45 / height, bottom=0.5 / height)
+    fig.subplots_adjust(left=0.11, right=0.98, top=1 - 0.6 / height, bottom=0.5 / height)
     return save_png(fig, uri)

@@ -49,6 +49,13 @@ def _top_ngram_share(words: list[str], n: int, total_chars: int) -> float:
     return 0.0 if count <= 1 else sum(len(w) for w in gram) * count / total_chars
 
 
+def _all_distinct(words: list[str], n: int) -> bool:
+    """Whether no n-gram occurs twice (checked in C; a repeated longer n-gram would contain a
+    repeated n-gram, so longer ones are then distinct too)."""
+    grams = list(zip(*(words[i:] for i in range(n))))
+    return len(set(grams)) == len(grams)
+
+
 def _dup_ngram_share(words: list[str], n: int, total_chars: int) -> float:
     """Characters inside n-grams that repeat an earlier n-gram (datatrove's find_all_duplicate)."""
     seen: set[tuple[str, ...]] = set()
@@ -120,10 +127,14 @@ def check_repetition(text: str, words: list[str], lines: list[str], p: LanguageP
         return None
     total = sum(len(w) for w in words)
     for n, limit in sorted(r.top_ngram_char_frac.items()):
+        if _all_distinct(words, n):  # then so are all longer n-grams: every share below is 0
+            break
         share = _top_ngram_share(words, n, total)
         if share > limit:
             return f"top_{n}gram", f"{share:.2f} > {limit}"
     for n, limit in sorted(r.dup_ngram_char_frac.items()):
+        if _all_distinct(words, n):
+            break
         share = _dup_ngram_share(words, n, total)
         if share > limit:
             return f"duplicate_{n}grams", f"{share:.2f} > {limit}"

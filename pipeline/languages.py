@@ -208,7 +208,8 @@ def segment(text: str, mode: str) -> list[str]:
     (rjieba for Chinese, pythainlp newmm for Thai), or single letters for other unsegmented
     scripts. Punctuation-only tokens are dropped."""
     if mode == "whitespace":  # also the Ethiopic word space (U+1361), which stands for a space
-        tokens = [_WORD_EDGES.sub("", t) for t in text.replace("\u1361", " ").split()]
+        tokens = [t if t[0].isalnum() and t[-1].isalnum() else _WORD_EDGES.sub("", t)  # most need no regex
+                  for t in text.replace("\u1361", " ").split()]
     elif mode == "jieba":
         import rjieba
 

@@ -184,3 +184,16 @@ def test_unsure_language_is_kept_apart_not_dropped(tmp_path):
     und = read_parquet(str(tmp_path / "out" / manifest["unidentified"]["files"][0]["path"]))
     assert und["lang"].to_pylist() == ["und_Latn"] and und["lang_top"][0][0]["lang"].as_py() == "swh_Latn"
     assert report["languages"]["und_Latn"]["unidentified"] == 1
+
+
+def test_chart_of_many_languages_shows_the_worst_kept_share():
+    """Past the limit, the chart shows the languages with the lowest kept share, worst on top."""
+    from pipeline.charts import chart_languages
+
+    info = {f"l{i:03d}_Latn": {"input": 100 + i, "kept": 100 + i - (i % 7) * 10} for i in range(200)}
+    shown = chart_languages(info, 20)
+    assert len(shown) == 20
+    share = {l: info[l]["kept"] / info[l]["input"] for l in info}
+    assert max(share[l] for l in shown) <= min(share[l] for l in info if l not in shown)
+    assert share[shown[-1]] == min(share.values())  # the top bar is the worst
+    assert chart_languages(dict(list(info.items())[:5]), 20) == sorted(list(info)[:5], key=lambda l: info[l]["input"])
