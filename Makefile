@@ -36,8 +36,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	taskset -c 0 $(BIN)/python bench/langid_bench.py
+	taskset -c 0 $(BIN)/python bench/langid_bench.py --sentences 10
 	taskset -c 0 $(BIN)/python bench/filters_bench.py
 	taskset -c 0 $(BIN)/python bench/minhash_bench.py
+	taskset -c 0 $(BIN)/python bench/minhash_disk_bench.py
 	$(BIN)/python bench/noise_bench.py
 	$(BIN)/python bench/noise_bench.py --held-out
 	$(BIN)/python bench/langid_accuracy.py --table
