@@ -20,11 +20,12 @@ import os
 import sys
 import time
 
-from pipeline.config import ConfigError, PipelineConfig, load_yaml
+from pipeline.config import ConfigError, PipelineConfig, load_config
 
 
-def _config(path: str | None) -> PipelineConfig:
-    return load_yaml(path) if path else PipelineConfig()
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    """The run config: --config's YAML (or the embedded defaults) with --set overrides on top."""
+    return load_config(getattr(args, "config", None), getattr(args, "set", None))
 
 
 def _prefect_env() -> None:
@@ -36,7 +37,7 @@ def _prefect_env() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _config(args.config)
+    cfg = _config(args)
     if args.run_name:
         cfg = cfg.model_copy(update={"run_name": args.run_name})
     _prefect_env()
@@ -61,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from pipeline.corpus import prepare
 
-    cfg = _config(args.config)
+    cfg = _config(args)
     report = prepare(args.inputs, args.out, cfg.corpus, cfg.ray)
     summary = {k: report[k] for k in ("input", "kept", "unidentified", "rejected", "rejected_by_reason")}
     print(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -70,7 +71,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_langid_train(args: argparse.Namespace) -> int:
-    from pipeline.config import LidTrainConfig
+    from pipeline.config import LidTrainConfig, load_yaml
     from pipeline.langid_train import train
 
     base = load_yaml(args.config, LidTrainConfig).model_dump() if args.config else {}
@@ -92,7 +93,7 @@ def cmd_profiles_derive(args: argparse.Namespace) -> int:
     from pipeline.languages import DERIVED, PROFILE_DIR
     from pipeline.profile_stats import derive
 
-    cfg = _config(args.config)
+    cfg = _config(args)
     derived = derive(args.inputs, langid_cfg=cfg.corpus.langid)
     out = args.out or str(PROFILE_DIR / DERIVED)
     header = ("# Thresholds derived from clean text per language-script label (pipeline/profile_stats.py).\n"
@@ -111,18 +112,18 @@ def cmd_profiles_derive(args: argparse.Namespace) -> int:
 
 
 def _with_overrides(args: argparse.Namespace) -> PipelineConfig:
-    cfg = _config(args.config)
+    cfg = _config(args)
     update = {k: v for k, v in (("run_name", args.run_name), ("output_dir", args.output_dir)) if v}
     return PipelineConfig.model_validate({**cfg.model_dump(), **update}) if update else cfg
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from pipeline import evaluate, pretrain, tokenizer
-    from pipeline.storage import read_json
+    from pipeline.shard import read_manifest
 
     cfg = _with_overrides(args)
     corpus_dir = args.corpus or cfg.path("corpus")
-    manifest = read_json(f"{corpus_dir}/manifest.json")
+    manifest = read_manifest(corpus_dir)
     tokenizer.train_tokenizer(manifest, corpus_dir, cfg.path("tokenizer"), cfg.tokenizer, cfg.model.objective)
     result = pretrain.pretrain(corpus_dir, manifest, cfg.path("tokenizer"), cfg.path("model-pretrained"), cfg)
     report = evaluate.evaluate_lm(result["model_dir"], manifest, corpus_dir, cfg.model, cfg.pretrain.seed)
@@ -154,6 +155,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override one config field, dotted path, value as YAML (repeatable): "
+                        "--set corpus.dedup.threshold=0.6 --set 'corpus.langid.languages=[fr, de]'")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="babelforge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,11 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the whole DAG (Prefect flow multilingual_pipeline)")
     p.add_argument("--config", help="YAML config (default: embedded defaults)")
     p.add_argument("--run-name", help="override run_name")
+    _set_option(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("prepare", help="run the corpus phase: shards, manifest, rejects, report")
     p.add_argument("inputs", nargs="+", help="files, globs, directories or URIs (s3://...)")
     p.add_argument("--out", required=True, help="output directory or URI")
     p.add_argument("--config", help="YAML config; its corpus section is used")
+    _set_option(p)
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("langid", help="language-ID models: train one from labelled text")
     lsub = p.add_subparsers(dest="langid_command", required=True)
@@ -195,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--corpus", help="corpus directory (default: <output_dir>/<run_name>/corpus)")
         else:
             p.add_argument("--pretrained", help="pretrained model directory (default: <run>/model-pretrained)")
+        _set_option(p)
         p.set_defaults(func=func)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import flow
 
 from pipeline.config import PipelineConfig
-from pipeline.storage import read_json, sha256_file
+from pipeline.shard import MANIFEST, read_manifest
+from pipeline.storage import sha256_file
 from tasks.evaluate import evaluate_task
 from tasks.register import register_task
 
@@ -13,8 +14,8 @@ from tasks.register import register_task
 @flow(name="evaluate_and_register", log_prints=True)
 def evaluate_and_register(config: PipelineConfig = PipelineConfig()) -> dict:
     corpus_dir = config.path("corpus")
-    manifest_uri = f"{corpus_dir}/manifest.json"
-    manifest = read_json(manifest_uri)
+    manifest = read_manifest(corpus_dir)
+    manifest_uri = f"{corpus_dir}/{MANIFEST}"
     report = evaluate_task(config.path("model"), config.path("model-pretrained"), manifest, corpus_dir,
                            config.path("eval"), config)
     registered = register_task(config.path("model"), report, manifest, sha256_file(manifest_uri), config)

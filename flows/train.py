@@ -5,14 +5,14 @@ from __future__ import annotations
 from prefect import flow
 
 from pipeline.config import PipelineConfig
-from pipeline.storage import read_json
+from pipeline.shard import read_manifest
 from tasks.train import finetune_task, pretrain_task, train_tokenizer_task
 
 
 @flow(name="train", log_prints=True)
 def train(config: PipelineConfig = PipelineConfig(), corpus_dir: str | None = None) -> dict:
     corpus_dir = corpus_dir or config.path("corpus")
-    manifest = read_json(f"{corpus_dir}/manifest.json")
+    manifest = read_manifest(corpus_dir)
     tokenizer_dir = train_tokenizer_task(manifest, corpus_dir, config.path("tokenizer"), config)
     pretrained = pretrain_task(corpus_dir, manifest, tokenizer_dir, config.path("model-pretrained"), config)
     classifier = finetune_task(pretrained["model_dir"], config.path("model"), config)

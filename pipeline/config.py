@@ -360,6 +360,9 @@ class FinetuneConfig(_Model):
     lora_r: int = Field(default=8, ge=1)
     lora_alpha: int = Field(default=16, ge=1)
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    lora_target_modules: list[str] | None = Field(
+        default=None, description="Module names that get LoRA adapters; none: peft's choice for the model's "
+        "architecture (query/value for BERT, mBERT and XLM-R, q_proj/v_proj for Llama, c_attn for GPT-2...).")
     epochs: int = Field(default=20, ge=1)
     patience: int = Field(default=3, ge=1, description="Early stopping: epochs without a better dev accuracy.")
     batch_size: int = Field(default=8, ge=1, description="Per worker.")
@@ -411,22 +414,63 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the field."""
 
 
-def load_yaml(path: str | Path, model: type[_Model] = PipelineConfig) -> _Model:
-    """Load and validate a YAML config; errors name the file and the offending field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: config file not found") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+def parse_overrides(pairs: list[str] | None) -> dict[str, object]:
+    """`dotted.key=value` strings (the CLI's `--set`) -> {dotted key: value}; values are read as
+    YAML, so `0.5`, `true`, `[fr, de]` and `{a: 1}` keep their types."""
+    out: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {pair!r}: expected dotted.key=value, e.g. --set corpus.dedup.threshold=0.6")
+        try:
+            out[key] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {key}: value {value!r} is not valid YAML: {e}") from e
+    return out
+
+
+def _apply(raw: dict, key: str, value: object) -> None:
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                model: type[_Model] = PipelineConfig) -> _Model:
+    """A config from a YAML file (none: the embedded defaults) with `--set dotted.key=value`
+    overrides on top, validated by the same model; errors name the file or the `--set` key."""
+    raw: dict = {}
+    if path:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as e:
+            raise ConfigError(f"{path}: config file not found") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    sets = parse_overrides(overrides)
+    for key, value in sets.items():
+        _apply(raw, key, value)
     try:
         return model.model_validate(raw)
     except ValidationError as e:
-        lines = [
-            f"{path}: field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}"
-            for err in e.errors()
-        ]
+        lines = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            given = next((k for k in sets if loc == k or loc.startswith(k + ".") or k.startswith(loc + ".")), None)
+            where = f"--set {given}" if given else f"{path or 'defaults'}: field '{loc}'"
+            lines.append(f"{where}: {err['msg']}" + (f" (field '{loc}')" if given and given != loc else ""))
         raise ConfigError("\n".join(lines)) from e
+
+
+def load_yaml(path: str | Path, model: type[_Model] = PipelineConfig) -> _Model:
+    """Load and validate a YAML config; errors name the file and the offending field."""
+    return load_config(path, None, model)

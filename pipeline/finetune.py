@@ -95,31 +95,18 @@ def read_examples(uri: str, task: str, languages: list[str] | None = None) -> pa
     return read_tagged(uri, languages) if task == "token_classification" else read_labelled(uri, languages)
 
 
-def entity_spans(tags: list[str]) -> set[tuple[int, int, str]]:
-    """(start, end, type) of the entities of a BIO sequence, as conlleval counts them: an I-
-    tag that does not continue an entity of its type starts one."""
-    spans, start, kind = set(), None, None
-    for i, tag in enumerate(list(tags) + ["O"]):
-        if start is not None and (tag == "O" or tag.startswith("B-") or tag[2:] != kind):
-            spans.add((start, i, kind))
-            start, kind = None, None
-        if tag.startswith("B-") or (tag.startswith("I-") and start is None):
-            start, kind = i, tag[2:]
-    return spans
-
-
 def entity_f1(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
-    """Micro entity precision / recall / F1 over sentences (exact span and type)."""
-    tp = fp = fn = 0
-    for g, p in zip(gold, pred):
-        gs, ps = entity_spans(g), entity_spans(p)
-        tp += len(gs & ps)
-        fp += len(ps - gs)
-        fn += len(gs - ps)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "entities": tp + fn}
+    """Micro entity precision / recall / F1 over sentences (exact span and type), by seqeval in
+    its conlleval mode (what NER papers report: an I- tag that does not continue an entity of
+    its type starts one); `entities`: the number of gold entities."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    args = dict(zero_division=0)
+    return {"precision": round(float(precision_score(gold, pred, **args)), 4),
+            "recall": round(float(recall_score(gold, pred, **args)), 4),
+            "f1": round(float(f1_score(gold, pred, **args)), 4),
+            "entities": sum(len(get_entities(g)) for g in gold)}
 
 
 def encode_words(tokenizer, words: list[list[str]], max_length: int, tags: list[list[str]] | None = None,
@@ -187,11 +174,17 @@ def apply_strategy(model, fcfg: FinetuneConfig):
     if fcfg.strategy == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
-        targets = ["query", "value"] if model.config.model_type == "bert" else ["q_proj", "v_proj"]
         task = TaskType.TOKEN_CLS if fcfg.task == "token_classification" else TaskType.SEQ_CLS
         lcfg = LoraConfig(task_type=task, r=fcfg.lora_r, lora_alpha=fcfg.lora_alpha,
-                          lora_dropout=fcfg.lora_dropout, target_modules=targets, modules_to_save=[head])
-        return get_peft_model(model, lcfg)
+                          lora_dropout=fcfg.lora_dropout, target_modules=fcfg.lora_target_modules,
+                          modules_to_save=[head])
+        try:  # target_modules None: peft's own table of attention projections per architecture
+            return get_peft_model(model, lcfg)
+        except ValueError as e:
+            if fcfg.lora_target_modules:
+                raise
+            raise ValueError(f"LoRA: peft has no default target modules for model type "
+                             f"{model.config.model_type!r}; set finetune.lora_target_modules ({e})") from e
     return model
 
 
@@ -262,8 +255,7 @@ def train_loop(config: dict) -> None:
     optimizer = torch.optim.AdamW(params, lr=fcfg.learning_rate, weight_decay=0.01)
     shard = ray.train.get_dataset_shard("train")
     steps_per_epoch, total_steps = config["steps_per_epoch"], config["total_steps"]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(max(1, steps_per_epoch // 2), total_steps))
+    scheduler = warmup_cosine(optimizer, max(1, steps_per_epoch // 2), total_steps)
     step, best, since_best = 0, -1.0, 0
     if resumed:
         state = resumed[1]
@@ -325,6 +317,12 @@ def finetune(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     import ray.data
 
     fcfg = cfg.finetune
+    from .storage import exists
+
+    if not exists(f"{pretrained_dir.rstrip('/')}/config.json"):
+        raise FileNotFoundError(
+            f"no pretrained model at {pretrained_dir} (config.json is missing): pretrain first with "
+            f"`babelforge pretrain` (same --config / --run-name), or pass --pretrained DIR")
     train = read_examples(fcfg.train_path, fcfg.task, fcfg.train_languages)
     if train.num_rows == 0:
         raise ValueError(f"{fcfg.train_path}: no training rows for languages {fcfg.train_languages}")

@@ -103,14 +103,8 @@ def mask_tokens(input_ids: torch.Tensor, tokenizer, probability: float,
     return inputs, labels
 
 
-def warmup_cosine(warmup: int, total: int):
-    """LR multiplier: linear warmup then cosine decay to 10%."""
-    import math
+def warmup_cosine(optimizer, warmup: int, total: int):
+    """LR schedule: linear warmup, then cosine decay to 10% of the peak (transformers')."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(warmup, 1)
-        progress = min(1.0, (step - warmup) / max(total - warmup, 1))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return f
+    return get_cosine_with_min_lr_schedule_with_warmup(optimizer, warmup, total, min_lr_rate=0.1)

@@ -182,7 +182,7 @@ def train_loop(config: dict) -> None:
     else:
         model = ray.train.torch.prepare_model(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=pcfg.learning_rate, weight_decay=pcfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(pcfg.warmup_steps, pcfg.max_steps))
+    scheduler = warmup_cosine(optimizer, pcfg.warmup_steps, pcfg.max_steps)
     gen = torch.Generator().manual_seed(pcfg.seed * 1000 + rank)
     step = 0
     if state:

@@ -293,6 +293,24 @@ def write_shards(docs: pa.Table, corpus_dir: str, cfg: ShardConfig) -> dict:
     return sink.close()
 
 
+class MissingCorpusError(FileNotFoundError):
+    """A stage that needs a prepared corpus found none."""
+
+
+def read_manifest(corpus_dir: str) -> dict:
+    """The manifest of a prepared corpus; a clear error naming the folder and the command that
+    prepares it when there is none (a training stage run before `prepare`)."""
+    from .storage import exists, read_json
+
+    uri = f"{corpus_dir.rstrip('/')}/{MANIFEST}"
+    if not exists(uri):
+        raise MissingCorpusError(
+            f"no prepared corpus at {corpus_dir} ({MANIFEST} is missing): prepare it first with "
+            f"`babelforge prepare INPUT... --out {corpus_dir}` (or run the whole pipeline: `babelforge run`), "
+            f"or point --corpus at a prepared corpus")
+    return read_json(uri)
+
+
 def mixing_plan(manifest: dict, total_rows: int, alpha: float | None = None) -> dict[str, int]:
     """Rows to draw per language for a stream of `total_rows` training rows, by temperature
     sampling over the languages' training text (alpha from the manifest unless given).

@@ -35,3 +35,31 @@ def test_bad_config_fails_before_work_and_names_the_field(tmp_path, capsys):
 def test_missing_input_is_a_clear_error(tmp_path, capsys):
     rc = main(["prepare", str(tmp_path / "nothing-*.jsonl"), "--out", str(tmp_path / "o")])
     assert rc == 2 and "nothing-" in capsys.readouterr().err
+
+
+def test_set_overrides_one_field_and_names_a_bad_key(tmp_path, capsys):
+    """`--set dotted.key=value` changes one field (value read as YAML) without a config file;
+    an unknown key or a bad value is an error naming the `--set` key, before any work."""
+    import json
+
+    out = tmp_path / "o"
+    rc = main(["prepare", str(SAMPLE / "corpus" / "news.jsonl"), "--out", str(out),
+               "--set", "corpus.langid.languages=[fr]", "--set", "corpus.dedup.near=false"])
+    assert rc == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["languages"]) == ["fra_Latn"]
+    for bad, named in ((["--set", "corpus.dedup.thresh=0.6"], "--set corpus.dedup.thresh"),
+                       (["--set", "corpus.dedup.threshold=high"], "--set corpus.dedup.threshold"),
+                       (["--set", "corpus.dedup.threshold"], "expected dotted.key=value")):
+        rc = main(["prepare", str(SAMPLE / "corpus" / "news.jsonl"), "--out", str(tmp_path / "bad"), *bad])
+        assert rc == 2 and named in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
+
+
+def test_a_stage_without_its_input_names_the_command_that_makes_it(tmp_path, capsys):
+    rc = main(["pretrain", "--output-dir", str(tmp_path), "--run-name", "r"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no prepared corpus at" in err and "babelforge prepare" in err
+    rc = main(["finetune", "--output-dir", str(tmp_path), "--run-name", "r"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no pretrained model at" in err and "babelforge pretrain" in err

@@ -165,14 +165,72 @@ def test_finetune_reads_sib200_layout(shared_data):
     assert len(langs) == 3 * 204 and len(set(test["label"].to_pylist())) == 7
 
 
-def test_entity_spans_and_f1_follow_conlleval():
-    from pipeline.finetune import entity_f1, entity_spans
+def test_entity_f1_follows_conlleval():
+    from pipeline.finetune import entity_f1
 
-    assert entity_spans(["B-PER", "I-PER", "O", "B-LOC", "I-ORG", "I-ORG"]) == {(0, 2, "PER"), (3, 4, "LOC"), (4, 6, "ORG")}
-    assert entity_spans(["I-PER", "I-PER", "B-PER"]) == {(0, 2, "PER"), (2, 3, "PER")}
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
     pred = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "O"]]
     assert entity_f1(gold, pred) == {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667, "entities": 3}
+    # an I- tag that does not continue an entity of its type starts one (conlleval)
+    assert entity_f1([["I-PER", "I-PER", "B-PER"]], [["B-PER", "I-PER", "B-PER"]])["f1"] == 1.0
+    assert entity_f1([["B-LOC", "I-ORG", "I-ORG"]], [["B-LOC", "B-ORG", "I-ORG"]])["f1"] == 1.0
+    assert entity_f1([["O", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "entities": 0}
+
+
+@pytest.mark.parametrize("arch", ["xlm-roberta", "bert", "llama"])
+def test_lora_targets_the_attention_of_each_architecture(arch):
+    """LoRA on tiny XLM-R, mBERT-style BERT and Llama classifiers built offline: peft picks the
+    attention projections of the architecture; one step trains adapters and head only, and the
+    merged export is a plain model with the same outputs."""
+    import torch
+    from transformers import (AutoModelForSequenceClassification, BertConfig, LlamaConfig,
+                              XLMRobertaConfig)
+
+    from pipeline.config import FinetuneConfig
+    from pipeline.finetune import apply_strategy, exportable
+
+    small = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, num_labels=3, pad_token_id=0)
+    config = {"xlm-roberta": XLMRobertaConfig(max_position_embeddings=66, **small),
+              "bert": BertConfig(max_position_embeddings=64, **small),
+              "llama": LlamaConfig(max_position_embeddings=64, num_key_value_heads=2, **small)}[arch]
+    torch.manual_seed(0)
+    model = apply_strategy(AutoModelForSequenceClassification.from_config(config),
+                           FinetuneConfig(strategy="lora", train_path="unused.tsv"))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    expected = ("q_proj", "v_proj") if arch == "llama" else ("query", "value")
+    assert any(expected[0] in n and "lora_A" in n for n in trainable)
+    assert any(expected[1] in n and "lora_B" in n for n in trainable)
+    assert all("lora_" in n or "classifier" in n or "score" in n for n in trainable), trainable
+    ids = torch.randint(1, 300, (4, 12))
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    loss = torch.nn.functional.cross_entropy(model(input_ids=ids).logits, torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters() if not p.requires_grad)
+    model.eval()
+    merged = exportable(model).eval()
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-4)
+
+
+def test_lora_on_an_unknown_architecture_names_the_setting():
+    import torch
+
+    from pipeline.config import FinetuneConfig
+    from pipeline.finetune import apply_strategy
+
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = type("C", (), {"model_type": "odd", "to_dict": lambda self: {"model_type": "odd"}})()
+            self.proj = torch.nn.Linear(4, 4)
+            self.classifier = torch.nn.Linear(4, 2)
+
+    with pytest.raises(ValueError, match="lora_target_modules"):
+        apply_strategy(Odd(), FinetuneConfig(strategy="lora", train_path="unused.tsv"))
 
 
 def test_token_classification_on_masakhaner(shared_data, tmp_path):
