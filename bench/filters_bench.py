@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 import pyarrow.compute as pc  # noqa: E402
 
-from pipeline.clean import filter_quality  # noqa: E402
+from pipeline.corpus.clean import filter_quality  # noqa: E402
 from pipeline.config import CleanConfig  # noqa: E402
-from pipeline.langid import identify  # noqa: E402
+from pipeline.corpus.langid import identify  # noqa: E402
 from pipeline.schema import make_docs  # noqa: E402
 
 

@@ -30,9 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import labels, langid, langid_train  # noqa: E402
+from pipeline import language_codes
+from pipeline.corpus import langid, langid_train  # noqa: E402
 from pipeline.config import CorpusConfig, LidTrainConfig  # noqa: E402
-from pipeline.corpus import prepare  # noqa: E402
+from pipeline.corpus.prepare import prepare  # noqa: E402
 from pipeline.storage import read_parquet  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -97,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"needs {DATA}")
-    lid_known = {labels.normalize(l) for l in langid.load_model("lid.176").get_labels()}
+    lid_known = {language_codes.normalize(l) for l in langid.load_model("lid.176").get_labels()}
     sets = {ds: heldout_docs(DATA / FOLDERS[ds], args.doc_lines, "\n" if ds == "udhr" else " ")
             for ds in args.datasets}
     all_docs = [(ds, lab, d) for ds, by in sets.items() for lab, docs in by.items() for d in docs]

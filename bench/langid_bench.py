@@ -8,8 +8,8 @@ bundled sample when that folder is absent. Reports documents per second for
   raw-predict   : fastText's C++ per-text call (`f.predict`) on newline-free texts
   raw-predict-top3 : the same with k=3
   raw-babelforge-model-top3 : babelforge's own model alone, raw, k=3
-  babelforge-lid176-only : pipeline.langid.predict with lid.176 alone (folding, lower-casing, labels)
-  identify-lid176-only-top3 : pipeline.langid.identify with lid.176 alone (adds script detection,
+  babelforge-lid176-only : pipeline.corpus.langid.predict with lid.176 alone (folding, lower-casing, labels)
+  identify-lid176-only-top3 : pipeline.corpus.langid.identify with lid.176 alone (adds script detection,
                   thresholds, rejects; the 3 best languages kept)
   identify-ensemble-top3 (default) : identify with the default models: lid.176, and babelforge's
                   model where lid.176 is below `confident` (the stage as `prepare` runs it)
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import langid  # noqa: E402
+from pipeline.corpus import langid  # noqa: E402
 from pipeline.config import LangIdConfig  # noqa: E402
 from pipeline.schema import make_docs  # noqa: E402
 

@@ -83,8 +83,8 @@ def run_babelforge(texts: list[str], langs: list[str]) -> tuple[float, np.ndarra
     import pyarrow as pa
 
     from pipeline.config import DedupConfig
-    from pipeline.dedup import clusters, signatures
-    from pipeline.langid import detect_scripts
+    from pipeline.corpus.dedup import clusters, signatures
+    from pipeline.corpus.langid import detect_scripts
     from pipeline.schema import make_docs
 
     docs = make_docs([str(i) for i in range(len(texts))], texts, ["b"] * len(texts), lang=langs)

@@ -162,8 +162,8 @@ def run_datatrove(inp: Path, work: Path, n: int) -> tuple[float, np.ndarray]:
 
 def run_babelforge(inp: Path, work: Path, n: int, one_bucket: bool) -> tuple[float, float, np.ndarray]:
     from pipeline.config import DedupConfig, LangIdConfig
-    from pipeline.dedup import clusters, signatures
-    from pipeline.langid import detect_scripts, predict, threshold
+    from pipeline.corpus.dedup import clusters, signatures
+    from pipeline.corpus.langid import detect_scripts, predict, threshold
     from pipeline.schema import make_docs
 
     cfg, lid = DedupConfig(), LangIdConfig()

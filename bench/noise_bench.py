@@ -116,7 +116,7 @@ def build_heldout(n_langs: int = 36, docs_per_lang: int = 12, seed: int = 0):
     sys.path.insert(0, str(ROOT / "bench"))
     from langid_accuracy import DATA, heldout_docs
 
-    from pipeline.labels import normalize
+    from pipeline.language_codes import normalize
 
     rng = random.Random(seed)
     skip = {normalize(l) for l in LANGS}
@@ -148,7 +148,7 @@ def _run(rows: list[dict], work: Path, cfg=None) -> tuple[dict, dict[str, str], 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.corpus import prepare
+    from pipeline.corpus.prepare import prepare
 
     work.mkdir(parents=True, exist_ok=True)
     (work / "in.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

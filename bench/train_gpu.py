@@ -3,10 +3,10 @@
     .venv/bin/python bench/train_gpu.py [--steps 50] [--batch 16] [--compile] [--config configs/gpu-125m.yaml]
     .venv/bin/python bench/train_gpu.py --device cpu --tiny --steps 3      # smoke run without a GPU
 
-The training step is the one `pipeline.pretrain.train_loop` runs (the same model builder,
+The training step is the one `pipeline.training.pretrain.train_loop` runs (the same model builder,
 `sequence_losses`, AdamW, clipping, bf16 autocast), on random token sequences of the
 config's length, so the figure is the model's throughput without data loading. MFU =
-tokens/s x 6 x parameters / peak bf16 FLOP/s of the device (`pipeline.pretrain.PEAK_BF16_FLOPS`);
+tokens/s x 6 x parameters / peak bf16 FLOP/s of the device (`pipeline.training.pretrain.PEAK_BF16_FLOPS`);
 the attention FLOPs (12 x layers x hidden x seq per token) are reported separately, as
 "MFU incl. attention".
 """
@@ -38,8 +38,8 @@ def main() -> None:
     import torch
 
     from pipeline.config import load_yaml
-    from pipeline.model import build_clm, flops_per_token, sequence_losses
-    from pipeline.pretrain import peak_flops
+    from pipeline.training.model import build_clm, flops_per_token, sequence_losses
+    from pipeline.training.pretrain import peak_flops
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "configs" / "gpu-125m.yaml"))

@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/train_overhead.py [--steps 60] [--threads 1]
 
-Both train the same Llama-style causal LM (pipeline.model.build_clm) from the same seed on the
+Both train the same Llama-style causal LM (pipeline.training.model.build_clm) from the same seed on the
 same packed sequences (the bundled sample corpus, tokenised once by pipeline.pretrain's
 tokenize_batch): the plain loop iterates NumPy batches in this process; the Ray path is
-`pipeline.pretrain.train_loop` in a TorchTrainer with 1 worker reading a Ray Dataset through
+`pipeline.training.pretrain.train_loop` in a TorchTrainer with 1 worker reading a Ray Dataset through
 `get_dataset_shard`. Throughput is measured after the first logging window (warm-up: process
 start, graph warm-up), from the tokens/s the loop itself reports.
 """
@@ -30,10 +30,10 @@ def sequences(tmp: Path, seq_len: int):
     import pyarrow as pa
 
     from pipeline.config import CorpusConfig, TokenizerConfig
-    from pipeline.corpus import prepare
-    from pipeline.pretrain import tokenize_batch
+    from pipeline.corpus.prepare import prepare
+    from pipeline.training.pretrain import tokenize_batch
     from pipeline.storage import read_parquet
-    from pipeline.tokenizer import train_tokenizer
+    from pipeline.training.tokenizer import train_tokenizer
 
     prepare([str(ROOT / "data" / "sample" / "corpus" / "*")], str(tmp / "corpus"), CorpusConfig(engine="local"))
     manifest = json.loads((tmp / "corpus" / "manifest.json").read_text())
@@ -47,7 +47,7 @@ def sequences(tmp: Path, seq_len: int):
 def plain_loop(cfg, tok, ids, steps: int, threads: int) -> list[float]:
     import torch
 
-    from pipeline.model import build_clm, sequence_losses, warmup_cosine
+    from pipeline.training.model import build_clm, sequence_losses, warmup_cosine
 
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.pretrain.seed)
@@ -80,7 +80,7 @@ def ray_loop(cfg, tmp: Path, ids, langs, manifest) -> list[float]:
     from ray.train import RunConfig
     from ray.train.torch import TorchTrainer
 
-    from pipeline import pretrain, raytrain
+    from pipeline.training import pretrain, raytrain
 
     raytrain.init_ray(cfg.ray)
     ds = ray.data.from_items([{"input_ids": r, "lang": l} for r, l in zip(ids, langs)])
@@ -124,7 +124,7 @@ def main() -> None:
     print("| path | tokens/s (median of windows after the first) | windows |")
     print("|---|---:|---:|")
     print(f"| plain PyTorch loop | {p:,.0f} | {len(plain) - 1} |")
-    print(f"| Ray Train, 1 worker (pipeline.pretrain.train_loop) | {r:,.0f} | {len(ray_rates) - 1} |")
+    print(f"| Ray Train, 1 worker (pipeline.training.pretrain.train_loop) | {r:,.0f} | {len(ray_rates) - 1} |")
     print(f"ratio Ray / plain: {r / p:.2f}x (target >= 0.9x)")
 
 

@@ -49,18 +49,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"corpus: input {result['corpus']['input']} = kept {result['corpus']['kept']} + unidentified "
           f"{result['corpus']['unidentified']} + rejected "
           f"{result['corpus']['rejected']}")
-    from pipeline.evaluate import language_line
+    from pipeline.evaluation.evaluate import language_lines
 
-    for task in ("classification", "ner"):
-        for lang, m in result["eval"].get(task, {}).get("languages", {}).items():
-            print(language_line(lang, m))
+    for line in language_lines(result["eval"]):
+        print(line)
     reg = result["registered"]
     print(f"registered {reg['model_name']} version {reg['version']} in {reg['tracking_uri']}")
     return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from pipeline.corpus import prepare
+    from pipeline.corpus.prepare import prepare
 
     cfg = _config(args)
     report = prepare(args.inputs, args.out, cfg.corpus, cfg.ray)
@@ -72,7 +71,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_langid_train(args: argparse.Namespace) -> int:
     from pipeline.config import LidTrainConfig, load_yaml
-    from pipeline.langid_train import train
+    from pipeline.corpus.langid_train import train
 
     base = load_yaml(args.config, LidTrainConfig).model_dump() if args.config else {}
     given = {k: v for k, v in vars(args).items() if k in LidTrainConfig.model_fields and v is not None}
@@ -90,19 +89,19 @@ def cmd_langid_train(args: argparse.Namespace) -> int:
 def cmd_profiles_derive(args: argparse.Namespace) -> int:
     import yaml
 
-    from pipeline.languages import DERIVED, PROFILE_DIR
-    from pipeline.profile_stats import derive
+    from pipeline.corpus.profiles import DERIVED, PROFILE_DIR
+    from pipeline.corpus.profile_stats import derive
 
     cfg = _config(args)
     derived = derive(args.inputs, langid_cfg=cfg.corpus.langid)
     out = args.out or str(PROFILE_DIR / DERIVED)
-    header = ("# Thresholds derived from clean text per language-script label (pipeline/profile_stats.py).\n"
+    header = ("# Thresholds derived from clean text per language-script label (pipeline/corpus/profile_stats.py).\n"
               f"# Made by: babelforge profiles derive {' '.join(args.inputs)}\n"
               "# Hand-written <code>.yaml profiles and the run config override these values.\n")
     with open(out, "w", encoding="utf-8") as f:
         f.write(header + yaml.safe_dump(derived, allow_unicode=True, sort_keys=True, width=120))
     print(f"{len(derived)} labels with derived thresholds -> {out}")
-    from pipeline import letter_pairs
+    from pipeline.corpus import letter_pairs
 
     tables = letter_pairs.build(letter_pairs.texts_by_script(args.inputs))
     pairs_out = os.path.join(os.path.dirname(out), os.path.basename(letter_pairs.PATH))
@@ -118,40 +117,39 @@ def _with_overrides(args: argparse.Namespace) -> PipelineConfig:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from pipeline import evaluate, pretrain, tokenizer
-    from pipeline.shard import read_manifest
+    from pipeline.corpus.shard import read_manifest
+    from pipeline.evaluation import evaluate
+    from pipeline.training import pretrain, tokenizer
 
     cfg = _with_overrides(args)
     corpus_dir = args.corpus or cfg.path("corpus")
     manifest = read_manifest(corpus_dir)
     tokenizer.train_tokenizer(manifest, corpus_dir, cfg.path("tokenizer"), cfg.tokenizer, cfg.model.objective)
     result = pretrain.pretrain(corpus_dir, manifest, cfg.path("tokenizer"), cfg.path("model-pretrained"), cfg)
-    report = evaluate.evaluate_lm(result["model_dir"], manifest, corpus_dir, cfg.model, cfg.pretrain.seed)
-    from pipeline.storage import write_json
-
-    write_json(cfg.path("eval", "pretrain.json"), {"train": result, "heldout": report})
+    lm = evaluate.evaluate_lm(result["model_dir"], manifest, corpus_dir, cfg.model, cfg.pretrain.seed)
+    evaluate.write_report(cfg.path("eval"), {"lm": lm})
     print(f"pretrained {cfg.model.objective} model: {result['model_dir']} (step {result['step']}, "
           f"loss {result['loss']:.4f}, {result['tokens_per_s']:.0f} tokens/s)")
-    print("held-out loss per language (trained / at init):")
-    for lang, m in report["languages"].items():
+    print(f"held-out loss per language (trained / at init), also in {cfg.path('eval', 'report.md')}:")
+    for lang, m in lm["languages"].items():
         extra = f"  {m['bits_per_byte']} bits/byte" if "bits_per_byte" in m else ""
         print(f"  {lang}: {m['loss']:.4f} / {m['loss_init']:.4f}{extra}")
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from pipeline import evaluate, finetune
-    from pipeline.storage import write_json
+    from pipeline.evaluation import evaluate
+    from pipeline.training import finetune
 
     cfg = _with_overrides(args)
-    pretrained = args.pretrained or cfg.path("model-pretrained")
-    result = finetune.finetune(pretrained, cfg.path("model"), cfg)
-    task, report = evaluate.evaluate_finetuned(cfg.path("model"), cfg)
-    write_json(cfg.path("eval", "finetune.json"), {"train": result, "test": report})
-    chance = f" (chance accuracy {report['chance_accuracy']})" if task == "classification" else ""
-    print(f"fine-tuned model: {cfg.path('model')}; test results per language{chance}:")
-    for lang, m in report["languages"].items():
-        print(evaluate.language_line(lang, m))
+    finetune.finetune(args.pretrained or cfg.path("model-pretrained"), cfg.path("model"), cfg)
+    key, test = evaluate.evaluate_finetuned(cfg.path("model"), cfg)
+    evaluate.write_report(cfg.path("eval"), {key: test})
+    chance = f" (chance accuracy {test['chance_accuracy']})" if "chance_accuracy" in test else ""
+    print(f"fine-tuned model: {cfg.path('model')}; test results per language{chance} "
+          f"(also in {cfg.path('eval', 'report.md')}):")
+    for line in evaluate.language_lines({key: test}):
+        print(line)
     return 0
 
 
@@ -191,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     psub = p.add_subparsers(dest="profiles_command", required=True)
     p = psub.add_parser("derive", help="measure clean text per language and write lang_profiles/_derived.yaml")
     p.add_argument("inputs", nargs="+", help="folders of <label>.txt files (clean text, one paragraph a line)")
-    p.add_argument("--out", help="output YAML (default: pipeline/lang_profiles/_derived.yaml)")
+    p.add_argument("--out", help="output YAML (default: pipeline/corpus/lang_profiles/_derived.yaml)")
     p.add_argument("--config", help="YAML config; its corpus.langid section picks the models")
     p.set_defaults(func=cmd_profiles_derive)
     for name, func, help_ in (("pretrain", cmd_pretrain, "train the tokenizer and pretrain on the corpus (Ray Train)"),

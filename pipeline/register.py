@@ -14,9 +14,9 @@ import logging
 import os
 from pathlib import Path
 
-import yaml
-
 from .config import PipelineConfig
+from .evaluation.evaluate import markdown
+from .training import tasks
 
 log = logging.getLogger(__name__)
 
@@ -41,40 +41,39 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 def model_card(name: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig) -> str:
-    ner = cfg.finetune.task == "token_classification"
-    cls = eval_report.get("ner" if ner else "classification", {})
-    languages = sorted(set(manifest.get("languages", {})) | set(cls.get("languages", {})))
-    task = {"type": "token-classification", "name": "Named-entity recognition"} if ner else \
-        {"type": "text-classification", "name": "Topic classification"}
-    results = [
-        {
-            "task": task,
-            "dataset": {"name": "babelforge labelled set", "type": cfg.finetune.test_path, "config": lang, "split": "test"},
-            "metrics": [{"type": "f1", "value": m["f1"], "name": "entity F1"}] if ner else
-                       [{"type": "accuracy", "value": m["accuracy"]}, {"type": "f1", "value": m["macro_f1"], "name": "macro-F1"}],
-        }
-        for lang, m in sorted(cls.get("languages", {}).items())
-    ]
-    # HF card metadata wants ISO 639 codes: the language part of our `<ISO 639-3>_<script>` labels
-    meta = {"language": sorted({lang.partition("_")[0] for lang in languages}), "library_name": "transformers", "pipeline_tag": task["type"],
-            "tags": ["babelforge", "multilingual"], "model-index": [{"name": name, "results": results}]}
-    from .evaluate import markdown
+    """The model's README.md: a Hugging Face model card (`huggingface_hub.ModelCardData`, whose
+    `EvalResult`s build and check the `model-index`: one result per test language) with the
+    training corpus and the per-language evaluation tables."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    task = tasks.get(cfg.finetune.task)
+    test = eval_report.get(task.key, {})
+    languages = sorted(set(manifest.get("languages", {})) | set(test.get("languages", {})))
+    results = [EvalResult(task_type=task.pipeline_tag, task_name=task.title, dataset_type=cfg.finetune.test_path,
+                          dataset_name="babelforge labelled set", dataset_config=lang, dataset_split="test",
+                          metric_type=metric["type"], metric_value=metric["value"], metric_name=metric.get("name"))
+               for lang, m in sorted(test.get("languages", {}).items()) for metric in task.card_metrics(m)]
+    data = ModelCardData(
+        # HF card metadata wants ISO 639 codes: the language part of our `<ISO 639-3>_<script>` labels
+        language=sorted({lang.partition("_")[0] for lang in languages}), library_name="transformers",
+        pipeline_tag=task.pipeline_tag, tags=["babelforge", "multilingual"], model_name=name,
+        eval_results=results or None)
     corpus_rows = "\n".join(
         f"| {lang} | {info['rows']} | {info.get('augmented_rows', 0)} | {info['weight']} |"
         for lang, info in sorted(manifest.get("languages", {}).items())
     )
-    return (
-        f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n"
+    arch = ("Llama-style decoder pretrained with causal LM" if cfg.model.objective == "causal_lm"
+            else "BERT-style encoder pretrained with masked LM")
+    body = (
         f"# {name}\n\n"
-        f"A {'Llama-style decoder pretrained with causal LM' if cfg.model.objective == 'causal_lm' else 'BERT-style encoder pretrained with masked LM'} "
-        f"on the babelforge corpus of run `{cfg.run_name}`, then fine-tuned for {task['name'].lower()} "
+        f"A {arch} on the babelforge corpus of run `{cfg.run_name}`, then fine-tuned for {task.title.lower()} "
         f"({cfg.finetune.strategy}). Languages: {', '.join(languages)}.\n\n"
         f"## Training data\n\nCorpus manifest sha256 `{manifest_sha256}`; temperature alpha {manifest.get('alpha')}.\n\n"
         f"| language | documents | of which back-translated | sampling weight |\n|---|---:|---:|---:|\n{corpus_rows}\n\n"
         f"## Evaluation (per language)\n\n{markdown(eval_report)}\n"
         f"Weights are stored as safetensors.\n"
     )
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
 def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig) -> dict:
@@ -97,20 +96,15 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
 
     Path(model_dir, "README.md").write_text(model_card(rcfg.model_name, eval_report, manifest, manifest_sha256, cfg),
                                             encoding="utf-8")
-    metrics: dict[str, float] = {}
-    for lang, m in eval_report.get("classification", {}).get("languages", {}).items():
-        metrics[f"accuracy.{lang}"] = m["accuracy"]
-        metrics[f"macro_f1.{lang}"] = m["macro_f1"]
-    for lang, m in eval_report.get("lm", {}).get("languages", {}).items():
-        metrics[f"lm_loss.{lang}"] = m["loss"]
-    for lang, m in eval_report.get("ner", {}).get("languages", {}).items():
-        metrics[f"entity_f1.{lang}"] = m["f1"]
-    for k, v in eval_report.get("classification", {}).get("overall", {}).items():
-        metrics[f"overall.{k}"] = v
+    task = tasks.get(cfg.finetune.task)
+    test = eval_report.get(task.key, {})
+    metrics = task.metrics(test)
+    metrics.update({f"lm_loss.{lang}": m["loss"] for lang, m in eval_report.get("lm", {}).get("languages", {}).items()})
     with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:
         mlflow.log_params(flatten(cfg.model_dump(mode="json")))
         mlflow.log_metrics(metrics)
-        mlflow.set_tags({"manifest_sha256": manifest_sha256, "languages": ",".join(sorted(eval_report.get("classification", {}).get("languages", {})))})
+        mlflow.set_tags({"manifest_sha256": manifest_sha256, "task": task.name,
+                         "languages": ",".join(sorted(test.get("languages", {})))})
         mlflow.log_artifacts(model_dir, artifact_path="model")
         mlflow.log_dict(eval_report, "eval/report.json")
         mlflow.log_dict(manifest, "corpus/manifest.json")
@@ -119,12 +113,11 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     try:
         client.get_registered_model(rcfg.model_name)
     except mlflow.exceptions.MlflowException:
-        client.create_registered_model(rcfg.model_name, description="babelforge multilingual classifier")
+        client.create_registered_model(rcfg.model_name, description="babelforge multilingual model")
     version = client.create_model_version(
         rcfg.model_name, source=f"{artifact_uri}/model", run_id=run_id,
         tags={"manifest_sha256": manifest_sha256, "run_name": cfg.run_name},
-        description=f"run {cfg.run_name}; macro accuracy over languages "
-                    f"{eval_report.get('classification', {}).get('overall', {}).get('macro_accuracy')}",
+        description=f"run {cfg.run_name}; {task.title.lower()}: {task.summary(test)}",
     )
     log.info("register: %s version %s (run %s) in %s", rcfg.model_name, version.version, run_id, uri)
     return {"model_name": rcfg.model_name, "version": int(version.version), "run_id": run_id,

@@ -7,7 +7,7 @@ import base64
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from pipeline import corpus
+from pipeline.corpus import prepare
 from pipeline.config import CorpusConfig, RayConfig
 from pipeline.storage import absolute, get_fs
 
@@ -27,7 +27,7 @@ def _language_rows(report: dict) -> list[dict]:
 def prepare_corpus_task(inputs: list[str], out_dir: str, cfg: CorpusConfig, ray_cfg: RayConfig | None = None) -> dict:
     """The corpus phase; its work units run on the Ray cluster of `ray_cfg` when one is
     configured (`corpus.engine: auto`), else in the task's process."""
-    report = corpus.prepare(inputs, out_dir, cfg, ray_cfg)
+    report = prepare.prepare(inputs, out_dir, cfg, ray_cfg)
     create_table_artifact(key="corpus-languages", table=_language_rows(report),
                           description=f"Corpus per language: {out_dir}")
     chart_uri = f"{out_dir}/report.png"

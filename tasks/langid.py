@@ -8,7 +8,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline.config import LidTrainConfig
-from pipeline.langid_train import train
+from pipeline.corpus.langid_train import train
 from pipeline.storage import get_fs, join
 
 

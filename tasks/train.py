@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
-from pipeline import finetune, pretrain, tokenizer
+from pipeline.training import finetune, pretrain, tokenizer
 from pipeline.config import PipelineConfig
-from pipeline.shard import shard_paths
+from pipeline.corpus.shard import shard_paths
 from pipeline.storage import read_parquet
 
 

@@ -23,7 +23,7 @@ SAMPLE_LANGS = ["ar", "de", "en", "es", "eu", "fr", "hi", "ja", "ru", "sw", "th"
 
 def label(code: str) -> str:
     """The pipeline's canonical label of a data set's language code ('fr' -> 'fra_Latn')."""
-    from pipeline.labels import normalize
+    from pipeline.language_codes import normalize
 
     return normalize(code)
 
@@ -105,3 +105,26 @@ def ray_head():
             os.environ.pop("RAY_AUTH_MODE", None)
         else:
             os.environ["RAY_AUTH_MODE"] = saved
+
+
+# Conveniences of the tests (the library works on batches and units, not single texts or files)
+def read_file(uri: str, text_field: str = "text", id_field: str = "id"):
+    """One whole input (a file, or a saved HF dataset folder) -> (documents, rejects)."""
+    from pipeline.corpus.ingest import Part, read_part
+
+    return read_part(Part(uri), text_field, id_field)
+
+
+def write_shards(docs, corpus_dir: str, cfg) -> dict:
+    """All shards of an in-memory table (a one-batch ShardSink); the manifest body."""
+    from pipeline.corpus.shard import ShardSink
+
+    sink = ShardSink(corpus_dir, cfg, docs.schema)
+    sink.add(docs)
+    return sink.close()
+
+
+def detect_script(text: str) -> str:
+    from pipeline.corpus.langid import detect_scripts
+
+    return detect_scripts([text])[0]

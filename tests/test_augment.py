@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import SAMPLE
-from pipeline.augment import augment
+from pipeline.corpus.augment import augment
 from pipeline.config import AugmentConfig, TranslationModel
-from pipeline.corpus import prepare
+from pipeline.corpus.prepare import prepare
 from pipeline.schema import make_docs
 from tiny_models import build_tiny_marian
 

@@ -1,6 +1,6 @@
-from pipeline.clean import dedup_key, filter_quality, normalize
+from pipeline.corpus.clean import dedup_key, filter_quality, normalize
 from pipeline.config import CleanConfig
-from pipeline.langid import detect_script
+from conftest import detect_script
 from pipeline.schema import make_docs
 import pyarrow as pa
 

@@ -42,7 +42,7 @@ def test_every_shipped_config_loads_and_the_gpu_template_is_125m():
 
     import torch
 
-    from pipeline.model import build_clm
+    from pipeline.training.model import build_clm
 
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         load_yaml(path)                     # raises naming the file and field

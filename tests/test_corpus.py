@@ -11,7 +11,7 @@ sys.path.insert(0, str(SAMPLE))
 from texts import DOCS, TOPICS  # noqa: E402
 
 DOCS_BY_ID = {f"{lang}-{topic}-{i}": t for lang in DOCS for topic in TOPICS for i, t in enumerate(DOCS[lang][topic])}
-from pipeline.corpus import prepare
+from pipeline.corpus.prepare import prepare
 from pipeline.storage import read_parquet, sha256_file
 
 
@@ -158,7 +158,7 @@ def test_repeated_ids_are_made_unique_and_counted(tmp_path):
 
 
 def test_control_characters_and_other_line_breaks_are_normalised(tmp_path):
-    from pipeline.clean import normalize_text
+    from pipeline.corpus.clean import normalize_text
     from pipeline.config import CleanConfig
 
     cfg = CleanConfig()

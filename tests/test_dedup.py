@@ -6,8 +6,8 @@ import pyarrow as pa
 from conftest import label
 from pipeline.config import DedupConfig
 from pipeline.config import CorpusConfig
-from pipeline.dedup import clusters, signatures
-from pipeline.langid import detect_scripts
+from pipeline.corpus.dedup import clusters, signatures
+from pipeline.corpus.langid import detect_scripts
 from pipeline.schema import make_docs
 
 
@@ -44,7 +44,7 @@ def test_dedup_across_units_keeps_first_records_cluster_and_reason(tmp_path):
     finally kept; rejects name the id kept instead."""
     import json
     import pyarrow.parquet as pq
-    from pipeline.corpus import prepare
+    from pipeline.corpus.prepare import prepare
 
     base = ("Heavy rain fell over the mountains all night and the river rose quickly. In spring the forest is "
             "full of birds, flowers and young green leaves. The lake freezes in winter, and snow covers the hills "

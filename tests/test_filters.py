@@ -3,8 +3,8 @@ import random
 import pytest
 
 from pipeline.config import CleanConfig, ConfigError, load_yaml
-from pipeline.filters import check, redact_pii
-from pipeline.languages import configured_languages, profile, segment
+from pipeline.corpus.filters import check, redact_pii
+from pipeline.corpus.profiles import PROFILE_DIR, profile, segment
 
 EN = ("Heavy rain fell over the mountains all night and the river rose quickly. In spring the forest is "
       "full of birds, flowers and young green leaves. The lake freezes in winter, and snow covers the hills "
@@ -23,7 +23,7 @@ def test_profiles_layer_defaults_script_language_and_overrides():
     assert profile("deu_Latn", "Latn", {"quality": {"min_words": 2}}).quality.min_words == 2
     assert profile("deu_Latn", "Latn", {"quality": {"min_words": 2}}).quality.max_avg_word_length == 18
     assert "no" in profile("spa_Latn", "Latn").stopwords                  # YAML 'no' stays a string
-    assert {"eng", "fra", "zho", "tha", "swh"} <= set(configured_languages())
+    assert {"eng", "fra", "zho", "tha", "swh"} <= {p.stem for p in PROFILE_DIR.glob("*.yaml")}
 
 
 def test_bad_override_fails_in_config_validation(tmp_path):
@@ -90,8 +90,8 @@ def test_clean_real_text_survives_in_every_language(shared_data):
     """Documents of several real sentences (lingua 75 languages, Tatoeba 112) go through
     normalisation, language ID and the quality filters with default settings: >= 95% of the
     documents are kept in >= 95% of the sets (issue 3 target)."""
-    from pipeline.clean import filter_quality, normalize
-    from pipeline.langid import identify
+    from pipeline.corpus.clean import filter_quality, normalize
+    from pipeline.corpus.langid import identify
     from pipeline.schema import make_docs
 
     sets = {}
@@ -126,7 +126,7 @@ def _random_words(alphabet: str, rng: random.Random, n: int = 40) -> str:
 def test_random_letters_are_gibberish_whatever_the_label(alphabet):
     """Random letters of a script are rejected as gibberish by the letter-pair check, whether
     language ID gave them a language or left them unidentified (und_<Script>)."""
-    from pipeline.langid import detect_script
+    from conftest import detect_script
 
     rng = random.Random(7)
     for _ in range(5):
@@ -138,7 +138,7 @@ def test_random_letters_are_gibberish_whatever_the_label(alphabet):
 
 
 def test_letter_pairs_need_enough_text_and_a_known_script():
-    from pipeline import letter_pairs
+    from pipeline.corpus import letter_pairs
 
     assert letter_pairs.score("qzx vbn", "Latn") is None  # too few pairs to judge
     assert letter_pairs.score("漢字" * 200, "Hani") is None  # no table for thousands of characters
@@ -153,10 +153,10 @@ def test_clean_held_out_text_is_never_gibberish(shared_data):
     """UDHR, Tatoeba and lingua lines held out from the tables (the `langid train` split), as
     documents of 3 lines, in every script that has a table: none scores below the default
     threshold."""
-    from pipeline import langid_train, letter_pairs
+    from pipeline.corpus import langid_train, letter_pairs
     from pipeline.config import LidTrainConfig
-    from pipeline.langid import detect_scripts
-    from pipeline.languages import QualityThresholds
+    from pipeline.corpus.langid import detect_scripts
+    from pipeline.corpus.profiles import QualityThresholds
 
     bar = QualityThresholds().min_letter_pair_pmi
     low, judged, scripts = [], 0, set()

@@ -2,8 +2,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import write
-from pipeline.ingest import read_file
+from conftest import read_file, write
 from pipeline.storage import expand
 
 
@@ -60,7 +59,7 @@ def test_empty_file_is_a_reject_not_a_crash(tmp_path):
 
 
 def test_unsupported_file_is_a_reject_naming_it_and_the_folder_still_runs(tmp_path):
-    from pipeline.corpus import prepare
+    from pipeline.corpus.prepare import prepare
 
     f = write(tmp_path / "in" / "e.csv", "text\nhello\n")
     write(tmp_path / "in" / "ok.txt", "Le lac gèle en hiver et la neige couvre les collines du nord.\n")
@@ -80,7 +79,7 @@ def test_compressed_line_files_read_like_plain_ones_and_split_into_units(tmp_pat
 
     import zstandard
 
-    from pipeline.ingest import plan
+    from pipeline.corpus.ingest import plan
 
     jsonl = suffix.startswith(".jsonl")
     lines = [(f'{{"text": "document numéro {i}"}}' if jsonl else f"document numéro {i}") for i in range(400)]
@@ -110,7 +109,7 @@ def test_byte_order_mark_is_not_an_error(tmp_path):
 
 
 def test_corrupt_parquet_row_group_is_a_reject_naming_it(tmp_path):
-    from pipeline.ingest import plan, read_part
+    from pipeline.corpus.ingest import plan, read_part
 
     f = tmp_path / "rg.parquet"
     pq.write_table(pa.table({"text": [f"texte numéro {i} " * 20 for i in range(300)]}), f, row_group_size=100,
@@ -142,7 +141,7 @@ def test_expand_globs_dirs_and_missing(tmp_path):
 def test_hugging_face_dataset_saved_to_disk(tmp_path):
     import datasets
 
-    from pipeline.corpus import prepare
+    from pipeline.corpus.prepare import prepare
 
     dd = datasets.DatasetDict({
         "train": datasets.Dataset.from_dict({"text": ["Le lac gèle en hiver et la neige couvre les collines.", None]}),
@@ -158,7 +157,7 @@ def test_hugging_face_dataset_saved_to_disk(tmp_path):
 
 
 def _concat_parts(parts):
-    from pipeline.ingest import read_part
+    from pipeline.corpus.ingest import read_part
 
     read = [read_part(p) for p in parts]
     return pa.concat_tables([d for d, _ in read]), pa.concat_tables([r for _, r in read])
@@ -168,7 +167,7 @@ def _concat_parts(parts):
 def test_large_line_files_split_into_parts_that_read_like_the_whole(tmp_path, unit_bytes):
     """A file over `unit_bytes` becomes several line-aligned parts; together they give the
     same documents, ids, line numbers and rejects as reading the whole file."""
-    from pipeline.ingest import plan
+    from pipeline.corpus.ingest import plan
 
     lines = []
     for i in range(300):
@@ -193,7 +192,7 @@ def test_large_line_files_split_into_parts_that_read_like_the_whole(tmp_path, un
 
 
 def test_large_parquet_split_by_row_groups(tmp_path):
-    from pipeline.ingest import plan
+    from pipeline.corpus.ingest import plan
 
     texts = [f"texte numéro {i}" if i % 50 else None for i in range(1000)]
     pq.write_table(pa.table({"text": texts}), tmp_path / "big.parquet", row_group_size=100)

@@ -1,11 +1,11 @@
-"""One code scheme for every language-ID model: ISO 639-3 + script (pipeline/labels.py)."""
+"""One code scheme for every language-ID model: ISO 639-3 + script (pipeline/language_codes.py)."""
 
 import pytest
 
 from pipeline.config import ConfigError, PipelineConfig, load_yaml
-from pipeline.labels import han_variant, lookup, matches, normalize, normalize_code
+from pipeline.language_codes import han_variant, lookup, matches, normalize, normalize_code
 from pipeline.config import LangIdConfig
-from pipeline.langid import identify, predict
+from pipeline.corpus.langid import identify, predict
 from pipeline.schema import make_docs
 
 

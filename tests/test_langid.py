@@ -1,8 +1,8 @@
 import pytest
 
-from conftest import SAMPLE_LANGS, label
+from conftest import SAMPLE_LANGS, detect_script, label
 from pipeline.config import LangIdConfig
-from pipeline.langid import detect_script, identify, predict
+from pipeline.corpus.langid import identify, predict
 from pipeline.schema import make_docs
 
 LINGUA = ["ar", "de", "en", "es", "eu", "fr", "hi", "ja", "ru", "sw", "th", "zh", "ko", "vi", "uk", "he", "el", "ta"]
@@ -68,7 +68,7 @@ def test_identify_rejects_foreign_languages_and_keeps_unsure_ones_apart():
 
 
 def test_ensemble_sums_normalised_labels_and_consults_the_second_model_only_when_unsure():
-    from pipeline.langid import predict_top
+    from pipeline.corpus.langid import predict_top
 
     text = ["Upepo mkali ulivuma kutoka baharini na mawingu meusi yakafunika kijiji chote."]
     lid176, s1, _ = predict_top(text, "lid.176", k=3)
@@ -88,7 +88,7 @@ def test_ensemble_sums_normalised_labels_and_consults_the_second_model_only_when
 def test_languages_the_first_model_does_not_know_are_rechecked(shared_data):
     """lid.176 reads Dzongkha as Tibetan with confidence; Tibetan is on the shipped re-check
     list, so the second model, which knows Dzongkha, is asked and wins by its margin."""
-    from pipeline.langid import known_languages, recheck_set
+    from pipeline.corpus.langid import known_languages, recheck_set
 
     assert "dzo" not in known_languages("lid.176") and "bod_Tibt" in recheck_set(LangIdConfig())
     lines = [l for l in (shared_data / "udhr" / "dzo_Tibt.txt").read_text(encoding="utf-8").splitlines() if l.strip()]
@@ -117,7 +117,7 @@ def test_truncation_and_newlines_keep_the_answer_on_long_documents(shared_data):
 
 
 def test_script_must_fit_the_language():
-    from pipeline.langid import script_fits
+    from pipeline.corpus.langid import script_fits
 
     assert script_fits("rus_Cyrl", "Cyrl") and not script_fits("rus_Cyrl", "Latn")
     assert script_fits("jpn_Jpan", "Jpan") and script_fits("jpn_Jpan", "Hani") and not script_fits("jpn_Jpan", "Latn")
@@ -132,7 +132,7 @@ def test_script_must_fit_the_language():
 def test_lines_in_another_language_or_script_are_removed(shared_data):
     """English site lines (no boilerplate pattern names them) and a line in another script leave
     a Swahili document, whose own lines all stay."""
-    from pipeline.langid import strip_foreign_lines
+    from pipeline.corpus.langid import strip_foreign_lines
 
     sw = [l for l in (shared_data / "lingua-sentences" / "sw.txt").read_text(encoding="utf-8").splitlines() if l.strip()]
     site = ["Share this article with your friends on Facebook, Twitter and WhatsApp",

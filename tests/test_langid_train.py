@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
     write(tmp / "extra.tsv", "label\ttext\n" + "".join(f"fr\t{l}\n" for l in fra if l.strip()))
     tur = [l for l in (SHARED_DATA / "udhr" / "tur_Latn.txt").read_text(encoding="utf-8").splitlines() if l.strip()]
     pq.write_table(pa.table({"label": ["tr"] * len(tur), "text": tur}), tmp / "extra.parquet")
-    from pipeline.langid_train import train
+    from pipeline.corpus.langid_train import train
 
     cfg = LidTrainConfig(inputs=[str(folder), str(tmp / "extra.tsv"), str(tmp / "extra.parquet")], epoch=5,
                          min_per_label=100, cutoff=20_000, bucket=100_000)
@@ -55,7 +55,7 @@ def test_training_writes_model_report_and_chart(trained):
 
 def test_trained_model_plugs_into_the_pipeline(trained):
     from pipeline.config import LangIdConfig
-    from pipeline.langid import predict
+    from pipeline.corpus.langid import predict
 
     tmp, _, _ = trained
     cfg = LangIdConfig(models=[{"path": str(tmp / "out" / "model.ftz")}])
@@ -66,7 +66,7 @@ def test_trained_model_plugs_into_the_pipeline(trained):
 
 
 def test_heldout_lines_are_never_trained_on_and_the_split_is_stable():
-    from pipeline.langid_train import split_examples
+    from pipeline.corpus.langid_train import split_examples
 
     texts = [f"sentence number {i} of this language" for i in range(300)]
     cfg = LidTrainConfig(max_per_label=100)
@@ -80,7 +80,7 @@ def test_heldout_lines_are_never_trained_on_and_the_split_is_stable():
 
 
 def test_bad_labelled_input_names_file_and_line(tmp_path):
-    from pipeline.langid_train import LidDataError, read_labelled
+    from pipeline.corpus.langid_train import LidDataError, read_labelled
 
     f = write(tmp_path / "bad.tsv", "fr\tBonjour à tous\nnot a label line without a tab\n")
     with pytest.raises(LidDataError, match=r"bad.tsv:2"):
@@ -104,9 +104,9 @@ def test_cli_langid_train(trained, capsys):
 def test_derived_profiles_fit_clean_text(shared_data, tmp_path):
     """Thresholds derived from clean UDHR text: every clean document of those languages passes
     the filters with them, and Odia (danda) and Armenian lines count as punctuated."""
-    from pipeline import filters
-    from pipeline.languages import line_end_characters
-    from pipeline.profile_stats import derive
+    from pipeline.corpus import filters
+    from pipeline.corpus.profiles import line_end_characters
+    from pipeline.corpus.profile_stats import derive
 
     assert {"।", "։", "።", "。", "؟", "၊", "།"} <= line_end_characters()
     folder = tmp_path / "udhr"

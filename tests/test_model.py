@@ -5,10 +5,11 @@ import torch
 
 from conftest import SAMPLE
 from pipeline.config import ModelConfig, TokenizerConfig, load_yaml
-from pipeline.corpus import prepare
-from pipeline.evaluate import evaluate_lm, macro_f1
-from pipeline.model import build_mlm, encode, mask_tokens, warmup_cosine
-from pipeline.tokenizer import fertility, train_tokenizer
+from pipeline.corpus.prepare import prepare
+from pipeline.evaluation.evaluate import evaluate_lm
+from pipeline.training.tasks.classification import macro_f1
+from pipeline.training.model import build_mlm, encode, mask_tokens, warmup_cosine
+from pipeline.training.tokenizer import fertility, train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,16 @@ def test_mask_tokens_never_masks_specials_and_masks_every_sequence(corpus_and_to
 
 
 def test_warmup_cosine_schedule():
-    f = warmup_cosine(4, 20)
-    assert f(0) == pytest.approx(0.25) and f(3) == pytest.approx(1.0)
-    assert f(20) == pytest.approx(0.1) and f(12) < f(5)
+    """transformers' cosine schedule with linear warmup, decaying to 10% of the peak."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_cosine(opt, 4, 20)
+    lrs = []
+    for _ in range(21):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0.0 and lrs[2] == pytest.approx(0.5) and lrs[4] == pytest.approx(1.0)
+    assert lrs[20] == pytest.approx(0.1) and lrs[12] < lrs[5]
 
 
 def test_macro_f1():
@@ -68,7 +76,7 @@ def test_mlm_eval_falls_after_a_few_steps_of_training(corpus_and_tokenizer, tmp_
     """Plain-torch check of the model + masking + held-out eval path (no Ray): a few dozen
     steps on the sample corpus lower the held-out masked-LM loss."""
     import pyarrow.parquet as pq
-    from pipeline.shard import shard_paths
+    from pipeline.corpus.shard import shard_paths
 
     root, manifest, tok = corpus_and_tokenizer
     mcfg = ModelConfig(hidden_size=32, intermediate_size=64, max_length=48, dropout=0.0)

@@ -5,10 +5,10 @@ import yaml
 
 from conftest import ROOT, SAMPLE
 from pipeline.config import ModelConfig, PipelineConfig, TokenizerConfig, load_yaml
-from pipeline.corpus import prepare
-from pipeline.model import bert_config
+from pipeline.corpus.prepare import prepare
+from pipeline.training.model import bert_config
 from pipeline.register import register
-from pipeline.tokenizer import train_tokenizer
+from pipeline.training.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +58,46 @@ def test_register_creates_versions_with_metrics_card_and_checksum(model_and_mani
     configs = {r["dataset"]["config"] for r in meta["model-index"][0]["results"]}
     assert configs == {"fr", "de"}
     assert "abc123" in card and "| fr |" in card
+
+
+NER_EVAL = {"ner": {"labels": ["B-PER", "I-PER", "O"],
+                    "languages": {"swh_Latn": {"n": 10, "precision": 0.6, "recall": 0.5, "f1": 0.5455, "entities": 12},
+                                  "hau_Latn": {"n": 8, "precision": 0.4, "recall": 0.5, "f1": 0.4444, "entities": 9}},
+                    "overall": {"n": 18, "macro_f1": 0.495, "micro_precision": 0.5, "micro_recall": 0.5,
+                                "micro_f1": 0.5, "micro_entities": 21}},
+            "lm": {"languages": {"swh_Latn": {"docs": 3, "loss": 5.0, "loss_init": 6.0}}}}
+
+
+def test_ner_model_is_registered_with_its_entity_f1(model_and_manifest, tmp_path):
+    """A token-classification run: the card's tables and model-index carry entity F1 per
+    language, MLflow gets entity_f1.<lang> metrics and the languages tag, and the version
+    description names the task and its score (all three were empty or None for NER before)."""
+    from mlflow import MlflowClient
+
+    root, manifest = model_and_manifest
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = PipelineConfig.model_validate({"run_name": "ner", "registry": {"tracking_uri": uri, "model_name": "n"},
+                                         "finetune": {"task": "token_classification", "train_path": "x/*/train.txt"}})
+    info = register(str(root / "model"), NER_EVAL, manifest, "def456", cfg)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.get_run(info["run_id"])
+    assert run.data.metrics["entity_f1.swh_Latn"] == 0.5455 and run.data.tags["languages"] == "hau_Latn,swh_Latn"
+    assert "entity F1" in client.get_model_version("n", "1").description
+    card = (root / "model" / "README.md").read_text()
+    assert "| language | test sentences | entities | entity precision | entity recall | entity F1 |" in card
+    assert "| swh_Latn | 10 | 12 | 0.6 | 0.5 | 0.5455 |" in card
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["pipeline_tag"] == "token-classification"
+    f1 = {r["dataset"]["config"]: m["value"] for r in meta["model-index"][0]["results"]
+          for m in r["metrics"] if m.get("name") == "entity F1"}
+    assert f1 == {"hau_Latn": 0.4444, "swh_Latn": 0.5455}
+
+
+def test_every_configurable_task_has_one_class():
+    import typing
+
+    from pipeline.config import FinetuneConfig
+    from pipeline.training.tasks import TASKS
+
+    assert set(typing.get_args(FinetuneConfig.model_fields["task"].annotation)) == set(TASKS)
+    assert len({t.key for t in TASKS.values()}) == len(TASKS)

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT, SAMPLE
 from pipeline.config import CorpusConfig
-from pipeline.corpus import prepare
+from pipeline.corpus.prepare import prepare
 
 sys.path.insert(0, str(SAMPLE))
 from texts import DOCS, TOPICS  # noqa: E402

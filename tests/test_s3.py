@@ -7,7 +7,7 @@ import pytest
 
 from conftest import ROOT, SAMPLE
 from pipeline.config import load_yaml
-from pipeline.corpus import prepare
+from pipeline.corpus.prepare import prepare
 
 
 def free_port() -> int:
@@ -63,8 +63,8 @@ def test_training_checkpoints_go_to_s3(s3, tmp_path):
     import ray
 
     from pipeline.config import CorpusConfig, PipelineConfig, TokenizerConfig
-    from pipeline.pretrain import pretrain
-    from pipeline.tokenizer import train_tokenizer
+    from pipeline.training.pretrain import pretrain
+    from pipeline.training.tokenizer import train_tokenizer
 
     ray.shutdown()  # the workers must start with this module's S3 endpoint in their environment
     corpus = tmp_path / "corpus"

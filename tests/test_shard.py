@@ -3,7 +3,8 @@ import pytest
 
 from pipeline.config import ShardConfig
 from pipeline.schema import make_docs
-from pipeline.shard import heldout_mask, mixing_plan, temperature_weights, write_shards
+from conftest import write_shards
+from pipeline.corpus.shard import heldout_mask, mixing_plan, temperature_weights
 from pipeline.storage import read_parquet, sha256_file
 
 
@@ -54,7 +55,7 @@ def test_write_shards_checksums_and_split(tmp_path):
 
 
 def test_token_estimates_and_budgets(tmp_path):
-    from pipeline.langid import detect_scripts
+    from pipeline.corpus.langid import detect_scripts
 
     en = ["The river rose quickly after the rain." * 3] * 40          # 117 chars each, Latin
     zh = ["大雨在山区下了一整夜，河水很快就涨了起来。"] * 4                 # 21 chars each, Han
@@ -89,7 +90,7 @@ def test_shards_are_size_targeted_with_row_groups(tmp_path):
 
 
 def test_forced_heldout_does_not_depend_on_batching():
-    from pipeline.shard import ForcedHeldout
+    from pipeline.corpus.shard import ForcedHeldout
 
     ids = {"eng_Latn": [f"e{i}" for i in range(40)], "swh_Latn": [f"s{i}" for i in range(6)],
            "eus_Latn": [f"b{i}" for i in range(3)]}

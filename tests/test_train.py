@@ -12,7 +12,7 @@ from pipeline.config import PipelineConfig, TokenizerConfig, load_yaml
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from pipeline.corpus import prepare
+    from pipeline.corpus.prepare import prepare
 
     root = tmp_path_factory.mktemp("train")
     cfg = load_yaml(ROOT / "configs" / "demo.yaml").corpus
@@ -27,7 +27,7 @@ def test_tokenizer_byte_fallback_and_fertility(corpus, tmp_path, model, objectiv
     fertility is reported per language."""
     from transformers import AutoTokenizer
 
-    from pipeline.tokenizer import fertility, train_tokenizer
+    from pipeline.training.tokenizer import fertility, train_tokenizer
 
     root, manifest = corpus
     train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"),
@@ -49,8 +49,8 @@ def test_tokenizer_byte_fallback_and_fertility(corpus, tmp_path, model, objectiv
 
 
 def test_packing_makes_full_single_language_sequences(corpus, tmp_path):
-    from pipeline.pretrain import tokenize_batch
-    from pipeline.tokenizer import train_tokenizer
+    from pipeline.training.pretrain import tokenize_batch
+    from pipeline.training.tokenizer import train_tokenizer
 
     root, manifest = corpus
     train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1200), "causal_lm")
@@ -76,9 +76,9 @@ def test_causal_pretraining_survives_a_killed_worker(corpus, tmp_path):
     step 8, with per-language losses, tokens/s and the learning rate in the metrics."""
     import ray
 
-    from pipeline.evaluate import evaluate_lm
-    from pipeline.pretrain import pretrain
-    from pipeline.tokenizer import train_tokenizer
+    from pipeline.evaluation.evaluate import evaluate_lm
+    from pipeline.training.pretrain import pretrain
+    from pipeline.training.tokenizer import train_tokenizer
 
     root, manifest = corpus
     cfg = PipelineConfig.model_validate({
@@ -114,10 +114,12 @@ def test_finetune_strategies(corpus, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, BertForMaskedLM
 
-    from pipeline.evaluate import evaluate_classifier
-    from pipeline.finetune import finetune
-    from pipeline.model import build_mlm
-    from pipeline.tokenizer import train_tokenizer
+    from pipeline.training.finetune import finetune
+    from pipeline.training.model import build_mlm
+    from pipeline.training.tasks import get
+    from pipeline.training.tokenizer import train_tokenizer
+
+    evaluate_classifier = get("sequence_classification").evaluate
 
     root, manifest = corpus
     tok = train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1200))
@@ -157,7 +159,7 @@ def test_finetune_strategies(corpus, tmp_path):
 
 
 def test_finetune_reads_sib200_layout(shared_data):
-    from pipeline.finetune import read_labelled
+    from pipeline.training.tasks.classification import read_labelled
 
     test = read_labelled(str(shared_data / "sib200" / "*" / "test.tsv"), ["eng", "tha", "swh"])
     langs = test["lang"].to_pylist()
@@ -166,7 +168,7 @@ def test_finetune_reads_sib200_layout(shared_data):
 
 
 def test_entity_f1_follows_conlleval():
-    from pipeline.finetune import entity_f1
+    from pipeline.training.tasks.ner import entity_f1
 
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
     pred = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "O"]]
@@ -187,7 +189,7 @@ def test_lora_targets_the_attention_of_each_architecture(arch):
                               XLMRobertaConfig)
 
     from pipeline.config import FinetuneConfig
-    from pipeline.finetune import apply_strategy, exportable
+    from pipeline.training.finetune import apply_strategy, exportable
 
     small = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                  intermediate_size=64, num_labels=3, pad_token_id=0)
@@ -220,7 +222,7 @@ def test_lora_on_an_unknown_architecture_names_the_setting():
     import torch
 
     from pipeline.config import FinetuneConfig
-    from pipeline.finetune import apply_strategy
+    from pipeline.training.finetune import apply_strategy
 
     class Odd(torch.nn.Module):
         def __init__(self):
@@ -240,10 +242,13 @@ def test_token_classification_on_masakhaner(shared_data, tmp_path):
     import torch
     from transformers import AutoTokenizer
 
-    from pipeline.evaluate import evaluate_tagger
-    from pipeline.finetune import finetune, read_tagged
-    from pipeline.model import build_mlm
-    from pipeline.tokenizer import train_tokenizer
+    from pipeline.training.finetune import finetune
+    from pipeline.training.model import build_mlm
+    from pipeline.training.tasks import get
+    from pipeline.training.tasks.ner import read_tagged
+    from pipeline.training.tokenizer import train_tokenizer
+
+    evaluate_tagger = get("token_classification").evaluate
 
     data = tmp_path / "ner"
     for lang in ("swa", "hau"):
@@ -285,9 +290,9 @@ def test_training_stream_is_seeded(corpus, tmp_path):
     a different order."""
     import ray
 
-    from pipeline.pretrain import training_stream
-    from pipeline.raytrain import init_ray
-    from pipeline.tokenizer import train_tokenizer
+    from pipeline.training.pretrain import training_stream
+    from pipeline.training.raytrain import init_ray
+    from pipeline.training.tokenizer import train_tokenizer
 
     root, manifest = corpus
     train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1200), "causal_lm")
@@ -311,8 +316,8 @@ def test_rerun_with_the_same_run_name_resumes(corpus, tmp_path):
     full weights and optimizer state, and the rerun reshards them."""
     import ray
 
-    from pipeline.pretrain import pretrain
-    from pipeline.tokenizer import train_tokenizer
+    from pipeline.training.pretrain import pretrain
+    from pipeline.training.tokenizer import train_tokenizer
 
     root, manifest = corpus
     train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1000), "causal_lm")

@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .config import ShardConfig
-from .labels import is_unidentified, lookup
-from .storage import join, put_local, remove
+from ..config import ShardConfig
+from ..language_codes import is_unidentified, lookup
+from ..storage import join, put_local, remove
 
 MANIFEST = "manifest.json"
 UNIDENTIFIED = "unidentified"  # folder (and pseudo-split) of the und_<Script> documents
@@ -273,7 +273,7 @@ class ShardSink:
             info["weight"] = round(weights[lang], 6)
         return {
             "alpha": self.cfg.alpha,
-            "tokens_estimated_with": "characters per token by script (pipeline/shard.py CHARS_PER_TOKEN)",
+            "tokens_estimated_with": "characters per token by script (pipeline/corpus/shard.py CHARS_PER_TOKEN)",
             "totals": {"rows": sum(v["rows"] for v in languages.values()),
                        "train_tokens": sum(v["train_tokens"] for v in languages.values()),
                        "bytes": sum(v["bytes"] for v in languages.values()),
@@ -286,13 +286,6 @@ class ShardSink:
         }
 
 
-def write_shards(docs: pa.Table, corpus_dir: str, cfg: ShardConfig) -> dict:
-    """All shards of an in-memory table (a one-batch ShardSink)."""
-    sink = ShardSink(corpus_dir, cfg, docs.schema)
-    sink.add(docs)
-    return sink.close()
-
-
 class MissingCorpusError(FileNotFoundError):
     """A stage that needs a prepared corpus found none."""
 
@@ -300,7 +293,7 @@ class MissingCorpusError(FileNotFoundError):
 def read_manifest(corpus_dir: str) -> dict:
     """The manifest of a prepared corpus; a clear error naming the folder and the command that
     prepares it when there is none (a training stage run before `prepare`)."""
-    from .storage import exists, read_json
+    from ..storage import exists, read_json
 
     uri = f"{corpus_dir.rstrip('/')}/{MANIFEST}"
     if not exists(uri):

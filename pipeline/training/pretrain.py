@@ -35,10 +35,10 @@ import pyarrow as pa
 import torch
 
 from . import raytrain
-from .config import PipelineConfig
+from ..config import PipelineConfig
 from .model import build_model, flops_per_token, load_model, mask_tokens, sequence_losses, warmup_cosine
-from .shard import mixing_plan, shard_paths
-from .storage import absolute
+from ..corpus.shard import mixing_plan, shard_paths
+from ..storage import absolute
 
 log = logging.getLogger(__name__)
 
@@ -148,27 +148,19 @@ def _language_losses(langs: list[str], index: dict[str, int], seq_loss: torch.Te
     acc[:, 1].index_add_(0, ids, seq_n.double().cpu())
 
 
-def train_loop(config: dict) -> None:
+def _load_model(config: dict, mcfg, pcfg, device):
+    """Tokenizer, the model wrapped for its strategy (DDP or FSDP2), its FLOPs per token, and
+    the checkpoint state to resume from (None on a fresh start; then every rank builds the
+    same initial weights from the seed)."""
     import ray.train
-    import torch.distributed as dist
     from transformers import AutoTokenizer
-
-    from .config import ModelConfig, PretrainConfig
-
-    pcfg = PretrainConfig.model_validate(config["pretrain"])
-    mcfg = ModelConfig.model_validate(config["model"])
-    causal = mcfg.objective == "causal_lm"
-    device = raytrain.worker_setup(config["threads"], pcfg.seed)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    languages: list[str] = config["languages"]
-    lang_index = {l: i for i, l in enumerate(languages)}
 
     resumed = raytrain.load_state(ray.train.get_checkpoint())
     if resumed:
         ckpt_dir, state = resumed
         tokenizer = AutoTokenizer.from_pretrained(ckpt_dir, local_files_only=True)
         model = load_model(ckpt_dir, mcfg.objective)
+        state = {**state, "dir": ckpt_dir}
     else:
         state = None
         tokenizer = AutoTokenizer.from_pretrained(config["tokenizer_dir"], local_files_only=True)
@@ -181,99 +173,152 @@ def train_loop(config: dict) -> None:
         model = raytrain.shard_fsdp(model, device)
     else:
         model = ray.train.torch.prepare_model(model)
+    return tokenizer, model, flops_tok, state
+
+
+def _restore(state: dict, model, optimizer, scheduler, gen: torch.Generator, rank: int, world: int) -> int:
+    """Optimizer, scheduler and this rank's RNG from a checkpoint; returns its step (which is
+    also the data position: the stream skips what was trained on)."""
+    raytrain.load_optimizer_state(model, optimizer, state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if "rng" in state and state.get("world") == world:
+        _set_rng_state(state["rng"][rank], gen)
+    if rank == 0:
+        log.info("pretrain: resumed at step %d", state["step"])
+    return state["step"]
+
+
+def _hand_on(state: dict, model, tokenizer, step: int, max_steps: int, rank: int) -> None:
+    """A rerun of a finished run: report the latest checkpoint on unchanged."""
+    if rank == 0:
+        log.info("pretrain: already at step %d of %d; nothing to train", step, max_steps)
+    meta = json.loads(Path(state["dir"], "trainer_meta.json").read_text())
+    metrics = {k: v for k, v in meta.items() if k in ("step", "lr", "tokens_per_s") or k.startswith("loss")}
+    ckpt = {k: v for k, v in state.items() if k != "dir"}
+    raytrain.report(metrics, model, tokenizer, {**ckpt, "meta": {k: meta[k] for k in ("objective",) if k in meta}})
+
+
+def _micro_step(model, tokenizer, batch: dict, causal: bool, pcfg, gen, device, autocast, sync: bool):
+    """Forward and backward of one micro-batch (gradients scaled for accumulation); returns
+    (per-sequence losses, per-sequence target counts, tokens seen)."""
+    input_ids = torch.as_tensor(batch["input_ids"], dtype=torch.long)
+    attention = (input_ids != tokenizer.pad_token_id).long()
+    if causal:
+        inputs, labels = input_ids, input_ids.masked_fill(attention == 0, -100)
+    else:
+        inputs, labels = mask_tokens(input_ids, tokenizer, pcfg.mask_probability, gen)
+    with (nullcontext() if sync else model.no_sync()), autocast:
+        logits = model(input_ids=inputs.to(device), attention_mask=attention.to(device)).logits
+        seq_loss, seq_n = sequence_losses(logits, labels.to(device), causal)
+        loss = seq_loss.sum() / seq_n.sum().clamp(min=1)
+    (loss / pcfg.grad_accum_steps).backward()
+    return seq_loss, seq_n, int(attention.sum())
+
+
+def _inject_failure(config: dict, step: int, rank: int) -> None:
+    """Fault injection for the killed-worker test: the last rank SIGKILLs itself once."""
+    marker = Path(config["failure_marker"])
+    if not marker.exists():
+        marker.write_text(f"worker {rank} killed itself at step {step}\n")
+        log.warning("pretrain: injected failure: rank %d sends itself SIGKILL at step %d", rank, step)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _metrics(step: int, lang_acc: torch.Tensor, tokens: int, elapsed: float, languages: list[str], lr: float,
+             flops_tok: float, peak: float | None, world: int) -> dict:
+    """Loss overall and per language, summed over workers (all-reduce), tokens/s and MFU."""
+    import torch.distributed as dist
+
+    totals = torch.cat([lang_acc.flatten(), torch.tensor([float(tokens)], dtype=torch.float64)])
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)
+    acc = totals[:-1].view(-1, 2)
+    metrics = {"step": step, "loss": float(acc[:, 0].sum() / acc[:, 1].sum().clamp(min=1)),
+               "lr": lr, "tokens_per_s": float(totals[-1]) / max(elapsed, 1e-9)}
+    metrics.update({f"loss/{l}": round(float(acc[i, 0] / acc[i, 1]), 5)
+                    for i, l in enumerate(languages) if acc[i, 1] > 0})
+    if peak:
+        metrics["mfu"] = metrics["tokens_per_s"] * flops_tok / (peak * world)
+    return metrics
+
+
+def _checkpoint(model, optimizer, scheduler, gen, step: int, world: int, objective: str, accum: int) -> dict:
+    """Optimizer, scheduler, step and every rank's RNG state (gathered), for an exact resume."""
+    import torch.distributed as dist
+
+    gathered = [None] * world
+    if dist.is_available() and dist.is_initialized():
+        dist.all_gather_object(gathered, _rng_state(gen))
+    else:
+        gathered = [_rng_state(gen)]
+    return {"optimizer": raytrain.optimizer_state(model, optimizer), "scheduler": scheduler.state_dict(),
+            "step": step, "world": world, "rng": gathered,
+            "meta": {"objective": objective, "data_position_batches": step * accum * world}}
+
+
+def train_loop(config: dict) -> None:
+    import ray.train
+
+    from ..config import ModelConfig, PretrainConfig
+
+    pcfg = PretrainConfig.model_validate(config["pretrain"])
+    mcfg = ModelConfig.model_validate(config["model"])
+    causal = mcfg.objective == "causal_lm"
+    device = raytrain.worker_setup(config["threads"], pcfg.seed)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    languages: list[str] = config["languages"]
+    lang_index = {l: i for i, l in enumerate(languages)}
+
+    tokenizer, model, flops_tok, state = _load_model(config, mcfg, pcfg, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=pcfg.learning_rate, weight_decay=pcfg.weight_decay)
     scheduler = warmup_cosine(optimizer, pcfg.warmup_steps, pcfg.max_steps)
     gen = torch.Generator().manual_seed(pcfg.seed * 1000 + rank)
-    step = 0
-    if state:
-        raytrain.load_optimizer_state(model, optimizer, state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = state["step"]
-        if "rng" in state and state.get("world") == world:
-            _set_rng_state(state["rng"][rank], gen)
-        if rank == 0:
-            log.info("pretrain: resumed at step %d", step)
+    step = _restore(state, model, optimizer, scheduler, gen, rank, world) if state else 0
+    if step >= pcfg.max_steps:
+        _hand_on(state, model, tokenizer, step, pcfg.max_steps, rank)
+        return
     bf16 = pcfg.precision == "bf16" or (pcfg.precision == "auto" and device.type == "cuda")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     peak = peak_flops(device)
-
-    shard = ray.train.get_dataset_shard("train")
     accum = pcfg.grad_accum_steps
-    micro = raytrain.batches(shard, pcfg.batch_size, skip=step * accum, repeat_until=pcfg.max_steps * accum)
+    micro = raytrain.batches(ray.train.get_dataset_shard("train"), pcfg.batch_size, skip=step * accum,
+                             repeat_until=pcfg.max_steps * accum)
     model.train()
     lang_acc = torch.zeros(len(languages), 2, dtype=torch.float64)
     tokens, t0 = 0, time.monotonic()
-    done = step >= pcfg.max_steps
-    if done:  # a rerun of a finished run: hand the latest checkpoint on unchanged
-        if rank == 0:
-            log.info("pretrain: already at step %d of %d; nothing to train", step, pcfg.max_steps)
-        meta = json.loads(Path(ckpt_dir, "trainer_meta.json").read_text())
-        metrics = {k: v for k, v in meta.items() if k in ("step", "lr", "tokens_per_s") or k.startswith("loss")}
-        raytrain.report(metrics, model, tokenizer, {**state, "meta": {k: meta[k] for k in ("objective",) if k in meta}})
-    while not done:
+    while step < pcfg.max_steps:
         optimizer.zero_grad(set_to_none=True)
         for k in range(accum):
             batch = next(micro, None)
             if batch is None:
                 raise RuntimeError(f"pretrain: data ran out at step {step} (rank {rank})")
-            input_ids = torch.as_tensor(batch["input_ids"], dtype=torch.long)
-            attention = (input_ids != tokenizer.pad_token_id).long()
-            if causal:
-                inputs, labels = input_ids, input_ids.masked_fill(attention == 0, -100)
-            else:
-                inputs, labels = mask_tokens(input_ids, tokenizer, pcfg.mask_probability, gen)
             sync = k == accum - 1 or not hasattr(model, "no_sync")
-            with (nullcontext() if sync else model.no_sync()), autocast:
-                logits = model(input_ids=inputs.to(device), attention_mask=attention.to(device)).logits
-                seq_loss, seq_n = sequence_losses(logits, labels.to(device), causal)
-                loss = seq_loss.sum() / seq_n.sum().clamp(min=1)
-            (loss / accum).backward()
+            seq_loss, seq_n, n_tokens = _micro_step(model, tokenizer, batch, causal, pcfg, gen, device, autocast, sync)
             _language_losses(list(batch["lang"]), lang_index, seq_loss, seq_n, lang_acc)
-            tokens += int(attention.sum())
+            tokens += n_tokens
         torch.nn.utils.clip_grad_norm_(model.parameters(), pcfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         step += 1
         done = step >= pcfg.max_steps
         if pcfg.inject_failure_at_step == step and rank == world - 1:
-            marker = Path(config["failure_marker"])
-            if not marker.exists():
-                marker.write_text(f"worker {rank} killed itself at step {step}\n")
-                log.warning("pretrain: injected failure: rank %d sends itself SIGKILL at step %d", rank, step)
-                os.kill(os.getpid(), signal.SIGKILL)
-        if step % pcfg.log_every == 0 or step % pcfg.checkpoint_every == 0 or done:
-            elapsed = time.monotonic() - t0
-            totals = torch.cat([lang_acc.flatten(), torch.tensor([float(tokens)], dtype=torch.float64)])
-            if dist.is_available() and dist.is_initialized():
-                dist.all_reduce(totals)  # sum over workers: global per-language loss and throughput
-            acc = totals[:-1].view(-1, 2)
-            metrics = {"step": step, "loss": float(acc[:, 0].sum() / acc[:, 1].sum().clamp(min=1)),
-                       "lr": scheduler.get_last_lr()[0], "tokens_per_s": float(totals[-1]) / max(elapsed, 1e-9)}
-            metrics.update({f"loss/{l}": round(float(acc[i, 0] / acc[i, 1]), 5)
-                            for i, l in enumerate(languages) if acc[i, 1] > 0})
-            if peak:
-                metrics["mfu"] = metrics["tokens_per_s"] * flops_tok / (peak * world)
-            if rank == 0:
-                log.info("pretrain step %d/%d loss %.4f lr %.2e %.0f tok/s%s", step, pcfg.max_steps, metrics["loss"],
-                         metrics["lr"], metrics["tokens_per_s"],
-                         f" MFU {metrics['mfu']:.1%}" if "mfu" in metrics else "")
-                if config.get("metrics_path"):  # the whole history, one JSON line per report
-                    with open(config["metrics_path"], "a", encoding="utf-8") as f:
-                        f.write(json.dumps(metrics) + "\n")
-            ckpt = None
-            if step % pcfg.checkpoint_every == 0 or done:
-                gathered = [None] * world
-                if dist.is_available() and dist.is_initialized():
-                    dist.all_gather_object(gathered, _rng_state(gen))
-                else:
-                    gathered = [_rng_state(gen)]
-                ckpt = {"optimizer": raytrain.optimizer_state(model, optimizer), "scheduler": scheduler.state_dict(),
-                        "step": step,
-                        "world": world, "rng": gathered,
-                        "meta": {"objective": mcfg.objective, "data_position_batches": step * accum * world}}
-            raytrain.report(metrics, model, tokenizer, ckpt)
-            lang_acc.zero_()
-            tokens, t0 = 0, time.monotonic()
+            _inject_failure(config, step, rank)
+        if step % pcfg.log_every and step % pcfg.checkpoint_every and not done:
+            continue
+        metrics = _metrics(step, lang_acc, tokens, time.monotonic() - t0, languages, scheduler.get_last_lr()[0],
+                           flops_tok, peak, world)
+        if rank == 0:
+            log.info("pretrain step %d/%d loss %.4f lr %.2e %.0f tok/s%s", step, pcfg.max_steps, metrics["loss"],
+                     metrics["lr"], metrics["tokens_per_s"], f" MFU {metrics['mfu']:.1%}" if "mfu" in metrics else "")
+            if config.get("metrics_path"):  # the whole history, one JSON line per report
+                with open(config["metrics_path"], "a", encoding="utf-8") as f:
+                    f.write(json.dumps(metrics) + "\n")
+        save = step % pcfg.checkpoint_every == 0 or done
+        ckpt = _checkpoint(model, optimizer, scheduler, gen, step, world, mcfg.objective, accum) if save else None
+        raytrain.report(metrics, model, tokenizer, ckpt)
+        lang_acc.zero_()
+        tokens, t0 = 0, time.monotonic()
 
 
 def _metrics_path(run_dir: str) -> str | None:

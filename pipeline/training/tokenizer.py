@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import random
 
-from .config import TokenizerConfig
-from .shard import mixing_plan, shard_paths
-from .storage import read_parquet
+from ..config import TokenizerConfig
+from ..corpus.shard import mixing_plan, shard_paths
+from ..storage import read_parquet
 
 log = logging.getLogger(__name__)
 # Special tokens per objective: BERT-style for the masked-LM encoder, Llama-style for the decoder.

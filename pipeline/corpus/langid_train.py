@@ -9,7 +9,7 @@ Inputs (any mix):
 - a TSV file `label<TAB>text`, one example a line (a first line `label<TAB>text` is a header);
 - a Parquet file with columns `label` and `text`.
 Labels may be in any ISO 639 form; each line's label becomes the pipeline's canonical
-`<ISO 639-3>_<script>` label (`labels.normalize`, with the line's detected script, so a
+`<ISO 639-3>_<script>` label (`language_codes.normalize`, with the line's detected script, so a
 Serbian file of Cyrillic and Latin lines gives `srp_Cyrl` and `srp_Latn`).
 
 Method (fastText supervised LID as in lid.176 / GlotLID): lines are lower-cased on one line
@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from . import labels
-from .config import LidTrainConfig
-from .storage import atomic_open, get_fs, join, write_json
+from .. import language_codes
+from ..config import LidTrainConfig
+from ..storage import atomic_open, get_fs, join, write_json
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _file_label(name: str) -> str | None:
     for cand in (stem, stem.rsplit(".", 1)[-1]):
         if _LABEL.match(cand):
             try:
-                labels.normalize_code(cand)
+                language_codes.normalize_code(cand)
                 return cand
             except ValueError:
                 return None
@@ -112,7 +112,7 @@ def canonical_labels(raw: list[str], texts: list[str]) -> list[str]:
     from .langid import detect_scripts
 
     scripts = detect_scripts(texts)
-    return [labels.normalize(r, s, t) for r, s, t in zip(raw, scripts, texts)]
+    return [language_codes.normalize(r, s, t) for r, s, t in zip(raw, scripts, texts)]
 
 
 def _line(text: str) -> str:
@@ -149,7 +149,7 @@ def split_examples(labs: list[str], texts: list[str], cfg: LidTrainConfig):
     skipped: dict[str, int] = {}
     for lab, lines in sorted(by_label.items()):
         lines = [l for l in lines if l]
-        if len(lines) < cfg.min_lines or labels.is_unidentified(lab):  # `und_*` texts teach no language
+        if len(lines) < cfg.min_lines or language_codes.is_unidentified(lab):  # `und_*` texts teach no language
             skipped[lab] = len(lines)
             continue
         held = [l for l in lines if _bucket(lab, l) < cfg.heldout_fraction]
@@ -206,7 +206,7 @@ def _fit(lines: list[str], cfg: LidTrainConfig, out_path: str):
 
 def _predict(model, lines: list[str]) -> list[str]:
     got, _ = model.f.multilinePredict(lines, 1, 0.0, "replace")
-    return [g[0].removeprefix("__label__") if g else labels.UNKNOWN for g in got]
+    return [g[0].removeprefix("__label__") if g else language_codes.UNKNOWN for g in got]
 
 
 def scores(gold: list[str], pred: list[str]) -> dict[str, dict]:
@@ -292,7 +292,7 @@ def confusion_chart(gold: list[str], pred: list[str], uri: str, top: int = 30) -
     ax.set_title(f"Language ID on held-out lines: the {len(langs)} most-confused languages")
     fig.colorbar(im, ax=ax, fraction=0.03, label="share of the true language's lines")
     fig.tight_layout()
-    from .charts import save_png
+    from ..charts import save_png
 
     return save_png(fig, uri)
 
@@ -327,7 +327,7 @@ def recheck_labels(reference: str, train_set: dict[str, list[str]], confident: f
     known = known_languages(reference)
     out: dict[str, list[str]] = defaultdict(list)
     for lab, lines in sorted(train_set.items()):
-        if labels.language(lab) in known:
+        if language_codes.language(lab) in known:
             continue
         docs = [" ".join(lines[i : i + doc_lines]) for i in range(0, len(lines) - doc_lines + 1, doc_lines)][:max_docs]
         if not docs:

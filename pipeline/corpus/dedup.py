@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from .config import DedupConfig
-from .languages import profile, segment
+from ..config import DedupConfig
+from .profiles import profile, segment
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MAX_HASH = np.uint64((1 << 32) - 1)

@@ -109,12 +109,6 @@ def han_variant(text: str, max_chars: int = 2000) -> str:
     return "Hant" if len(_TRAD.findall(head)) > len(_SIMP.findall(head)) else "Hans"
 
 
-def split_label(label: str) -> tuple[str, str | None]:
-    """('fra', 'Latn') for 'fra_Latn'; ('fra', None) for 'fra'."""
-    lang, _, script = label.partition("_")
-    return lang, script or None
-
-
 def language(label: str) -> str:
     """The ISO 639-3 part of a canonical label."""
     return label.partition("_")[0]
@@ -140,7 +134,7 @@ def default_script(lang3: str) -> str:
     """The usual script of a language: its profile's first script, else CLDR's likely script."""
     if lang3 in DEFAULT_SCRIPT:
         return DEFAULT_SCRIPT[lang3]
-    from .languages import declared_scripts
+    from .corpus.profiles import declared_scripts
 
     declared = declared_scripts(lang3)
     if declared:
@@ -180,7 +174,7 @@ def _with_script(lang: str, detected: str) -> str:
         return f"{lang}_{default}"
     if detected == "Hani" and default == "Jpan":  # kanji-only Japanese is still Japanese
         return f"{lang}_Jpan"
-    from .languages import declared_scripts
+    from .corpus.profiles import declared_scripts
 
     declared = declared_scripts(lang) or MULTI_SCRIPT.get(lang, [])
     return f"{lang}_{detected}" if detected in declared else f"{lang}_{default}"

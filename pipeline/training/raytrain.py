@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .config import RayConfig
-from .storage import is_remote
+from ..config import RayConfig
+from ..storage import is_remote
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from .config import LangIdConfig, LidTrainConfig
-from .languages import base_profile, line_end_characters, profile, segment
+from ..config import LangIdConfig, LidTrainConfig
+from .profiles import base_profile, line_end_characters, profile, segment
 
 log = logging.getLogger(__name__)
 

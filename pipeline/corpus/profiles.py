@@ -1,13 +1,13 @@
 """Per-language cleaning profiles, as data, and word segmentation.
 
-A profile is built from layered YAML files in `pipeline/lang_profiles/`:
+A profile is built from layered YAML files in `pipeline/corpus/lang_profiles/`:
 
     (built-in defaults)       the pydantic models below: every language
     _scripts.yaml             by script family (ISO 15924 of the document): Hani, Thai, Arab...
     _derived.yaml             per language-script label, thresholds measured on real clean text
-                              (`babelforge profiles derive`, pipeline/profile_stats.py)
+                              (`babelforge profiles derive`, pipeline/corpus/profile_stats.py)
     <lang>.yaml               one small file per configured language, named by its ISO 639-3
-                              code (e.g. fra.yaml for fra_Latn; see pipeline/labels.py)
+                              code (e.g. fra.yaml for fra_Latn; see pipeline/language_codes.py)
     CleanConfig.languages     run-time overrides from the pipeline config
 
 Each layer overrides only the keys it names. A language nobody configured still gets sane
@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 PROFILE_DIR = Path(__file__).with_name("lang_profiles")
-DERIVED = "_derived.yaml"  # thresholds measured on clean text per label (pipeline/profile_stats.py)
+DERIVED = "_derived.yaml"  # thresholds measured on clean text per label (pipeline/corpus/profile_stats.py)
 
 
 class _Strict(BaseModel):
@@ -51,7 +51,7 @@ class QualityThresholds(_Strict):
         default=0.65, description="Below this language-ID confidence the document may be in another "
         "language, and this language's stopword list says nothing about it.")
     min_letter_pair_pmi: float | None = Field(
-        default=-0.5, description="Gibberish check (pipeline/letter_pairs.py): mean pointwise mutual "
+        default=-0.5, description="Gibberish check (pipeline/corpus/letter_pairs.py): mean pointwise mutual "
         "information of adjacent letters under the script's table; clean text of every language we have "
         "scores > -0.25, random letters < -0.6. None: off.")
     letter_pair_min_pairs: int = Field(
@@ -123,11 +123,6 @@ def _yaml(name: str) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: must be a mapping")
     return data
-
-
-def configured_languages() -> list[str]:
-    """ISO 639-3 codes of the languages with a profile file."""
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def _language_file(lang: str) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import ModelConfig
+from ..config import ModelConfig
 
 
 def bert_config(cfg: ModelConfig, tokenizer, **extra):

@@ -19,7 +19,7 @@ import re
 from collections import Counter
 
 from . import letter_pairs
-from .languages import LanguageProfile, line_end_characters, profile, segment
+from .profiles import LanguageProfile, line_end_characters, profile, segment
 
 _BULLETS = ("•", "‣", "◦", "⁃", "●", "▪", "-", "*", "·")
 _ELLIPSIS = ("...", "…")

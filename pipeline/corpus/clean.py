@@ -19,9 +19,9 @@ import unicodedata
 import pyarrow as pa
 
 from . import filters
-from .config import CleanConfig
-from .labels import lookup
-from .schema import REJECT_SCHEMA, concat, rejects_from_docs, split
+from ..config import CleanConfig
+from ..language_codes import lookup
+from ..schema import REJECT_SCHEMA, concat, rejects_from_docs, split
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
 # line and paragraph breaks of other conventions: vertical tab, form feed, U+2028/2029 (a C1

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import empty_docs, make_docs, make_rejects
-from .storage import get_fs
+from ..schema import empty_docs, make_docs, make_rejects
+from ..storage import get_fs
 
 log = logging.getLogger(__name__)
 STAGE = "ingest"
@@ -204,11 +204,6 @@ def _read_hf_dataset(uri: str, text_field: str, id_field: str):
         texts += t
         rejects += r
     return ids, texts, rejects
-
-
-def read_file(uri: str, text_field: str = "text", id_field: str = "id") -> tuple[pa.Table, pa.Table]:
-    """Read one whole input (a file, or a saved HF dataset folder) into (documents, rejects)."""
-    return read_part(Part(uri), text_field, id_field)
 
 
 def _unreadable_row_group(uri: str, meta, i: int, first_row: int, error: Exception) -> dict:

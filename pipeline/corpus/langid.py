@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import LangIdConfig, LidModel
-from .labels import is_unidentified, language, lookup, matches, normalize, normalize_without_text
-from .schema import UNKNOWN_LANG, rejects_from_docs, split
+from ..config import LangIdConfig, LidModel
+from ..language_codes import is_unidentified, language, lookup, matches, normalize, normalize_without_text
+from ..schema import UNKNOWN_LANG, rejects_from_docs, split
 
 STAGE = "langid"
 
@@ -281,15 +281,11 @@ def detect_scripts(texts: list[str] | pa.Array, max_chars: int = 200) -> list[st
     return ["Jpan" if j else SCRIPTS[b] for b, j in zip(best, japanese)]
 
 
-def detect_script(text: str, max_chars: int = 200) -> str:
-    return detect_scripts([text], max_chars)[0]
-
-
 @lru_cache(maxsize=65536)
 def script_fits(lang: str, script: str) -> bool:
     """Whether a language's profile (`scripts:` in its lang_profiles file) allows the detected
     script: any script when the profile names none, and text without letters always."""
-    from .languages import declared_scripts
+    from .profiles import declared_scripts
 
     allowed = declared_scripts(lang)
     return not allowed or script in allowed or script == "Zyyy"
@@ -298,7 +294,7 @@ def script_fits(lang: str, script: str) -> bool:
 def threshold(lang: str, cfg: LangIdConfig) -> float:
     """A language's confidence threshold: the config's per-language value, else its profile's
     `langid.min_score`, else the config's min_score."""
-    from .languages import profile_min_score
+    from .profiles import profile_min_score
 
     given = lookup(cfg.min_score_per_language, lang)
     if given is not None:

@@ -30,12 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import augment as augment_mod
-from . import charts, clean, dedup, ingest, langid
-from .config import CorpusConfig, RayConfig
-from .labels import is_unidentified
-from .schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
+from .. import charts
+from . import clean, dedup, ingest, langid
+from ..config import CorpusConfig, RayConfig
+from ..language_codes import is_unidentified
+from ..schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
 from .shard import MANIFEST, ForcedHeldout, RollingParquet, ShardSink
-from .storage import (absolute, exists, expand, get_fs, join, read_json, read_parquet, remove, sha256_file,
+from ..storage import (absolute, exists, expand, get_fs, join, read_json, read_parquet, remove, sha256_file,
                       write_json, write_parquet)
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ def run_units(files: list[str], out_dir: str, cfg: CorpusConfig, ray_cfg: RayCon
     if resolve_engine(cfg, ray_cfg) == "ray":
         import ray
 
-        from .raytrain import init_ray
+        from ..training.raytrain import init_ray
 
         init_ray(ray_cfg or RayConfig())
         log.info("prepare: %d work units as Ray tasks (%s CPU each) on %s", len(parts), cfg.cpus_per_unit,
