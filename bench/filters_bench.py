@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 import pyarrow.compute as pc  # noqa: E402
 
-from pipeline.corpus.clean import filter_quality  # noqa: E402
 from pipeline.config import CleanConfig  # noqa: E402
+from pipeline.corpus.clean import filter_quality  # noqa: E402
 from pipeline.corpus.langid import identify  # noqa: E402
 from pipeline.schema import make_docs  # noqa: E402
 
@@ -50,8 +50,12 @@ def documents(per_lang: int) -> tuple[list[str], list[str]]:
 def datatrove_default_chain(warm_text: str) -> list:
     """datatrove's default filter chain, with spaCy's tokenizers loaded (outside any timing)."""
     from datatrove.data import Document
-    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter)
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+    )
 
     chain = [GopherQualityFilter(), GopherRepetitionFilter(), C4QualityFilter(), FineWebQualityFilter()]
     for f in chain:

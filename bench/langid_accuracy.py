@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import language_codes
-from pipeline.corpus import langid, langid_train  # noqa: E402
 from pipeline.config import CorpusConfig, LidTrainConfig  # noqa: E402
+from pipeline.corpus import langid, langid_train  # noqa: E402
 from pipeline.corpus.prepare import prepare  # noqa: E402
 from pipeline.storage import read_parquet  # noqa: E402
 

@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.corpus import langid  # noqa: E402
 from pipeline.config import LangIdConfig  # noqa: E402
+from pipeline.corpus import langid  # noqa: E402
 from pipeline.schema import make_docs  # noqa: E402
 
 

@@ -50,9 +50,8 @@ def score(removed: np.ndarray, planted: np.ndarray) -> tuple[float, float]:
 def _xxhash_str_compat() -> None:
     """datatrove 0.10.1 hashes `str` with xxhash, which xxhash >= 4 refuses (its `processing`
     extra pins xxhash<4); encode first, as xxhash 3 did internally."""
-    import xxhash
-
     import datatrove.utils.hashes.xxhash as dx
+    import xxhash
 
     dx.xxhash64 = lambda data: xxhash.xxh64_intdigest(data.encode() if isinstance(data, str) else data)
     dx.xxhash32 = lambda data: xxhash.xxh32_intdigest(data.encode() if isinstance(data, str) else data)
@@ -60,8 +59,13 @@ def _xxhash_str_compat() -> None:
 
 def run_datatrove(texts: list[str], n_grams: int, buckets: int, per_bucket: int) -> tuple[float, np.ndarray]:
     from datatrove.data import Document
-    from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
-                                                  MinhashDedupFilter, MinhashDedupSignature)
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
 
     _xxhash_str_compat()
     cfg = MinhashConfig(n_grams=n_grams, num_buckets=buckets, hashes_per_bucket=per_bucket)

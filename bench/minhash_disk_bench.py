@@ -137,8 +137,13 @@ def score(removed: np.ndarray, kinds: np.ndarray, orig: np.ndarray) -> dict:
 
 
 def run_datatrove(inp: Path, work: Path, n: int) -> tuple[float, np.ndarray]:
-    from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
-                                                  MinhashDedupFilter, MinhashDedupSignature)
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
 

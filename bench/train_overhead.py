@@ -31,8 +31,8 @@ def sequences(tmp: Path, seq_len: int):
 
     from pipeline.config import CorpusConfig, TokenizerConfig
     from pipeline.corpus.prepare import prepare
-    from pipeline.training.pretrain import tokenize_batch
     from pipeline.storage import read_parquet
+    from pipeline.training.pretrain import tokenize_batch
     from pipeline.training.tokenizer import train_tokenizer
 
     prepare([str(ROOT / "data" / "sample" / "corpus" / "*")], str(tmp / "corpus"), CorpusConfig(engine="local"))

@@ -89,8 +89,8 @@ def cmd_langid_train(args: argparse.Namespace) -> int:
 def cmd_profiles_derive(args: argparse.Namespace) -> int:
     import yaml
 
-    from pipeline.corpus.profiles import DERIVED, PROFILE_DIR
     from pipeline.corpus.profile_stats import derive
+    from pipeline.corpus.profiles import DERIVED, PROFILE_DIR
 
     cfg = _config(args)
     derived = derive(args.inputs, langid_cfg=cfg.corpus.langid)

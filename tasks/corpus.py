@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from prefect import task
 import base64
 
+from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from pipeline.corpus import prepare
 from pipeline.config import CorpusConfig, RayConfig
+from pipeline.corpus import prepare
 from pipeline.storage import absolute, get_fs
 
 

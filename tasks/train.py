@@ -5,18 +5,15 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
-from pipeline.training import finetune, pretrain, tokenizer
 from pipeline.config import PipelineConfig
-from pipeline.corpus.shard import shard_paths
-from pipeline.storage import read_parquet
+from pipeline.corpus.shard import read_texts
+from pipeline.training import finetune, pretrain, tokenizer
 
 
 @task(name="train-tokenizer")
 def train_tokenizer_task(manifest: dict, corpus_dir: str, out_dir: str, cfg: PipelineConfig) -> str:
     tok = tokenizer.train_tokenizer(manifest, corpus_dir, out_dir, cfg.tokenizer, cfg.model.objective)
-    heldout = {lang: [t for uri in shard_paths(manifest, corpus_dir, "heldout", [lang])
-                      for t in read_parquet(uri, ["text"])["text"].to_pylist()]
-               for lang in manifest["languages"]}
+    heldout = {lang: read_texts(manifest, corpus_dir, lang) for lang in manifest["languages"]}
     fert = tokenizer.fertility(tok, heldout)
     if fert:
         create_table_artifact(key="tokenizer-fertility",

@@ -4,13 +4,13 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SAMPLE
-from pipeline.corpus.augment import augment
+from tiny_models import build_tiny_marian
+
 from pipeline.config import AugmentConfig, TranslationModel
+from pipeline.corpus.augment import augment
 from pipeline.corpus.prepare import prepare
 from pipeline.schema import make_docs
-from tiny_models import build_tiny_marian
 
 sys.path.insert(0, str(SAMPLE))
 from texts import DOCS  # noqa: E402

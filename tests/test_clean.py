@@ -1,8 +1,10 @@
-from pipeline.corpus.clean import dedup_key, filter_quality, normalize
-from pipeline.config import CleanConfig
-from conftest import detect_script
-from pipeline.schema import make_docs
 import pyarrow as pa
+from conftest import detect_script
+
+from pipeline.config import CleanConfig
+from pipeline.corpus.clean import filter_quality, normalize
+from pipeline.corpus.dedup import dedup_key
+from pipeline.schema import make_docs
 
 
 def docs_of(*texts):

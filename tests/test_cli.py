@@ -1,6 +1,7 @@
 import json
 
 from conftest import ROOT, SAMPLE, write
+
 from flows.cli import main
 
 

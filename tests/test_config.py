@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import ROOT, write
+
 from pipeline.config import ConfigError, PipelineConfig, load_yaml
 
 

@@ -1,12 +1,11 @@
 import json
+import sys
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SAMPLE, SAMPLE_LANGS, label
 
-import sys
 sys.path.insert(0, str(SAMPLE))
 from texts import DOCS, TOPICS  # noqa: E402
 
@@ -17,8 +16,9 @@ from pipeline.storage import read_parquet, sha256_file
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from pipeline.config import load_yaml
     from conftest import ROOT, SAMPLE
+
+    from pipeline.config import load_yaml
 
     out = tmp_path_factory.mktemp("corpus")
     cfg = load_yaml(ROOT / "configs" / "demo.yaml").corpus
@@ -102,6 +102,7 @@ def test_rerun_with_same_inputs_is_a_no_op(prepared):
 
 def test_changed_config_recomputes_and_replaces_stale_shards(prepared, tmp_path):
     from conftest import SAMPLE
+
     from pipeline.config import CorpusConfig
 
     out = tmp_path / "c"
@@ -158,8 +159,8 @@ def test_repeated_ids_are_made_unique_and_counted(tmp_path):
 
 
 def test_control_characters_and_other_line_breaks_are_normalised(tmp_path):
-    from pipeline.corpus.clean import normalize_text
     from pipeline.config import CleanConfig
+    from pipeline.corpus.clean import normalize_text
 
     cfg = CleanConfig()
     out, _ = normalize_text("une\x00 ligne\u2028deux\x0bTrois\x0cquatre\u200b\u2029cinq", cfg, [])
@@ -170,6 +171,7 @@ def test_unsure_language_is_kept_apart_not_dropped(tmp_path):
     """A document below its language's threshold lands in unidentified/und_<Script> with its
     candidates, is counted per script in the report and manifest, and is never a training shard."""
     from conftest import write
+
     from pipeline.config import CorpusConfig
 
     write(tmp_path / "in.txt", "Le lac gèle en hiver et la neige couvre les collines du nord pendant des semaines.\n"

@@ -2,10 +2,9 @@ import random
 
 import numpy as np
 import pyarrow as pa
-
 from conftest import label
-from pipeline.config import DedupConfig
-from pipeline.config import CorpusConfig
+
+from pipeline.config import CorpusConfig, DedupConfig
 from pipeline.corpus.dedup import clusters, signatures
 from pipeline.corpus.langid import detect_scripts
 from pipeline.schema import make_docs
@@ -43,7 +42,9 @@ def test_dedup_across_units_keeps_first_records_cluster_and_reason(tmp_path):
     """Two files (work units): an exact copy of a near duplicate counts for the document
     finally kept; rejects name the id kept instead."""
     import json
+
     import pyarrow.parquet as pq
+
     from pipeline.corpus.prepare import prepare
 
     base = ("Heavy rain fell over the mountains all night and the river rose quickly. In spring the forest is "

@@ -4,7 +4,6 @@ import importlib.util
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 SPEC = yaml.safe_load((ROOT / "deploy" / "prefect.yaml").read_text())

@@ -3,7 +3,8 @@ import random
 import pytest
 
 from pipeline.config import CleanConfig, ConfigError, load_yaml
-from pipeline.corpus.filters import check, redact_pii
+from pipeline.corpus.clean import redact_pii
+from pipeline.corpus.filters import check
 from pipeline.corpus.profiles import PROFILE_DIR, profile, segment
 
 EN = ("Heavy rain fell over the mountains all night and the river rose quickly. In spring the forest is "
@@ -153,8 +154,8 @@ def test_clean_held_out_text_is_never_gibberish(shared_data):
     """UDHR, Tatoeba and lingua lines held out from the tables (the `langid train` split), as
     documents of 3 lines, in every script that has a table: none scores below the default
     threshold."""
-    from pipeline.corpus import langid_train, letter_pairs
     from pipeline.config import LidTrainConfig
+    from pipeline.corpus import langid_train, letter_pairs
     from pipeline.corpus.langid import detect_scripts
     from pipeline.corpus.profiles import QualityThresholds
 

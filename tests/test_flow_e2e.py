@@ -4,7 +4,6 @@ fits (2 CPU workers, gloo), evaluation and MLflow registration. The slowest test
 import json
 
 import pytest
-
 from conftest import ROOT, SAMPLE, SAMPLE_LANGS, label
 
 LABELS = sorted(label(lang) for lang in SAMPLE_LANGS)   # fra_Latn, ...

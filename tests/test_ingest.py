@@ -1,8 +1,8 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import read_file, write
+
 from pipeline.storage import expand
 
 

@@ -2,10 +2,9 @@
 
 import pytest
 
-from pipeline.config import ConfigError, PipelineConfig, load_yaml
-from pipeline.language_codes import han_variant, lookup, matches, normalize, normalize_code
-from pipeline.config import LangIdConfig
+from pipeline.config import ConfigError, LangIdConfig, PipelineConfig, load_yaml
 from pipeline.corpus.langid import identify, predict
+from pipeline.language_codes import han_variant, lookup, matches, normalize, normalize_code
 from pipeline.schema import make_docs
 
 

@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import SAMPLE_LANGS, detect_script, label
+
 from pipeline.config import LangIdConfig
 from pipeline.corpus.langid import identify, predict
 from pipeline.schema import make_docs

@@ -6,8 +6,8 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import write
+
 from pipeline.config import LidTrainConfig
 
 # six UDHR translations, two of them close (Danish / Norwegian Bokmal), one Ethiopic, one Devanagari
@@ -105,8 +105,8 @@ def test_derived_profiles_fit_clean_text(shared_data, tmp_path):
     """Thresholds derived from clean UDHR text: every clean document of those languages passes
     the filters with them, and Odia (danda) and Armenian lines count as punctuated."""
     from pipeline.corpus import filters
-    from pipeline.corpus.profiles import line_end_characters
     from pipeline.corpus.profile_stats import derive
+    from pipeline.corpus.profiles import line_end_characters
 
     assert {"।", "։", "።", "。", "؟", "၊", "།"} <= line_end_characters()
     folder = tmp_path / "udhr"

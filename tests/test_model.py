@@ -2,13 +2,13 @@ import json
 
 import pytest
 import torch
-
 from conftest import SAMPLE
+
 from pipeline.config import ModelConfig, TokenizerConfig, load_yaml
 from pipeline.corpus.prepare import prepare
 from pipeline.evaluation.evaluate import evaluate_lm
-from pipeline.training.tasks.classification import macro_f1
 from pipeline.training.model import build_mlm, encode, mask_tokens, warmup_cosine
+from pipeline.training.tasks.classification import macro_f1
 from pipeline.training.tokenizer import fertility, train_tokenizer
 
 
@@ -76,6 +76,7 @@ def test_mlm_eval_falls_after_a_few_steps_of_training(corpus_and_tokenizer, tmp_
     """Plain-torch check of the model + masking + held-out eval path (no Ray): a few dozen
     steps on the sample corpus lower the held-out masked-LM loss."""
     import pyarrow.parquet as pq
+
     from pipeline.corpus.shard import shard_paths
 
     root, manifest, tok = corpus_and_tokenizer

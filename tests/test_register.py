@@ -2,12 +2,12 @@ import json
 
 import pytest
 import yaml
-
 from conftest import ROOT, SAMPLE
+
 from pipeline.config import ModelConfig, PipelineConfig, TokenizerConfig, load_yaml
 from pipeline.corpus.prepare import prepare
-from pipeline.training.model import bert_config
 from pipeline.register import register
+from pipeline.training.model import bert_config
 from pipeline.training.tokenizer import train_tokenizer
 
 

@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, SAMPLE
+
 from pipeline.config import CorpusConfig
 from pipeline.corpus.prepare import prepare
 

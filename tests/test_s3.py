@@ -4,8 +4,8 @@ import json
 import socket
 
 import pytest
-
 from conftest import ROOT, SAMPLE
+
 from pipeline.config import load_yaml
 from pipeline.corpus.prepare import prepare
 

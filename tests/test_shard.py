@@ -1,10 +1,10 @@
 import pyarrow as pa
 import pytest
+from conftest import write_shards
 
 from pipeline.config import ShardConfig
-from pipeline.schema import make_docs
-from conftest import write_shards
 from pipeline.corpus.shard import heldout_mask, mixing_plan, temperature_weights
+from pipeline.schema import make_docs
 from pipeline.storage import read_parquet, sha256_file
 
 

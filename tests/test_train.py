@@ -5,8 +5,8 @@ import json
 
 import pyarrow as pa
 import pytest
-
 from conftest import ROOT, SAMPLE
+
 from pipeline.config import PipelineConfig, TokenizerConfig, load_yaml
 
 
@@ -185,8 +185,7 @@ def test_lora_targets_the_attention_of_each_architecture(arch):
     attention projections of the architecture; one step trains adapters and head only, and the
     merged export is a plain model with the same outputs."""
     import torch
-    from transformers import (AutoModelForSequenceClassification, BertConfig, LlamaConfig,
-                              XLMRobertaConfig)
+    from transformers import AutoModelForSequenceClassification, BertConfig, LlamaConfig, XLMRobertaConfig
 
     from pipeline.config import FinetuneConfig
     from pipeline.training.finetune import apply_strategy, exportable

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import AugmentConfig, TranslationModel
+from ..schema import DOC_SCHEMA, REJECT_SCHEMA, concat, empty_docs, empty_rejects, make_docs, rejects_from_docs, split
 from .langid import detect_scripts, predict
-from ..schema import concat, empty_docs, empty_rejects, make_docs, rejects_from_docs, split, DOC_SCHEMA, REJECT_SCHEMA
 
 log = logging.getLogger(__name__)
 STAGE = "augment"

@@ -1,27 +1,25 @@
-"""Cleaning: formatters that repair text, filters that drop documents, exact dedup.
+"""Cleaning stages: formatters that repair text, and the stage that runs the quality filters.
 
 - `normalize`: mojibake repair (ftfy), Unicode normalisation, control characters, whitespace,
-  line-level boilerplate removal, PII redaction (emails, IPs, phone numbers). It runs before language ID, which is more accurate on
-  repaired text. A document left empty by it is rejected (`empty_after_cleaning`).
+  line-level boilerplate removal, PII redaction (`redact_pii`: emails, IPs, phone numbers). It
+  runs before language ID, which is more accurate on repaired text. A document left empty by
+  it is rejected (`empty_after_cleaning`).
 - `filter_quality`: minimum characters, then per-language Gopher quality / repetition and
   FineWeb line filters (`filters.py`); words come from each language's segmentation, so
   Chinese, Japanese, Thai... (no spaces) are not dropped as "one word".
-- `dedup_key`: the normalised-text hash (case, punctuation and whitespace folded) that the
-  corpus-wide exact dedup (`corpus.global_dedup`) groups documents by.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 
 import pyarrow as pa
 
-from . import filters
 from ..config import CleanConfig
 from ..language_codes import lookup
 from ..schema import REJECT_SCHEMA, concat, rejects_from_docs, split
+from . import filters
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
 # line and paragraph breaks of other conventions: vertical tab, form feed, U+2028/2029 (a C1
@@ -73,7 +71,7 @@ def normalize_text(text: str, cfg: CleanConfig, boilerplate: list[re.Pattern]) -
         lines.append(line)
     text = "\n".join(lines)
     if cfg.redact_pii:
-        text, _ = filters.redact_pii(text)
+        text, _ = redact_pii(text)
     return text, removed
 
 
@@ -121,9 +119,29 @@ def filter_quality(docs: pa.Table, cfg: CleanConfig) -> tuple[pa.Table, pa.Table
     return kept, concat(parts, REJECT_SCHEMA)
 
 
-_DEDUP_FOLD = re.compile(r"[\W_]+", re.UNICODE)
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])")
+_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,5}(?![\w])")
 
 
-def dedup_key(text: str) -> str:
-    folded = _DEDUP_FOLD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-    return hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest()
+def redact_pii(text: str) -> tuple[str, int]:
+    """Replace emails, IPv4 addresses and phone numbers with placeholders. A phone number has
+    9-15 digits in separated groups (8 with a leading + or area code in parentheses), so
+    dates (2026-11-22), times and scores are left alone."""
+    n = 0
+
+    def sub(placeholder):
+        def f(m):
+            nonlocal n
+            if placeholder == "<PHONE>":
+                digits = sum(ch.isdigit() for ch in m.group())
+                if not (9 if m.group()[0] not in "+(" else 8) <= digits <= 15:
+                    return m.group()
+            n += 1
+            return placeholder
+        return f
+
+    text = _EMAIL.sub(sub("<EMAIL>"), text)
+    text = _IPV4.sub(sub("<IP>"), text)
+    text = _PHONE.sub(sub("<PHONE>"), text)
+    return text, n

@@ -1,4 +1,8 @@
-"""Near-duplicate removal with MinHash LSH, per language, across the whole corpus.
+"""Deduplication across the whole corpus: exact (normalised-text key), then near duplicates
+with MinHash LSH, per language. `global_dedup` makes both decisions over every work unit from
+keys and signatures only (never text).
+
+0. `dedup_key(text)`: the exact-duplicate key (case, punctuation and whitespace folded).
 
 1. `signatures(docs)`: per work unit (a batch), each document's shingles are hashed and
    reduced to a MinHash signature of bands x rows values. Shingles are character n-grams of
@@ -15,11 +19,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import unicodedata
+
 import numpy as np
 import pyarrow as pa
 import xxhash
 
-from ..config import DedupConfig
+from ..config import CorpusConfig, DedupConfig
+from ..storage import join, read_parquet
 from .profiles import profile, segment
 
 _MERSENNE = np.uint64((1 << 61) - 1)
@@ -143,3 +152,51 @@ def clusters(langs: list[str], sigs: np.ndarray, cfg: DedupConfig) -> tuple[np.n
     for i in np.flatnonzero(roots != np.arange(n)):  # only duplicates need it
         similarity[i] = np.mean(sigs[i] == sigs[roots[i]])
     return roots, similarity, size
+
+
+_DEDUP_FOLD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def dedup_key(text: str) -> str:
+    """Exact-duplicate key: a hash of the text with case, punctuation and whitespace folded
+    (NFKC first, so full-width forms match)."""
+    folded = _DEDUP_FOLD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def global_dedup(units: list[dict], cfg: CorpusConfig, renames: dict[int, str] | None = None) -> dict[int, tuple[str, int, str]]:
+    """Exact, then near-duplicate decisions over every unit, from keys and signatures only,
+    read unit by unit. Returns {global row: (reason, row of the document kept instead, detail)}."""
+    decisions: dict[int, tuple[str, int, str]] = {}
+    first: dict[str, int] = {}
+    ids: dict[int, str] = {}
+    near_rows, near_langs, near_sigs = [], [], []
+    width = cfg.dedup.bands * cfg.dedup.rows_per_band
+    offset = 0
+    for u in units:
+        t = read_parquet(join(u["dir"], "docs.parquet"), ["id", "lang", "dedup_key", "minhash"])
+        unit_ids, langs = t["id"].to_pylist(), t["lang"].to_pylist()
+        survivors = []
+        for i, key in enumerate(t["dedup_key"].to_pylist()):
+            row = offset + i
+            if key in first:
+                decisions[row] = ("exact_duplicate", first[key], f"duplicate of {ids[first[key]]}")
+            else:
+                first[key] = row
+                ids[row] = (renames or {}).get(row, unit_ids[i])
+                survivors.append(i)
+        if cfg.dedup.near and survivors:
+            sigs = t["minhash"].combine_chunks().flatten().to_numpy().reshape(-1, width)
+            near_sigs.append(sigs[survivors])
+            near_rows.extend(offset + i for i in survivors)
+            near_langs.extend(langs[i] for i in survivors)
+        offset += t.num_rows
+    del first
+    if near_rows:
+        rows = np.array(near_rows)
+        roots, similarity, _ = clusters(near_langs, np.concatenate(near_sigs), cfg.dedup)
+        for i in np.flatnonzero(roots != np.arange(len(rows))):
+            kept_row = int(rows[roots[i]])
+            decisions[int(rows[i])] = ("near_duplicate", kept_row,
+                                       f"near duplicate of {ids[kept_row]} (estimated Jaccard {similarity[i]:.2f})")
+    return decisions

@@ -174,31 +174,3 @@ def check(text: str, lang: str, script: str, overrides: dict | None = None,
         if hit:
             return name, hit[0], hit[1]
     return None
-
-
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])")
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,5}(?![\w])")
-
-
-def redact_pii(text: str) -> tuple[str, int]:
-    """Replace emails, IPv4 addresses and phone numbers with placeholders. A phone number has
-    9-15 digits in separated groups (8 with a leading + or area code in parentheses), so
-    dates (2026-11-22), times and scores are left alone."""
-    n = 0
-
-    def sub(placeholder):
-        def f(m):
-            nonlocal n
-            if placeholder == "<PHONE>":
-                digits = sum(ch.isdigit() for ch in m.group())
-                if not (9 if m.group()[0] not in "+(" else 8) <= digits <= 15:
-                    return m.group()
-            n += 1
-            return placeholder
-        return f
-
-    text = _EMAIL.sub(sub("<EMAIL>"), text)
-    text = _IPV4.sub(sub("<IP>"), text)
-    text = _PHONE.sub(sub("<PHONE>"), text)
-    return text, n

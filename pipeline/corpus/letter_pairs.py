@@ -146,8 +146,8 @@ def _letter_table() -> np.ndarray:
 def texts_by_script(inputs: list[str]) -> dict[str, list[str]]:
     """Clean training text (lines `langid train` does not hold out) grouped by the script the
     pipeline detects, from the same inputs as `langid train` / `profiles derive`."""
-    from . import langid_train
     from ..config import LidTrainConfig
+    from . import langid_train
     from .langid import detect_scripts
 
     raw, texts = langid_train.read_labelled(inputs)

@@ -29,15 +29,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import augment as augment_mod
 from .. import charts
-from . import clean, dedup, ingest, langid
 from ..config import CorpusConfig, RayConfig
 from ..language_codes import is_unidentified
 from ..schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
+from ..storage import (
+    absolute,
+    exists,
+    expand,
+    get_fs,
+    join,
+    read_json,
+    read_parquet,
+    remove,
+    sha256_file,
+    write_json,
+    write_parquet,
+)
+from . import augment as augment_mod
+from . import clean, dedup, ingest, langid
 from .shard import MANIFEST, ForcedHeldout, RollingParquet, ShardSink
-from ..storage import (absolute, exists, expand, get_fs, join, read_json, read_parquet, remove, sha256_file,
-                      write_json, write_parquet)
 
 log = logging.getLogger(__name__)
 VERSION = 4  # bump when the unit output changes (2: lang_top, cluster_size; 3: ISO 639-3 labels; 4: und_<Script>)
@@ -160,7 +171,7 @@ def process_unit(part: ingest.Part | str, cfg: CorpusConfig) -> tuple[pa.Table, 
         rejects.append(rej)
         timings[name] += time.monotonic() - t
     t = time.monotonic()
-    keys = pa.array([clean.dedup_key(x) for x in docs["text"].to_pylist()], pa.string())
+    keys = pa.array([dedup.dedup_key(x) for x in docs["text"].to_pylist()], pa.string())
     width = cfg.dedup.bands * cfg.dedup.rows_per_band if cfg.dedup.near else 1  # Arrow lists need a size >= 1
     sigs = dedup.signatures(docs, cfg.dedup) if cfg.dedup.near else np.zeros((docs.num_rows, 1), np.uint32)
     docs = docs.append_column("dedup_key", keys).append_column(
@@ -264,44 +275,6 @@ def _renamed(table: pa.Table, rows: range, renames: dict[int, str]) -> pa.Table:
     return table.set_column(table.schema.get_field_index("id"), "id", pa.array(ids, pa.string()))
 
 
-def global_dedup(units: list[dict], cfg: CorpusConfig, renames: dict[int, str] | None = None) -> dict[int, tuple[str, int, str]]:
-    """Exact, then near-duplicate decisions over every unit, from keys and signatures only,
-    read unit by unit. Returns {global row: (reason, row of the document kept instead, detail)}."""
-    decisions: dict[int, tuple[str, int, str]] = {}
-    first: dict[str, int] = {}
-    ids: dict[int, str] = {}
-    near_rows, near_langs, near_sigs = [], [], []
-    width = cfg.dedup.bands * cfg.dedup.rows_per_band
-    offset = 0
-    for u in units:
-        t = read_parquet(join(u["dir"], "docs.parquet"), ["id", "lang", "dedup_key", "minhash"])
-        unit_ids, langs = t["id"].to_pylist(), t["lang"].to_pylist()
-        survivors = []
-        for i, key in enumerate(t["dedup_key"].to_pylist()):
-            row = offset + i
-            if key in first:
-                decisions[row] = ("exact_duplicate", first[key], f"duplicate of {ids[first[key]]}")
-            else:
-                first[key] = row
-                ids[row] = (renames or {}).get(row, unit_ids[i])
-                survivors.append(i)
-        if cfg.dedup.near and survivors:
-            sigs = t["minhash"].combine_chunks().flatten().to_numpy().reshape(-1, width)
-            near_sigs.append(sigs[survivors])
-            near_rows.extend(offset + i for i in survivors)
-            near_langs.extend(langs[i] for i in survivors)
-        offset += t.num_rows
-    del first
-    if near_rows:
-        rows = np.array(near_rows)
-        roots, similarity, _ = dedup.clusters(near_langs, np.concatenate(near_sigs), cfg.dedup)
-        for i in np.flatnonzero(roots != np.arange(len(rows))):
-            kept_row = int(rows[roots[i]])
-            decisions[int(rows[i])] = ("near_duplicate", kept_row,
-                                       f"near duplicate of {ids[kept_row]} (estimated Jaccard {similarity[i]:.2f})")
-    return decisions
-
-
 def forced_heldout(units: list[dict], decisions: dict, fraction: float, renames: dict[int, str]) -> set[str]:
     """Ids that `shard.heldout_mask` must hold out so every language of 5+ kept documents has
     a held-out one, decided over the whole corpus (ids and languages only), so the split does
@@ -374,7 +347,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     if renames:
         log.warning("prepare: %d documents repeat an earlier document's id; renamed <id>~N (first: %s)",
                     len(renames), next(iter(renames.values())))
-    decisions = global_dedup(units, cfg, renames)
+    decisions = dedup.global_dedup(units, cfg, renames)
     timings["dedup"] += time.monotonic() - t
 
     # One streaming pass: units -> dedup -> shard writers, rejects -> per-stage writers.

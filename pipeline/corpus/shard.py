@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from ..config import ShardConfig
 from ..language_codes import is_unidentified, lookup
-from ..storage import join, put_local, remove
+from ..storage import join, put_local, read_parquet, remove
 
 MANIFEST = "manifest.json"
 UNIDENTIFIED = "unidentified"  # folder (and pseudo-split) of the und_<Script> documents
@@ -319,6 +319,12 @@ def mixing_plan(manifest: dict, total_rows: int, alpha: float | None = None) -> 
     for k in sorted(weights, key=lambda k: -weights[k])[: total_rows - sum(plan.values())]:
         plan[k] += 1
     return dict(sorted(plan.items()))
+
+
+def read_texts(manifest: dict, corpus_dir: str, lang: str, split: str = "heldout") -> list[str]:
+    """Every text of one language and split (held-out text for evaluation and fertility)."""
+    return [t for uri in shard_paths(manifest, corpus_dir, split, [lang])
+            for t in read_parquet(uri, ["text"])["text"].to_pylist()]
 
 
 def shard_paths(manifest: dict, corpus_dir: str, split: str = "train", langs: list[str] | None = None) -> list[str]:

@@ -13,8 +13,8 @@ import math
 import torch
 
 from ..config import ModelConfig
-from ..corpus.shard import shard_paths
-from ..storage import atomic_open, exists, join, read_json, read_parquet, write_json
+from ..corpus.shard import read_texts
+from ..storage import atomic_open, exists, join, read_json, write_json
 from ..training import tasks
 from ..training.model import build_model, encode, load_model, mask_tokens, sequence_losses
 
@@ -74,8 +74,7 @@ def evaluate_lm(model_dir: str, manifest: dict, corpus_dir: str, model_cfg: Mode
             else build_model(model_cfg.model_copy(update={"pretrained_dir": None}), tokenizer)).eval()
     out = {}
     for lang in sorted(manifest["languages"]):
-        texts = [t for uri in shard_paths(manifest, corpus_dir, "heldout", [lang])
-                 for t in read_parquet(uri, ["text"])["text"].to_pylist()]
+        texts = read_texts(manifest, corpus_dir, lang)
         if not texts:
             continue
         loss, n = _lm_loss(trained, tokenizer, texts, model_cfg.max_length, causal, seed)

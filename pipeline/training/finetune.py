@@ -18,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from . import raytrain, tasks
 from ..config import FinetuneConfig, PipelineConfig
 from ..language_codes import matches
 from ..storage import absolute, exists
+from . import raytrain, tasks
 from .model import warmup_cosine
 
 log = logging.getLogger(__name__)

@@ -34,11 +34,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from . import raytrain
 from ..config import PipelineConfig
-from .model import build_model, flops_per_token, load_model, mask_tokens, sequence_losses, warmup_cosine
 from ..corpus.shard import mixing_plan, shard_paths
 from ..storage import absolute
+from . import raytrain
+from .model import build_model, flops_per_token, load_model, mask_tokens, sequence_losses, warmup_cosine
 
 log = logging.getLogger(__name__)
 
