@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -105,6 +106,17 @@ def ray_head():
             os.environ.pop("RAY_AUTH_MODE", None)
         else:
             os.environ["RAY_AUTH_MODE"] = saved
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_ray_left_behind():
+    """The suite leaves no Ray process behind: whatever local Ray a test started (Ray Train's
+    controller and workers included) is shut down when the session ends."""
+    yield
+    if "ray" in sys.modules:
+        import ray
+
+        ray.shutdown()
 
 
 # Conveniences of the tests (the library works on batches and units, not single texts or files)

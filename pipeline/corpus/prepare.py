@@ -319,6 +319,49 @@ def dedup_units(units: list[dict], decisions: dict[int, tuple[str, int, str]], r
         yield kept, rejects
 
 
+class RejectSink:
+    """Rejected rows of every stage, streamed to `rejects/<stage>.parquet` and counted."""
+
+    def __init__(self, out_dir: str, tally: Tally):
+        remove(join(out_dir, "rejects"))
+        self.out_dir, self.tally = out_dir, tally
+        self.writers: dict[str, RollingParquet] = {}
+
+    def write(self, rejects: pa.Table) -> None:
+        self.tally.add_rejects(rejects)
+        for stage in sorted(set(rejects["stage"].to_pylist())):
+            if stage not in self.writers:
+                self.writers[stage] = RollingParquet(lambda n, s=stage: join(self.out_dir, "rejects", f"{s}.parquet"),
+                                                     REJECT_SCHEMA, 2**62, "zstd")
+            self.writers[stage].write(rejects.filter(pc.equal(rejects["stage"], stage)))
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+
+
+class AugmentSources:
+    """The kept documents back-translation reads: the first `max_new_per_language` of each
+    configured source language, collected while the corpus streams past."""
+
+    def __init__(self, cfg: CorpusConfig):
+        self.langs = {m.source for m in cfg.augment.models}
+        self.limit = cfg.augment.max_new_per_language
+        self.parts: list[pa.Table] = []
+        self.counts: Counter[str] = Counter()
+
+    def add(self, kept: pa.Table) -> None:
+        for lang in self.langs:
+            room = self.limit - self.counts[lang]
+            if room > 0:
+                part = kept.filter(pc.equal(kept["lang"], lang)).slice(0, room)
+                self.parts.append(part)
+                self.counts[lang] += part.num_rows
+
+    def table(self) -> pa.Table:
+        return concat(self.parts, DOC_SCHEMA)
+
+
 def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ray_cfg: RayConfig | None = None) -> dict:
     """Run the corpus phase; return the report (with `manifest_sha256`).
 
@@ -355,47 +398,28 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     t = time.monotonic()
     tally = Tally()
     shards = ShardSink(out_dir, cfg.shard, DOC_SCHEMA, forced_heldout(units, decisions, cfg.shard.heldout_fraction, renames))
-    remove(join(out_dir, "rejects"))
-    reject_writers: dict[str, RollingParquet] = {}
-
-    def write_rejects(rejects: pa.Table) -> None:
-        tally.add_rejects(rejects)
-        for stage in sorted(set(rejects["stage"].to_pylist())):
-            if stage not in reject_writers:
-                reject_writers[stage] = RollingParquet(lambda n, s=stage: join(out_dir, "rejects", f"{s}.parquet"),
-                                                       REJECT_SCHEMA, 2**62, "zstd")
-            reject_writers[stage].write(rejects.filter(pc.equal(rejects["stage"], stage)))
-
-    sources = {m.source for m in cfg.augment.models}
-    to_translate: list[pa.Table] = []
-    n_sources: Counter[str] = Counter()
+    rejects = RejectSink(out_dir, tally)
+    sources = AugmentSources(cfg)
     for u in units:
-        write_rejects(read_parquet(join(u["dir"], "rejects.parquet")))
+        rejects.write(read_parquet(join(u["dir"], "rejects.parquet")))
     for kept, dedup_rejects in dedup_units(units, decisions, renames):
         pa.default_memory_pool().release_unused()
-        write_rejects(dedup_rejects)
+        rejects.write(dedup_rejects)
         tally.add_kept(kept)
         shards.add(kept)
-        for lang in sources:  # keep the first max_new_per_language source documents
-            room = cfg.augment.max_new_per_language - n_sources[lang]
-            if room > 0:
-                part = kept.filter(pc.equal(kept["lang"], lang)).slice(0, room)
-                to_translate.append(part)
-                n_sources[lang] += part.num_rows
+        sources.add(kept)
     timings["shard"] += time.monotonic() - t
 
     t = time.monotonic()
-    synthetic, synthetic_rej = augment_mod.augment(concat(to_translate, DOC_SCHEMA), cfg.augment,
-                                                   cfg.langid.models)
+    synthetic, synthetic_rej = augment_mod.augment(sources.table(), cfg.augment, cfg.langid.models)
     timings["augment"] += time.monotonic() - t
     tally.add_kept(synthetic)
     shards.add(synthetic)
-    write_rejects(synthetic_rej)
+    rejects.write(synthetic_rej)
 
     t = time.monotonic()
     body = shards.close()
-    for w in reject_writers.values():
-        w.close()
+    rejects.close()
     timings["shard"] += time.monotonic() - t
     report = build_report(sum(u["input"] for u in units), tally, timings)
     report["renamed_ids"] = {"count": len(renames), "first": list(renames.values())[:10]}
