@@ -3,7 +3,7 @@
     .venv/bin/python bench/train_overhead.py [--steps 60] [--threads 1]
 
 Both train the same Llama-style causal LM (pipeline.training.model.build_clm) from the same seed on the
-same packed sequences (the bundled sample corpus, tokenised once by pipeline.pretrain's
+same packed sequences (the bundled sample corpus, tokenised once by pipeline.training.pretrain's
 tokenize_batch): the plain loop iterates NumPy batches in this process; the Ray path is
 `pipeline.training.pretrain.train_loop` in a TorchTrainer with 1 worker reading a Ray Dataset through
 `get_dataset_shard`. Throughput is measured after the first logging window (warm-up: process
