@@ -75,6 +75,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_job_server(ray_bin: str, url: str, env: dict, timeout: float = 180.0) -> None:
+    """`ray start` returns before the dashboard and its job agent answer (on a busy 2-core
+    machine, tens of seconds later): wait until `ray job list` (the CLI, as the tests use it,
+    with the auth token) answers."""
+    import subprocess
+    import time
+
+    deadline, last = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        proc = subprocess.run([ray_bin, "job", "list", "--address", url], capture_output=True, text=True,
+                              timeout=60, env=env)
+        if proc.returncode == 0:
+            return
+        last = (proc.stdout + proc.stderr)[-300:]
+        time.sleep(3)
+    logs = Path(tempfile.gettempdir()) / "ray" / "session_latest" / "logs" / "dashboard.log"
+    tail = logs.read_text(errors="replace")[-2000:] if logs.exists() else "(no dashboard.log)"
+    raise RuntimeError(f"Ray job server at {url} did not answer in {timeout:.0f} s ({last}); dashboard.log:\n{tail}")
+
+
 @pytest.fixture(scope="module")
 def ray_head():
     """A Ray head node on loopback (`ray start --head`, dashboard + job server) with token
@@ -98,6 +118,7 @@ def ray_head():
                     "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
                     "--disable-usage-stats"], check=True, capture_output=True, timeout=180, env=env)
     try:
+        _wait_for_job_server(ray_bin, f"http://127.0.0.1:{dashboard}", env)
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
     finally:
         ray.shutdown()

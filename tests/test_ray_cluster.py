@@ -55,6 +55,9 @@ def test_pretrain_runs_as_a_ray_job(ray_head, tmp_path):
     ray_bin = str(Path(sys.executable).with_name("ray"))
     import time
 
+    from conftest import _wait_for_job_server
+
+    _wait_for_job_server(ray_bin, dashboard, os.environ.copy())
     for attempt in range(6):  # the head's job agent may come up after its dashboard (busy CI machine)
         proc = subprocess.run(
             [ray_bin, "job", "submit", "--address", dashboard, "--working-dir", str(ROOT), "--",
