@@ -220,6 +220,44 @@ class AugmentConfig(_Model):
     seed: int = 0
 
 
+class ParallelInput(_Model):
+    """One source of translation pairs."""
+
+    path: str = Field(description="A file, folder or glob (local or s3://). Line-aligned files named "
+                      "`<stem>.<lang>` (Moses/OPUS/Tatoeba style: corpus.en + corpus.fr) pair by stem; "
+                      ".tsv files hold `src<TAB>tgt` lines; .jsonl and .parquet hold the two fields below. "
+                      ".gz/.bz2/.xz/.zst line files are streamed.")
+    src_lang: LanguageLabel | None = Field(
+        default=None, description="Language of the source side (none: the file suffix, the row's "
+        "src_lang_field, or language ID).")
+    tgt_lang: LanguageLabel | None = Field(default=None, description="Language of the target side (as src_lang).")
+    src_field: str = "src"
+    tgt_field: str = "tgt"
+    src_lang_field: str | None = Field(default=None, description="JSONL/Parquet: a per-row source language field.")
+    tgt_lang_field: str | None = Field(default=None, description="JSONL/Parquet: a per-row target language field.")
+    synthetic: bool = Field(default=False, description="Machine-made pairs (marked synthetic in the shards).")
+
+
+class ParallelConfig(_Model):
+    """Translation pairs (pipeline/corpus/parallel.py): cleaned, checked, deduplicated, and sharded
+    per language pair for the alignment objectives (TLM, contrastive) and retrieval evaluation."""
+
+    inputs: list[ParallelInput] = Field(default_factory=list, description="Empty: no parallel corpus.")
+    min_chars: int = Field(default=2, ge=1, description="Shorter sides are rejected (too_short).")
+    max_chars: int = Field(default=2000, ge=10, description="Longer sides are rejected (too_long).")
+    max_length_ratio: float = Field(
+        default=3.0, ge=1.0, description="Reject a pair whose sides' estimated token counts (characters per "
+        "token by script, +2 each) differ by more than this factor (length_ratio).")
+    check_language: bool = Field(
+        default=True, description="Run language ID on both sides; reject a side whose declared language is "
+        "not among its top candidates while another language is confidently detected (language_mismatch).")
+    mismatch_min_score: float = Field(
+        default=0.7, gt=0, le=1, description="Score of another language at which a side counts as mismatched.")
+    heldout_fraction: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="Pairs held out (by a hash of the pair) for retrieval evaluation.")
+    alpha: float = Field(default=0.3, gt=0.0, le=1.0, description="Temperature over language pairs (training mix).")
+
+
 class ShardConfig(_Model):
     max_rows_per_shard: int = Field(default=100_000, ge=1)
     max_shard_bytes: int = Field(
@@ -252,6 +290,7 @@ class CorpusConfig(_Model):
     clean: CleanConfig = Field(default_factory=CleanConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
     shard: ShardConfig = Field(default_factory=ShardConfig)
 
 

@@ -39,6 +39,40 @@ REJECT_SCHEMA = pa.schema(
     ]
 )
 
+# Translation pairs (pipeline/corpus/parallel.py): one row per pair, each side with its language
+# (canonical label), language-ID score and script.
+PAIR_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("src_lang", pa.string()),
+        pa.field("tgt_lang", pa.string()),
+        pa.field("src_text", pa.string()),
+        pa.field("tgt_text", pa.string()),
+        pa.field("src_score", pa.float32()),
+        pa.field("tgt_score", pa.float32()),
+        pa.field("src_script", pa.string()),
+        pa.field("tgt_script", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("synthetic", pa.bool_()),  # machine-made (back-translation): never a held-out pair
+        pa.field("origin_id", pa.string()),  # synthetic: the document it was translated from
+    ]
+)
+
+PAIR_REJECT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("src_lang", pa.string()),
+        pa.field("tgt_lang", pa.string()),
+        pa.field("src_text", pa.string()),
+        pa.field("tgt_text", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("synthetic", pa.bool_()),
+    ]
+)
+
 UNKNOWN_LANG = "und"
 
 

@@ -79,3 +79,9 @@ def test_prepare_with_augmentation_keeps_accounting(marian_dir, tmp_path, demo_c
     held = [s for s in manifest["shards"] if s["lang"] == "swh_Latn" and s["split"] == "heldout"]
     for s in held:  # synthetic text is never used for evaluation
         assert not any(pq.read_table(tmp_path / s["path"])["augmented"].to_pylist())
+    # every kept back-translation is also a synthetic pair (source document, translation)
+    pairs = manifest["parallel"]
+    assert pairs["totals"]["synthetic_rows"] == aug["kept"] == pairs["pairs"]["eng_Latn-swh_Latn"]["train_rows"]
+    rows = pq.read_table([str(tmp_path / f["path"]) for f in pairs["files"]]).to_pylist()
+    assert all(r["synthetic"] and r["src_lang"] == "eng_Latn" and r["tgt_lang"] == "swh_Latn" for r in rows)
+    assert {r["origin_id"] for r in rows} == set(synthetic["origin_id"].to_pylist())

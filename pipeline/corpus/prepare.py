@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from .. import charts
 from ..config import CorpusConfig, RayConfig
 from ..language_codes import is_unidentified
-from ..schema import DOC_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
+from ..schema import DOC_SCHEMA, PAIR_REJECT_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
 from ..storage import (
     absolute,
     exists,
@@ -47,7 +47,7 @@ from ..storage import (
     write_parquet,
 )
 from . import augment as augment_mod
-from . import clean, dedup, ingest, langid
+from . import clean, dedup, ingest, langid, parallel
 from .shard import MANIFEST, ForcedHeldout, RollingParquet, ShardSink
 
 log = logging.getLogger(__name__)
@@ -362,6 +362,21 @@ class AugmentSources:
         return concat(self.parts, DOC_SCHEMA)
 
 
+def prepare_parallel(out_dir: str, cfg: CorpusConfig, sources: pa.Table, synthetic: pa.Table) -> tuple[dict, dict]:
+    """Translation pairs (`corpus.parallel.inputs`, and back-translations as synthetic pairs)
+    -> pairs/<a>-<b>/ shards and rejects/parallel.parquet; ({}, {}) when there are none."""
+    extra = parallel.synthetic_pairs(sources, synthetic)
+    if not cfg.parallel.inputs and not extra.num_rows:
+        remove(join(out_dir, parallel.PAIRS))
+        return {}, {}
+    writer = RollingParquet(lambda n: join(out_dir, "rejects", f"{parallel.STAGE}.parquet"), PAIR_REJECT_SCHEMA,
+                            2**62, "zstd")
+    try:
+        return parallel.prepare_pairs(out_dir, cfg, writer.write, extra)
+    finally:
+        writer.close()
+
+
 def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ray_cfg: RayConfig | None = None) -> dict:
     """Run the corpus phase; return the report (with `manifest_sha256`).
 
@@ -370,7 +385,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     the same manifest as an uninterrupted run."""
     cfg = cfg or CorpusConfig()
     files = expand(inputs)
-    fp = fingerprint(files, cfg)
+    fp = fingerprint(files + parallel.input_files(cfg.parallel), cfg)
     manifest_uri = join(out_dir, MANIFEST)
     if exists(manifest_uri) and read_json(manifest_uri).get("fingerprint") == fp:
         log.info("prepare: %s already committed for these inputs and config; nothing to do", manifest_uri)
@@ -418,6 +433,10 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     rejects.write(synthetic_rej)
 
     t = time.monotonic()
+    pairs_section, pairs_report = prepare_parallel(out_dir, cfg, sources.table(), synthetic)
+    timings["parallel"] += time.monotonic() - t
+
+    t = time.monotonic()
     body = shards.close()
     rejects.close()
     timings["shard"] += time.monotonic() - t
@@ -426,12 +445,16 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     report["foreign_lines_removed"] = sum(u.get("foreign_lines_removed", 0) for u in units)
     und = body["unidentified"]
     report["unidentified_scripts"] = und["scripts"]  # per und_<Script>: rows, files, best candidates
+    if pairs_report:
+        report["parallel"] = pairs_report
     if und["rows"]:
         log.warning("prepare: %d documents whose language was not identified with confidence are kept apart "
                     "in %s/unidentified (und_<Script>), with their candidate languages", und["rows"], out_dir)
     write_json(join(out_dir, "report.json"), report)
     charts.corpus_chart(report, join(out_dir, "report.png"))
     manifest = {"version": VERSION, "fingerprint": fp, "inputs": files, **body}
+    if pairs_section:
+        manifest["parallel"] = pairs_section
     write_json(manifest_uri, manifest)  # commit point
     report["manifest_sha256"] = sha256_file(manifest_uri)
     log.info("prepare: %d input, %d kept, %d unidentified, %d rejected, %d languages -> %s", report["input"],

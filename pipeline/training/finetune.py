@@ -101,6 +101,22 @@ def _checkpoint_state(optimizer, scheduler, step: int, fcfg: FinetuneConfig, lab
                      "strategy": fcfg.strategy}}
 
 
+def _restore(state: dict, optimizer, scheduler, fcfg: FinetuneConfig) -> tuple[int, float, int]:
+    """Resume where the last checkpoint of this run stopped: (step, best dev score, epochs since it)."""
+    if fcfg.strategy != "lora":  # LoRA resumes from merged weights with fresh adapters
+        optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    meta = state.get("meta", {})
+    return state["step"], meta.get("best_dev", -1.0), meta.get("since_best", 0)
+
+
+def _early_stopping(score: float, best: float, since_best: int, patience: int) -> tuple[bool, bool, float, int]:
+    """(save this epoch, stop now, best score, epochs since the best) after a dev score."""
+    if score > best:
+        return True, False, score, 0
+    return False, since_best + 1 >= patience, best, since_best + 1
+
+
 def train_loop(config: dict) -> None:
     import ray.train
 
@@ -114,13 +130,7 @@ def train_loop(config: dict) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=fcfg.learning_rate, weight_decay=0.01)
     scheduler = warmup_cosine(optimizer, max(1, steps_per_epoch // 2), total_steps)
-    step, best, since_best = 0, -1.0, 0
-    if state:  # resume where the last checkpoint of this run stopped
-        if fcfg.strategy != "lora":  # LoRA resumes from merged weights with fresh adapters
-            optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = state["step"]
-        best, since_best = state.get("meta", {}).get("best_dev", -1.0), state.get("meta", {}).get("since_best", 0)
+    step, best, since_best = _restore(state, optimizer, scheduler, fcfg) if state else (0, -1.0, 0)
     dev = pa.table(config["dev"]) if config.get("dev") else None
     model.train()
     total, n, t0 = 0.0, 0, time.monotonic()
@@ -145,9 +155,7 @@ def train_loop(config: dict) -> None:
         stop = False
         if dev is not None:  # every rank has the same weights, so the same dev score
             metrics["dev_score"] = dev_score(model, tokenizer, task, dev, label2id, max_length, device)
-            improved = metrics["dev_score"] > best
-            best, since_best = (metrics["dev_score"], 0) if improved else (best, since_best + 1)
-            save, stop = improved, since_best >= fcfg.patience
+            save, stop, best, since_best = _early_stopping(metrics["dev_score"], best, since_best, fcfg.patience)
         if rank == 0:
             log.info("finetune epoch %d/%d step %d/%d loss %.4f%s (%.1fs)%s", epoch, fcfg.epochs, step, total_steps,
                      metrics["loss"], f" dev {task.dev_metric} {metrics['dev_score']:.3f}" if dev is not None else "",

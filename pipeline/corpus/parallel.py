@@ -1,0 +1,600 @@
+"""Parallel text: translation pairs as a corpus of their own, for the cross-lingual alignment
+objectives (TLM, contrastive) and for retrieval evaluation.
+
+Inputs (`corpus.parallel.inputs`, each a file, folder or glob):
+    <stem>.<lang> files      two line-aligned files per stem (Moses / OPUS / Tatoeba naming:
+                             `corpus.en` + `corpus.fr`, `tatoeba.afr-eng.afr` + `tatoeba.afr-eng.eng`);
+                             the suffixes are the languages unless src_lang / tgt_lang say otherwise
+    *.tsv                    `src<TAB>tgt` lines (languages from the input's src_lang / tgt_lang)
+    *.jsonl, *.parquet       two text fields (src_field, tgt_field) and optionally per-row
+                             language fields (src_lang_field, tgt_lang_field)
+Line files may be .gz / .bz2 / .xz / .zst compressed.
+
+Each pair goes through (rejects keep the pair with stage `parallel` and the reason):
+    read errors             bad_row (a TSV line without exactly one tab, JSON that does not parse,
+                            a missing field: file:line named), line_count_mismatch (two aligned
+                            files of different lengths: nothing in them can be trusted to align)
+    normalisation           as documents (Unicode normalisation, mojibake, control characters,
+                            PII redaction), without the boilerplate-line patterns: a sentence
+                            about cookies is not a cookie banner -> empty_after_cleaning
+    too_short / too_long    a side outside [min_chars, max_chars]
+    copy                    both sides the same text (an untranslated pair)
+    length_ratio            estimated tokens (characters per token by script, +2 each side)
+                            differing by more than max_length_ratio
+    language                both sides through language ID: unidentified (no language given and
+                            none found with confidence), script_mismatch (the text's script does
+                            not fit the language), language_mismatch (the declared language is
+                            not among the side's top candidates while another language scores
+                            >= mismatch_min_score: closely related languages, which language ID
+                            confuses, pass as long as the declared one is a candidate)
+    duplicate               the same two texts in the same two languages (either direction)
+                            as an earlier pair, across all inputs (detail: the pair kept)
+
+Output under the corpus directory, next to the document shards:
+    pairs/<lang_a>-<lang_b>/{train,heldout}-NNNNN.parquet   (labels sorted; PAIR_SCHEMA)
+    rejects/parallel.parquet
+    manifest.json "parallel": per language pair rows, train/held-out rows, synthetic rows,
+        estimated tokens, temperature weight; every file with rows and sha256.
+Held-out pairs (by a hash of the pair's id, never synthetic ones) are what retrieval
+evaluation reads. Back-translated documents come back as synthetic pairs (source document,
+translation) in the same shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import posixpath
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..config import CorpusConfig, ParallelConfig, ParallelInput
+from ..language_codes import is_unidentified, language, normalize, normalize_code
+from ..schema import PAIR_REJECT_SCHEMA, PAIR_SCHEMA, concat
+from ..storage import exists, expand, get_fs, join, read_json, read_parquet, remove, write_json, write_parquet
+from . import langid
+from .clean import normalize_text
+from .ingest import COMPRESSIONS
+from .shard import CHARS_PER_TOKEN, DEFAULT_CHARS_PER_TOKEN, RollingParquet, heldout_mask, temperature_weights
+
+log = logging.getLogger(__name__)
+STAGE = "parallel"
+PAIRS = "pairs"
+VERSION = 1
+TABLE_FORMATS = (".tsv", ".jsonl", ".json", ".parquet")
+
+
+class ParallelInputError(ValueError):
+    """A parallel input that cannot be read as pairs at all; names the file."""
+
+
+@dataclass(frozen=True)
+class PairUnit:
+    """One readable source of pairs: a table file, or two line-aligned files (src, tgt)."""
+
+    uris: tuple[str, ...]
+    src_lang: str | None
+    tgt_lang: str | None
+    input_index: int  # which entry of corpus.parallel.inputs
+
+    def __str__(self) -> str:
+        return " + ".join(self.uris)
+
+
+def _strip_compression(name: str) -> tuple[str, str | None]:
+    lower = name.lower()
+    for ext, codec in COMPRESSIONS.items():
+        if lower.endswith(ext):
+            return name[: -len(ext)], codec
+    return name, None
+
+
+def _lang_suffix(name: str) -> tuple[str, str] | None:
+    """('corpus', 'fr') for 'corpus.fr' (compression suffix ignored); None when the last
+    suffix is not a language code. The code is returned as written: it is normalised once,
+    with the text's script, per row."""
+    base, _ = _strip_compression(posixpath.basename(name))
+    stem, dot, suffix = base.rpartition(".")
+    if not dot or not stem:
+        return None
+    try:
+        normalize_code(suffix)
+    except ValueError:
+        return None
+    return stem, suffix
+
+
+def plan(inputs: list[ParallelInput]) -> list[PairUnit]:
+    """The readable units of every parallel input, in a stable order."""
+    units: list[PairUnit] = []
+    for k, pin in enumerate(inputs):
+        files = expand([pin.path])
+        aligned: dict[str, list[tuple[str, str]]] = {}
+        for uri in files:
+            base, _ = _strip_compression(uri)
+            if base.lower().endswith(TABLE_FORMATS):
+                units.append(PairUnit((uri,), pin.src_lang, pin.tgt_lang, k))
+                continue
+            parsed = _lang_suffix(uri)
+            if parsed is None:
+                raise ParallelInputError(f"{uri}: not a parallel input (expected <stem>.<lang> line-aligned files, "
+                                         f".tsv, .jsonl or .parquet)")
+            aligned.setdefault(posixpath.join(posixpath.dirname(uri), parsed[0]), []).append((parsed[1], uri))
+        for stem, members in sorted(aligned.items()):
+            if len(members) != 2:
+                names = ", ".join(u for _, u in members)
+                raise ParallelInputError(f"{stem}.*: line-aligned parallel files come in twos (<stem>.<src> and "
+                                         f"<stem>.<tgt>); found {len(members)}: {names}")
+            members.sort()
+            if pin.src_lang and language(normalize(pin.src_lang)) == language(normalize(members[1][0])):
+                members.reverse()  # the declared source is the second suffix in name order
+            (src_code, src_uri), (tgt_code, tgt_uri) = members
+            units.append(PairUnit((src_uri, tgt_uri), pin.src_lang or src_code, pin.tgt_lang or tgt_code, k))
+    return units
+
+
+def input_files(cfg: ParallelConfig) -> list[str]:
+    """Every file the parallel inputs name (for the corpus fingerprint)."""
+    return sorted({u for unit in plan(cfg.inputs) for u in unit.uris})
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_lines(uri: str) -> list[str]:
+    fs, path = get_fs(uri)
+    _, codec = _strip_compression(uri)
+    with fs.open(path, "rb", compression=codec) as f:
+        data = f.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    text = data.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def _pair_id(uri: str, row: int) -> str:
+    return f"{posixpath.basename(uri)}:{row}"
+
+
+def _bad(uri: str, row: int | None, reason: str, detail: str, src: str | None = None, tgt: str | None = None,
+         src_lang=None, tgt_lang=None) -> dict:
+    where = f"{uri}:{row}" if row is not None else uri
+    return {"id": _pair_id(uri, row) if row is not None else posixpath.basename(uri), "stage": STAGE,
+            "reason": reason, "detail": f"{where}: {detail}", "src_lang": src_lang, "tgt_lang": tgt_lang,
+            "src_text": src, "tgt_text": tgt, "source": uri, "synthetic": False}
+
+
+def read_unit(unit: PairUnit, pin: ParallelInput) -> tuple[dict[str, list], list[dict]]:
+    """Raw pairs of a unit as columns (id, src, tgt, src_lang, tgt_lang, source) and the rows
+    that could not be read (reject dicts naming file, line and field)."""
+    cols: dict[str, list] = {k: [] for k in ("id", "src", "tgt", "src_lang", "tgt_lang", "source")}
+    bad: list[dict] = []
+
+    def add(uri: str, row: int, src: str, tgt: str, sl=None, tl=None) -> None:
+        cols["id"].append(_pair_id(uri, row))
+        cols["src"].append(src)
+        cols["tgt"].append(tgt)
+        cols["src_lang"].append(sl or unit.src_lang)
+        cols["tgt_lang"].append(tl or unit.tgt_lang)
+        cols["source"].append(uri)
+
+    if len(unit.uris) == 2:
+        src_uri, tgt_uri = unit.uris
+        src, tgt = _read_lines(src_uri), _read_lines(tgt_uri)
+        if len(src) != len(tgt):
+            detail = f"{len(src)} lines, but {tgt_uri} has {len(tgt)}: the files are not line-aligned"
+            for i in range(max(len(src), len(tgt))):
+                bad.append(_bad(src_uri, i + 1, "line_count_mismatch", detail, src[i] if i < len(src) else None,
+                                tgt[i] if i < len(tgt) else None, unit.src_lang, unit.tgt_lang))
+            return cols, bad
+        for i, (s, t) in enumerate(zip(src, tgt)):
+            add(src_uri, i + 1, s, t)
+        return cols, bad
+
+    uri = unit.uris[0]
+    base, _ = _strip_compression(uri)
+    fmt = base.lower().rsplit(".", 1)[-1]
+    if fmt == "parquet":
+        fs, path = get_fs(uri)
+        with fs.open(path, "rb") as f:
+            table = pq.read_table(f)
+        fields = [pin.src_field, pin.tgt_field] + [x for x in (pin.src_lang_field, pin.tgt_lang_field) if x]
+        missing = [x for x in fields if x not in table.column_names]
+        if missing:
+            bad.append(_bad(uri, None, "bad_row", f"missing field(s) {missing}; columns are {table.column_names} "
+                            f"(set src_field / tgt_field of this parallel input)"))
+            return cols, bad
+        rows = table.select(fields).to_pylist()
+        records = ((i + 1, r) for i, r in enumerate(rows))
+    else:
+        records = None
+    if fmt == "tsv":
+        if not (unit.src_lang and unit.tgt_lang):
+            raise ParallelInputError(f"{uri}: a TSV of pairs needs src_lang and tgt_lang on its parallel input")
+        for i, line in enumerate(_read_lines(uri)):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2:
+                bad.append(_bad(uri, i + 1, "bad_row", f"expected src<TAB>tgt, found {len(parts)} field(s)",
+                                line, None, unit.src_lang, unit.tgt_lang))
+                continue
+            add(uri, i + 1, parts[0], parts[1])
+        return cols, bad
+    if fmt in ("jsonl", "json"):
+        def parsed():
+            for i, line in enumerate(_read_lines(uri)):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    bad.append(_bad(uri, i + 1, "bad_row", f"not JSON: {e.msg}", line))
+                    continue
+                if not isinstance(obj, dict):
+                    bad.append(_bad(uri, i + 1, "bad_row", "a JSON line must be an object", line))
+                    continue
+                yield i + 1, obj
+        records = parsed()
+    for row, obj in records:
+        src, tgt = obj.get(pin.src_field), obj.get(pin.tgt_field)
+        sl = obj.get(pin.src_lang_field) if pin.src_lang_field else None
+        tl = obj.get(pin.tgt_lang_field) if pin.tgt_lang_field else None
+        missing = [f for f, v in ((pin.src_field, src), (pin.tgt_field, tgt)) if not isinstance(v, str)]
+        if missing:
+            bad.append(_bad(uri, row, "bad_row", f"field(s) {missing} missing or not text",
+                            src if isinstance(src, str) else None, tgt if isinstance(tgt, str) else None))
+            continue
+        add(uri, row, src, tgt, sl, tl)  # a side without a language is left to language ID
+    return cols, bad
+
+
+# ---------------------------------------------------------------- checks
+
+
+def estimated_tokens(texts: list[str], scripts: list[str]) -> np.ndarray:
+    return np.array([len(t) / CHARS_PER_TOKEN.get(s, DEFAULT_CHARS_PER_TOKEN) for t, s in zip(texts, scripts)])
+
+
+def _declared(code: str | None, script: str, text: str) -> str | None:
+    if not code:
+        return None
+    try:
+        return normalize(code, script, text)
+    except ValueError:
+        return None
+
+
+def _side_language(declared: str | None, raw: str | None, text: str, lid: tuple[str, float, list], script: str,
+                   cfg: ParallelConfig, lid_threshold, known: frozenset[str]) -> tuple[str | None, str | None, str]:
+    """(label, reject reason or None, detail) for one side of a pair. A declared language that
+    no language-ID model knows is never called a mismatch: nothing can judge it."""
+    top_lang, top_score, top = lid
+    if raw and declared is None:
+        return None, "bad_row", f"language {raw!r} is not a language code"
+    if declared is None:
+        if is_unidentified(top_lang) or top_score < lid_threshold(top_lang):
+            return None, "unidentified", f"no language given; best {top_lang}:{top_score:.3f}"
+        declared = top_lang
+    if not langid.script_fits(declared, script):
+        return declared, "script_mismatch", f"{declared} in {script}"
+    if (cfg.check_language and top and language(declared) in known and language(top_lang) != language(declared)
+            and top_score >= cfg.mismatch_min_score):
+        candidates = {language(c["lang"]) for c in top}
+        if language(declared) not in candidates:
+            return declared, "language_mismatch", f"declared {declared}, detected {top_lang}:{top_score:.3f}"
+    return declared, None, ""
+
+
+def check_pairs(cols: dict[str, list], cfg: CorpusConfig) -> tuple[pa.Table, list[dict]]:
+    """Normalise both sides and run every pair check; (kept pairs, reject dicts)."""
+    pcfg = cfg.parallel
+    n = len(cols["id"])
+    if not n:
+        return PAIR_SCHEMA.empty_table(), []
+    src = [normalize_text(t or "", cfg.clean, [])[0] for t in cols["src"]]
+    tgt = [normalize_text(t or "", cfg.clean, [])[0] for t in cols["tgt"]]
+    s_scripts, t_scripts = langid.detect_scripts(src), langid.detect_scripts(tgt)
+    lid_cfg = cfg.langid
+    s_lid = langid.predict_top(src, lid_cfg, lid_cfg.top_k, lid_cfg.max_chars, s_scripts)
+    t_lid = langid.predict_top(tgt, lid_cfg, lid_cfg.top_k, lid_cfg.max_chars, t_scripts)
+    s_top, t_top = s_lid[2].to_pylist(), t_lid[2].to_pylist()
+    s_tok, t_tok = estimated_tokens(src, s_scripts), estimated_tokens(tgt, t_scripts)
+    cache: dict[str, float] = {}
+    known = frozenset().union(*(langid.known_languages(m.path) for m in lid_cfg.models))
+
+    def threshold(label: str) -> float:
+        if label not in cache:
+            cache[label] = langid.threshold(label, lid_cfg)
+        return cache[label]
+
+    keep, rejects = [], []
+    out = {k: [] for k in ("src_lang", "tgt_lang", "src_score", "tgt_score")}
+    for i in range(n):
+        s, t = src[i], tgt[i]
+        sl = _declared(cols["src_lang"][i], s_scripts[i], s)
+        tl = _declared(cols["tgt_lang"][i], t_scripts[i], t)
+        reason, detail = None, ""
+        if not s or not t:
+            reason, detail = "empty_after_cleaning", "source side empty" if not s else "target side empty"
+        elif min(len(s), len(t)) < pcfg.min_chars:
+            reason, detail = "too_short", f"{min(len(s), len(t))} < {pcfg.min_chars} characters"
+        elif max(len(s), len(t)) > pcfg.max_chars:
+            reason, detail = "too_long", f"{max(len(s), len(t))} > {pcfg.max_chars} characters"
+        elif s.casefold() == t.casefold():
+            reason, detail = "copy", "both sides are the same text"
+        else:
+            ratio = (max(s_tok[i], t_tok[i]) + 2) / (min(s_tok[i], t_tok[i]) + 2)
+            if ratio > pcfg.max_length_ratio:
+                reason, detail = "length_ratio", f"{ratio:.2f} > {pcfg.max_length_ratio}"
+        if reason is None:
+            sl, reason, detail = _side_language(sl, cols["src_lang"][i], s, (s_lid[0][i], s_lid[1][i], s_top[i]),
+                                                s_scripts[i], pcfg, threshold, known)
+            if reason:
+                detail = f"source: {detail}"
+        if reason is None:
+            tl, reason, detail = _side_language(tl, cols["tgt_lang"][i], t, (t_lid[0][i], t_lid[1][i], t_top[i]),
+                                                t_scripts[i], pcfg, threshold, known)
+            if reason:
+                detail = f"target: {detail}"
+        if reason is None and sl == tl:
+            reason, detail = "same_language", f"both sides {sl}"
+        if reason:
+            rejects.append({"id": cols["id"][i], "stage": STAGE, "reason": reason, "detail": detail,
+                            "src_lang": sl or cols["src_lang"][i], "tgt_lang": tl or cols["tgt_lang"][i],
+                            "src_text": cols["src"][i], "tgt_text": cols["tgt"][i], "source": cols["source"][i],
+                            "synthetic": False})
+            continue
+        keep.append(i)
+        out["src_lang"].append(sl)
+        out["tgt_lang"].append(tl)
+        out["src_score"].append(float(s_lid[1][i]))
+        out["tgt_score"].append(float(t_lid[1][i]))
+    table = pa.table({
+        "id": [cols["id"][i] for i in keep], "src_lang": out["src_lang"], "tgt_lang": out["tgt_lang"],
+        "src_text": [src[i] for i in keep], "tgt_text": [tgt[i] for i in keep],
+        "src_score": pa.array(out["src_score"], pa.float32()), "tgt_score": pa.array(out["tgt_score"], pa.float32()),
+        "src_script": [s_scripts[i] for i in keep], "tgt_script": [t_scripts[i] for i in keep],
+        "source": [cols["source"][i] for i in keep], "synthetic": [False] * len(keep),
+        "origin_id": pa.nulls(len(keep), pa.string()),
+    }, schema=PAIR_SCHEMA)
+    return table, rejects
+
+
+def rejects_table(rows: list[dict]) -> pa.Table:
+    if not rows:
+        return PAIR_REJECT_SCHEMA.empty_table()
+    return pa.table({f.name: [r.get(f.name) for r in rows] for f in PAIR_REJECT_SCHEMA}, schema=PAIR_REJECT_SCHEMA)
+
+
+# ---------------------------------------------------------------- units (committed, resumable)
+
+
+def unit_fingerprint(unit: PairUnit, cfg: CorpusConfig) -> str:
+    h = hashlib.sha256()
+    dump = cfg.model_dump(mode="json")
+    pin = dump["parallel"]["inputs"][unit.input_index]
+    rules = {k: v for k, v in dump["parallel"].items() if k not in ("inputs", "heldout_fraction", "alpha")}
+    h.update(json.dumps([pin, rules, dump["clean"], dump["langid"], VERSION], sort_keys=True).encode())
+    h.update(langid.models_digest(cfg.langid.models).encode())
+    for uri in unit.uris:
+        fs, path = get_fs(uri)
+        h.update(f"{uri}|{fs.ukey(path)}".encode())
+    return h.hexdigest()[:20]
+
+
+def run_unit(unit: PairUnit, out_dir: str, cfg: CorpusConfig) -> dict:
+    """Read and check one unit unless its committed result exists (`done.json` is the commit)."""
+    d = join(out_dir, "_units", f"pairs-{unit_fingerprint(unit, cfg)}")
+    done = join(d, "done.json")
+    if exists(done):
+        return {**read_json(done), "resumed": True}
+    t = time.monotonic()
+    cols, bad = read_unit(unit, cfg.parallel.inputs[unit.input_index])
+    pairs, rejects = check_pairs(cols, cfg)
+    write_parquet(join(d, "pairs.parquet"), pairs)
+    write_parquet(join(d, "rejects.parquet"), rejects_table(bad + rejects))
+    info = {"unit": str(unit), "dir": d, "input": len(cols["id"]) + len(bad), "kept": pairs.num_rows,
+            "seconds": round(time.monotonic() - t, 3)}
+    write_json(done, info)
+    return {**info, "resumed": False}
+
+
+# ---------------------------------------------------------------- dedup and shards
+
+
+def pair_key(a: str, b: str) -> str:
+    """The folder of a language pair: labels in sorted order ('eng_Latn-fra_Latn')."""
+    return "-".join(sorted((a, b)))
+
+
+def _dedup_key(sl: str, s: str, tl: str, t: str) -> bytes:
+    sides = sorted([(sl, " ".join(s.casefold().split())), (tl, " ".join(t.casefold().split()))])
+    return hashlib.blake2b(json.dumps(sides, ensure_ascii=False).encode(), digest_size=16).digest()
+
+
+class PairSink:
+    """Pairs, batch by batch, into shards per language pair and split; exact dedup over
+    everything added (memory: 16 bytes and an id per kept pair)."""
+
+    def __init__(self, corpus_dir: str, cfg: CorpusConfig):
+        remove(join(corpus_dir, PAIRS))
+        self.dir, self.cfg = corpus_dir, cfg
+        self.seen: dict[bytes, str] = {}
+        self.writers: dict[tuple[str, str], RollingParquet] = {}
+        self.stats: dict[str, dict] = {}
+
+    def _writer(self, key: str, split: str) -> RollingParquet:
+        if (key, split) not in self.writers:
+            shard = self.cfg.shard
+            self.writers[key, split] = RollingParquet(
+                lambda n, k=key, s=split: join(self.dir, f"{PAIRS}/{k}/{s}-{n:05d}.parquet"), PAIR_SCHEMA,
+                shard.max_rows_per_shard, shard.compression, shard.row_group_rows, shard.max_shard_bytes)
+        return self.writers[key, split]
+
+    def add(self, pairs: pa.Table) -> list[dict]:
+        """Write the pairs that are not duplicates; return the duplicates as reject dicts."""
+        if not pairs.num_rows:
+            return []
+        rows = pairs.to_pylist()
+        keep, dups = [], []
+        for i, r in enumerate(rows):
+            k = _dedup_key(r["src_lang"], r["src_text"], r["tgt_lang"], r["tgt_text"])
+            if k in self.seen:
+                dups.append({"id": r["id"], "stage": STAGE, "reason": "duplicate", "detail": f"same pair as {self.seen[k]}",
+                             **{f: r[f] for f in ("src_lang", "tgt_lang", "src_text", "tgt_text", "source", "synthetic")}})
+            else:
+                self.seen[k] = r["id"]
+                keep.append(i)
+        kept = pairs.take(pa.array(keep, pa.int64()))
+        keys = [pair_key(a, b) for a, b in zip(kept["src_lang"].to_pylist(), kept["tgt_lang"].to_pylist())]
+        held = heldout_mask(kept["id"].to_pylist(), self.cfg.parallel.heldout_fraction, set())
+        synthetic = kept["synthetic"].to_pylist()
+        held = [h and not s for h, s in zip(held, synthetic)]
+        tokens = (estimated_tokens(kept["src_text"].to_pylist(), kept["src_script"].to_pylist())
+                  + estimated_tokens(kept["tgt_text"].to_pylist(), kept["tgt_script"].to_pylist()))
+        for key in sorted(set(keys)):
+            st = self.stats.setdefault(key, {"rows": 0, "synthetic_rows": 0, "train_rows": 0, "heldout_rows": 0,
+                                             "train_tokens": 0.0, "heldout_tokens": 0.0, "shards": 0, "bytes": 0})
+            for split in ("train", "heldout"):
+                idx = [i for i, (k, h) in enumerate(zip(keys, held)) if k == key and h == (split == "heldout")]
+                if not idx:
+                    continue
+                part = kept.take(pa.array(idx, pa.int64()))
+                st["rows"] += len(idx)
+                st[f"{split}_rows"] += len(idx)
+                st[f"{split}_tokens"] += float(tokens[idx].sum())
+                st["synthetic_rows"] += sum(synthetic[i] for i in idx)
+                self._writer(key, split).write(part)
+        return dups
+
+    def close(self) -> dict:
+        files = []
+        for (key, split) in sorted(self.writers):
+            for f in self.writers[key, split].close():
+                rel = f["uri"][len(self.dir.rstrip("/")) + 1 :]
+                files.append({"path": rel, "pair": key, "split": split, "rows": f["rows"], "bytes": f["bytes"],
+                              "sha256": f["sha256"]})
+                self.stats[key]["shards"] += 1
+                self.stats[key]["bytes"] += f["bytes"]
+        pairs = dict(sorted(self.stats.items()))
+        for st in pairs.values():
+            st["train_tokens"], st["heldout_tokens"] = int(st["train_tokens"] + 0.5), int(st["heldout_tokens"] + 0.5)
+        weights = temperature_weights({k: v["train_tokens"] for k, v in pairs.items()}, self.cfg.parallel.alpha)
+        for key, st in pairs.items():
+            st["weight"] = round(weights[key], 6)
+        return {"alpha": self.cfg.parallel.alpha, "pairs": pairs, "files": files,
+                "totals": {"rows": sum(v["rows"] for v in pairs.values()),
+                           "train_rows": sum(v["train_rows"] for v in pairs.values()),
+                           "heldout_rows": sum(v["heldout_rows"] for v in pairs.values()),
+                           "synthetic_rows": sum(v["synthetic_rows"] for v in pairs.values()),
+                           "pairs": len(pairs), "shards": len(files)}}
+
+
+def synthetic_pairs(sources: pa.Table, synthetic_docs: pa.Table) -> pa.Table:
+    """Back-translated documents as pairs (the source document, its translation), synthetic."""
+    if not synthetic_docs.num_rows:
+        return PAIR_SCHEMA.empty_table()
+    by_id = {r["id"]: r for r in sources.select(["id", "text", "lang", "script", "lang_score"]).to_pylist()}
+    rows = []
+    for d in synthetic_docs.to_pylist():
+        src = by_id.get(d["origin_id"])
+        if src is None:
+            continue
+        rows.append({"id": d["id"], "src_lang": src["lang"], "tgt_lang": d["lang"], "src_text": src["text"],
+                     "tgt_text": d["text"], "src_score": src["lang_score"], "tgt_score": d["lang_score"],
+                     "src_script": src["script"], "tgt_script": d["script"], "source": d["source"],
+                     "synthetic": True, "origin_id": d["origin_id"]})
+    return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA) if rows else PAIR_SCHEMA.empty_table()
+
+
+def build_report(n_input: int, kept: Counter, rejected: Counter) -> dict:
+    """Per language pair: input = kept + rejected by reason."""
+    pairs: dict[str, dict] = {}
+    for key, n in kept.items():
+        pairs.setdefault(key, {"input": 0, "kept": 0, "rejected": {}})["kept"] += n
+    for (key, reason), n in rejected.items():
+        info = pairs.setdefault(key, {"input": 0, "kept": 0, "rejected": {}})
+        info["rejected"][reason] = info["rejected"].get(reason, 0) + n
+    for info in pairs.values():
+        info["input"] = info["kept"] + sum(info["rejected"].values())
+    by_reason: Counter[str] = Counter()
+    for (_, reason), n in rejected.items():
+        by_reason[reason] += n
+    report = {"input": n_input, "kept": sum(kept.values()), "rejected": sum(by_reason.values()),
+              "rejected_by_reason": dict(sorted(by_reason.items())), "pairs": dict(sorted(pairs.items()))}
+    if report["input"] != report["kept"] + report["rejected"]:
+        raise RuntimeError(f"parallel: input {report['input']} != kept {report['kept']} + rejected {report['rejected']}")
+    return report
+
+
+def _key_of(sl, tl) -> str:
+    return pair_key(sl or "und", tl or "und")
+
+
+def prepare_pairs(out_dir: str, cfg: CorpusConfig, reject_writer, extra: pa.Table | None = None) -> tuple[dict, dict]:
+    """The parallel half of `prepare`: every unit (resumed when committed), dedup, shards.
+    Returns (manifest section, report section); rejects go to `reject_writer(table)`."""
+    units = plan(cfg.parallel.inputs)
+    sink = PairSink(out_dir, cfg)
+    kept: Counter[str] = Counter()
+    rejected: Counter[tuple[str, str]] = Counter()
+    n_input, start = 0, time.monotonic()
+
+    def count_rejects(table: pa.Table) -> None:
+        for sl, tl, reason, synthetic in zip(table["src_lang"].to_pylist(), table["tgt_lang"].to_pylist(),
+                                             table["reason"].to_pylist(), table["synthetic"].to_pylist()):
+            rejected[_key_of(sl, tl), reason] += 1
+        reject_writer(table)
+
+    def add(pairs: pa.Table) -> None:
+        dups = rejects_table(sink.add(pairs))
+        count_rejects(dups)
+        for sl, tl in zip(pairs["src_lang"].to_pylist(), pairs["tgt_lang"].to_pylist()):
+            kept[_key_of(sl, tl)] += 1
+        for r in dups.to_pylist():
+            kept[_key_of(r["src_lang"], r["tgt_lang"])] -= 1
+
+    for i, unit in enumerate(units):
+        info = run_unit(unit, out_dir, cfg)
+        n_input += info["input"]
+        count_rejects(read_parquet(join(info["dir"], "rejects.parquet")))
+        add(read_parquet(join(info["dir"], "pairs.parquet")))
+        elapsed = time.monotonic() - start
+        log.info("prepare pairs [%d/%d] %s: %d of %d kept%s; %.0f pairs/s, ETA %.0fs", i + 1, len(units), unit,
+                 info["kept"], info["input"], " (resumed)" if info["resumed"] else "",
+                 n_input / max(elapsed, 1e-9), elapsed / (i + 1) * (len(units) - i - 1))
+    if extra is not None and extra.num_rows:
+        n_input += extra.num_rows
+        add(extra)
+    section = sink.close()
+    report = build_report(n_input, +kept, rejected)
+    report["synthetic"] = int(section["totals"]["synthetic_rows"])
+    log.info("prepare pairs: %d input, %d kept in %d language pairs, %d rejected %s", report["input"], report["kept"],
+             section["totals"]["pairs"], report["rejected"], report["rejected_by_reason"])
+    return section, report
+
+
+def pair_paths(manifest: dict, corpus_dir: str, split: str = "train", keys: list[str] | None = None) -> list[str]:
+    """Pair shard files of a split (optionally only some language pairs) from a manifest."""
+    section = manifest.get("parallel") or {}
+    return [join(corpus_dir, f["path"]) for f in section.get("files", [])
+            if f["split"] == split and (keys is None or f["pair"] in keys)]
+
+
+def read_pairs(manifest: dict, corpus_dir: str, split: str = "heldout", keys: list[str] | None = None) -> pa.Table:
+    return concat([read_parquet(u) for u in pair_paths(manifest, corpus_dir, split, keys)], PAIR_SCHEMA)
+
+
+def pairs_mask(table: pa.Table, lang: str) -> pa.Array:
+    return pc.or_(pc.equal(table["src_lang"], lang), pc.equal(table["tgt_lang"], lang))
