@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import language_codes
 
@@ -362,6 +362,29 @@ class PretrainConfig(_Model):
     alpha: float | None = Field(
         default=None, gt=0, le=1,
         description="Language-sampling temperature for training (none: the manifest's weights).")
+    lm_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the language-model objective (masked LM for an encoder, "
+        "causal LM for a decoder) in the training loss.")
+    tlm_weight: float = Field(
+        default=0.0, ge=0, description="Weight of translation language modelling on the corpus's translation "
+        "pairs (XLM's TLM; needs corpus.parallel); 0: off.")
+    contrastive_weight: float = Field(
+        default=0.0, ge=0, description="Weight of contrastive sentence alignment on translation pairs "
+        "(bidirectional InfoNCE, in-batch negatives; needs corpus.parallel); 0: off.")
+    pair_lm_weight: float = Field(
+        default=0.0, ge=0, description="Weight of the language-model objective on each side of the translation "
+        "pairs read as monolingual sentences (no cross-lingual signal): the control arm that reads the same "
+        "text as an aligning run without using the pairing.")
+    contrastive_temperature: float = Field(default=0.05, gt=0, description="Softmax temperature of InfoNCE.")
+    contrastive_pooling: Literal["mean", "cls"] = Field(
+        default="mean", description="Sentence vector: mean of the last layer's token vectors, or the first token's.")
+    gather_negatives: bool = Field(
+        default=True, description="Contrastive: gather every worker's sentence vectors (with gradients) so the "
+        "negatives are the global batch, not only this worker's.")
+    pair_batch_size: int = Field(default=32, ge=2, description="Translation pairs per worker and micro-batch.")
+    pair_alpha: float | None = Field(
+        default=None, gt=0, le=1, description="Temperature over language pairs (none: corpus.parallel.alpha, "
+        "as written in the manifest).")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         default="auto", description="bf16 autocast (auto: on GPU only; CPU trains in fp32).")
     compile: bool = Field(default=False, description="torch.compile the model.")
@@ -371,6 +394,17 @@ class PretrainConfig(_Model):
         default=None, ge=1, description="Testing: the last worker SIGKILLs its own process once at this "
         "step, to exercise recovery (FailureConfig) from the latest checkpoint.")
     seed: int = 0
+
+    @property
+    def reads_pairs(self) -> bool:
+        """Whether pretraining reads translation pairs (TLM, contrastive or pair LM on)."""
+        return self.tlm_weight > 0 or self.contrastive_weight > 0 or self.pair_lm_weight > 0
+
+    @model_validator(mode="after")
+    def _some_objective(self):
+        if self.lm_weight == 0 and not self.reads_pairs:
+            raise ValueError("every objective weight is 0: set lm_weight, tlm_weight or contrastive_weight above 0")
+        return self
 
 
 class FinetuneConfig(_Model):

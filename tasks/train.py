@@ -31,6 +31,14 @@ def pretrain_task(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: 
         create_table_artifact(key="pretrain-languages", table=rows,
                               description=f"Training loss per language over the last {cfg.pretrain.log_every} "
                               f"steps (step {result['step']}, {result['tokens_per_s']:.0f} tokens/s)")
+    objectives = ("tlm_loss", "contrastive_loss", "contrastive_acc", "pair_lm_loss")
+    pairs = sorted({k.split("/", 1)[1] for k in result if k.split("/", 1)[0] in objectives and "/" in k})
+    if pairs:
+        create_table_artifact(key="pretrain-language-pairs",
+                              table=[{"language_pair": p, **{o: result.get(f"{o}/{p}") for o in objectives
+                                                             if f"{o}/{p}" in result}} for p in pairs],
+                              description="Alignment objectives per language pair over the last "
+                              f"{cfg.pretrain.log_every} steps (step {result['step']})")
     return result
 
 

@@ -15,8 +15,11 @@ def corpus(tmp_path_factory):
     from pipeline.corpus.prepare import prepare
 
     root = tmp_path_factory.mktemp("train")
+    from pipeline.config import ParallelInput
+
     cfg = load_yaml(ROOT / "configs" / "demo.yaml").corpus
     cfg.engine = "local"
+    cfg.parallel.inputs = [ParallelInput(path=str(SAMPLE / "parallel"))]
     prepare([str(SAMPLE / "corpus" / "*")], str(root / "corpus"), cfg)
     return root, json.loads((root / "corpus" / "manifest.json").read_text())
 
@@ -71,9 +74,11 @@ def test_packing_makes_full_single_language_sequences(corpus, tmp_path):
 
 
 def test_causal_pretraining_survives_a_killed_worker(corpus, tmp_path):
-    """A Llama-style decoder on 2 workers; the last worker SIGKILLs its own process at step 5.
-    Ray Train replaces it, training resumes from the step-4 checkpoint and ends at exactly
-    step 8, with per-language losses, tokens/s and the learning rate in the metrics."""
+    """A Llama-style decoder on 2 workers, with the alignment objectives on the sample's
+    translation pairs (TLM and contrastive, negatives gathered across the workers); the last
+    worker SIGKILLs its own process at step 5. Ray Train replaces it, training resumes from the
+    step-4 checkpoint (document and pair streams at their positions) and ends at exactly step
+    8, with per-language and per-language-pair losses, tokens/s and the learning rate."""
     import ray
 
     from pipeline.evaluation.evaluate import evaluate_lm
@@ -86,7 +91,8 @@ def test_causal_pretraining_survives_a_killed_worker(corpus, tmp_path):
         "model": {"objective": "causal_lm", "hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2,
                   "intermediate_size": 128, "max_length": 32},
         "pretrain": {"max_steps": 8, "batch_size": 8, "checkpoint_every": 2, "log_every": 2, "warmup_steps": 2,
-                     "grad_accum_steps": 2, "inject_failure_at_step": 5},
+                     "grad_accum_steps": 2, "inject_failure_at_step": 5, "tlm_weight": 0.5, "contrastive_weight": 0.5,
+                     "pair_batch_size": 4},
         "ray": {"num_workers": 2, "max_failures": 1}})
     train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1200), "causal_lm")
     try:
@@ -97,6 +103,10 @@ def test_causal_pretraining_survives_a_killed_worker(corpus, tmp_path):
     assert result["step"] == 8
     assert result["tokens_per_s"] > 0 and 0 < result["lr"] < cfg.pretrain.learning_rate
     assert any(k.startswith("loss/") for k in result)
+    pairs = set(manifest["parallel"]["pairs"])
+    assert result["tlm_loss"] > 0 and result["contrastive_loss"] > 0 and 0 <= result["contrastive_acc"] <= 1
+    assert {k.split("/", 1)[1] for k in result if k.startswith(("tlm_loss/", "contrastive_loss/"))} <= pairs
+    assert any(k.startswith("contrastive_loss/") for k in result)
     ckpts = sorted(p for p in (tmp_path / "runs" / "kill" / "ray" / "kill-pretrain").glob("checkpoint_*") if p.is_dir())
     steps = [json.loads((c / "trainer_meta.json").read_text())["step"] for c in ckpts]
     assert sorted(steps)[-2:] == [6, 8] and 2 not in steps                  # old checkpoints pruned

@@ -37,7 +37,7 @@ import torch
 from ..config import PipelineConfig
 from ..corpus.shard import mixing_plan, shard_paths
 from ..storage import absolute
-from . import raytrain
+from . import alignment, raytrain
 from .model import build_model, flops_per_token, load_model, mask_tokens, sequence_losses, warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -198,21 +198,82 @@ def _hand_on(state: dict, model, tokenizer, step: int, max_steps: int, rank: int
     raytrain.report(metrics, model, tokenizer, {**ckpt, "meta": {k: meta[k] for k in ("objective",) if k in meta}})
 
 
-def _micro_step(model, tokenizer, batch: dict, causal: bool, pcfg, gen, device, autocast, sync: bool):
-    """Forward and backward of one micro-batch (gradients scaled for accumulation); returns
-    (per-sequence losses, per-sequence target counts, tokens seen)."""
-    input_ids = torch.as_tensor(batch["input_ids"], dtype=torch.long)
-    attention = (input_ids != tokenizer.pad_token_id).long()
+def _lm_rows(ids: torch.Tensor, tokenizer, causal: bool, pcfg, gen) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) of language-model rows: dynamic masking, or next-token labels."""
     if causal:
-        inputs, labels = input_ids, input_ids.masked_fill(attention == 0, -100)
-    else:
-        inputs, labels = mask_tokens(input_ids, tokenizer, pcfg.mask_probability, gen)
+        return ids, ids.masked_fill(ids == tokenizer.pad_token_id, -100)
+    return mask_tokens(ids, tokenizer, pcfg.mask_probability, gen)
+
+
+def _micro_step(model, tokenizer, batch: dict, pairs: dict | None, causal: bool, pcfg, gen, device, autocast,
+                sync: bool) -> dict:
+    """Forward and backward of one micro-batch (gradients scaled for accumulation). The
+    documents' LM rows, the pairs' TLM rows and the two sides of the pairs for the contrastive
+    objective go through the model as one batch: one forward, so DDP reduces the gradients
+    once. Returns per-sequence losses and target counts per objective, and tokens seen."""
+    lm_in, lm_labels = _lm_rows(torch.as_tensor(batch["input_ids"], dtype=torch.long), tokenizer, causal, pcfg, gen)
+    n_lm, seq_len = lm_in.shape
+    inputs, positions, segments = [lm_in], [torch.arange(seq_len).expand(n_lm, -1)], [torch.zeros_like(lm_in)]
+    tlm = pairs is not None and pcfg.tlm_weight > 0
+    ctr = pairs is not None and pcfg.contrastive_weight > 0
+    pair_lm = pairs is not None and pcfg.pair_lm_weight > 0
+    if tlm:
+        tlm_in, tlm_labels = _lm_rows(torch.as_tensor(pairs["tlm_ids"], dtype=torch.long), tokenizer, causal, pcfg, gen)
+        inputs.append(tlm_in)
+        positions.append(torch.as_tensor(pairs["tlm_pos"], dtype=torch.long))
+        segments.append(torch.as_tensor(pairs["tlm_seg"], dtype=torch.long))
+    if pair_lm:  # each side of a pair as a monolingual sentence
+        sides = torch.cat([torch.as_tensor(pairs[side], dtype=torch.long) for side in ("a_ids", "b_ids")])
+        side_in, side_labels = _lm_rows(sides, tokenizer, causal, pcfg, gen)
+        inputs.append(side_in)
+        positions.append(torch.arange(sides.size(1)).expand(sides.size(0), -1))
+        segments.append(torch.zeros_like(sides))
+    if ctr:
+        for side in ("a_ids", "b_ids"):
+            ids = torch.as_tensor(pairs[side], dtype=torch.long)
+            inputs.append(ids)
+            positions.append(torch.arange(ids.size(1)).expand(ids.size(0), -1))
+            segments.append(torch.zeros_like(ids))
+    input_ids = torch.cat(inputs)
+    attention = (input_ids != tokenizer.pad_token_id).long()
+    kwargs = {}
+    if pairs is not None:  # explicit positions (reset per side in TLM rows) and segments
+        config = raytrain.unwrap(model).config
+        kwargs["position_ids"] = (torch.cat(positions) + alignment.position_offset(config)).to(device)
+        if not causal and alignment.uses_segments(config):
+            kwargs["token_type_ids"] = torch.cat(segments).to(device)
+    out: dict = {}
     with (nullcontext() if sync else model.no_sync()), autocast:
-        logits = model(input_ids=inputs.to(device), attention_mask=attention.to(device)).logits
-        seq_loss, seq_n = sequence_losses(logits, labels.to(device), causal)
-        loss = seq_loss.sum() / seq_n.sum().clamp(min=1)
+        result = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                       output_hidden_states=ctr, **kwargs)
+        seq_loss, seq_n = sequence_losses(result.logits[:n_lm], lm_labels.to(device), causal)
+        loss = pcfg.lm_weight * seq_loss.sum() / seq_n.sum().clamp(min=1)
+        out["lm"] = (seq_loss, seq_n)
+        end = n_lm
+        if tlm:
+            end = n_lm + tlm_in.size(0)
+            t_loss, t_n = sequence_losses(result.logits[n_lm:end], tlm_labels.to(device), causal)
+            loss = loss + pcfg.tlm_weight * t_loss.sum() / t_n.sum().clamp(min=1)
+            out["tlm"] = (t_loss, t_n)
+        if pair_lm:
+            start, end = end, end + side_in.size(0)
+            s_loss, s_n = sequence_losses(result.logits[start:end], side_labels.to(device), causal)
+            loss = loss + pcfg.pair_lm_weight * s_loss.sum() / s_n.sum().clamp(min=1)
+            n = len(pairs["a_ids"])
+            out["pair_lm"] = (s_loss[:n] + s_loss[n:], s_n[:n] + s_n[n:])  # per pair, both sides
+        if ctr:
+            n = len(pairs["a_ids"])
+            hidden, mask = result.hidden_states[-1][end:], attention[end:].to(device)
+            za = alignment.pool(hidden[:n], mask[:n], pcfg.contrastive_pooling)
+            zb = alignment.pool(hidden[n:], mask[n:], pcfg.contrastive_pooling)
+            keys = [alignment.row_keys(torch.as_tensor(pairs[side])).to(device) for side in ("a_ids", "b_ids")]
+            c_loss, correct = alignment.contrastive_losses(za, zb, pcfg.contrastive_temperature, pcfg.gather_negatives,
+                                                           *keys)
+            loss = loss + pcfg.contrastive_weight * c_loss.mean()
+            out["contrastive"] = (c_loss, correct)
     (loss / pcfg.grad_accum_steps).backward()
-    return seq_loss, seq_n, int(attention.sum())
+    out["tokens"] = int(attention.sum())  # every token through the model (documents and pairs)
+    return out
 
 
 def _inject_failure(config: dict, step: int, rank: int) -> None:
@@ -224,19 +285,47 @@ def _inject_failure(config: dict, step: int, rank: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _metrics(step: int, lang_acc: torch.Tensor, tokens: int, elapsed: float, languages: list[str], lr: float,
-             flops_tok: float, peak: float | None, world: int) -> dict:
-    """Loss overall and per language, summed over workers (all-reduce), tokens/s and MFU."""
+PAIR_STATS = 7  # per language pair: TLM loss, targets; contrastive loss, pairs, ranked first; pair-LM loss, targets
+
+
+def _pair_losses(keys: list[str], index: dict[str, int], out: dict, acc: torch.Tensor) -> None:
+    """Add this micro-batch's pair-objective losses per language pair into acc[pair, :]
+    (columns: PAIR_STATS)."""
+    ids = torch.tensor([index[k] for k in keys])
+    if "tlm" in out:
+        acc[:, 0].index_add_(0, ids, out["tlm"][0].detach().double().cpu())
+        acc[:, 1].index_add_(0, ids, out["tlm"][1].double().cpu())
+    if "pair_lm" in out:
+        acc[:, 5].index_add_(0, ids, out["pair_lm"][0].detach().double().cpu())
+        acc[:, 6].index_add_(0, ids, out["pair_lm"][1].double().cpu())
+    if "contrastive" in out:
+        acc[:, 2].index_add_(0, ids, out["contrastive"][0].detach().double().cpu())
+        acc[:, 3].index_add_(0, ids, torch.ones(len(keys), dtype=torch.float64))
+        acc[:, 4].index_add_(0, ids, out["contrastive"][1].double().cpu())
+
+
+def _metrics(step: int, lang_acc: torch.Tensor, pair_acc: torch.Tensor, tokens: int, elapsed: float,
+             languages: list[str], pairs: list[str], lr: float, flops_tok: float, peak: float | None,
+             world: int) -> dict:
+    """Loss overall and per language (and per objective and language pair when aligning),
+    summed over workers (all-reduce), tokens/s and MFU."""
     import torch.distributed as dist
 
-    totals = torch.cat([lang_acc.flatten(), torch.tensor([float(tokens)], dtype=torch.float64)])
+    totals = torch.cat([lang_acc.flatten(), pair_acc.flatten(), torch.tensor([float(tokens)], dtype=torch.float64)])
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(totals)
-    acc = totals[:-1].view(-1, 2)
+    acc = totals[: lang_acc.numel()].view(-1, 2)
+    p_acc = totals[lang_acc.numel() : -1].view(-1, PAIR_STATS)
     metrics = {"step": step, "loss": float(acc[:, 0].sum() / acc[:, 1].sum().clamp(min=1)),
                "lr": lr, "tokens_per_s": float(totals[-1]) / max(elapsed, 1e-9)}
     metrics.update({f"loss/{l}": round(float(acc[i, 0] / acc[i, 1]), 5)
                     for i, l in enumerate(languages) if acc[i, 1] > 0})
+    for name, (num, den) in (("tlm_loss", (0, 1)), ("contrastive_loss", (2, 3)), ("contrastive_acc", (4, 3)),
+                             ("pair_lm_loss", (5, 6))):
+        if p_acc[:, den].sum() > 0:
+            metrics[name] = round(float(p_acc[:, num].sum() / p_acc[:, den].sum()), 5)
+            metrics.update({f"{name}/{k}": round(float(p_acc[i, num] / p_acc[i, den]), 5)
+                            for i, k in enumerate(pairs) if p_acc[i, den] > 0})
     if peak:
         metrics["mfu"] = metrics["tokens_per_s"] * flops_tok / (peak * world)
     return metrics
@@ -284,19 +373,27 @@ def train_loop(config: dict) -> None:
     accum = pcfg.grad_accum_steps
     micro = raytrain.batches(ray.train.get_dataset_shard("train"), pcfg.batch_size, skip=step * accum,
                              repeat_until=pcfg.max_steps * accum)
+    pairs = config.get("pairs") or []
+    pair_index = {k: i for i, k in enumerate(pairs)}
+    pair_micro = raytrain.batches(ray.train.get_dataset_shard("pairs"), pcfg.pair_batch_size, skip=step * accum,
+                                  repeat_until=pcfg.max_steps * accum) if pairs else None
     model.train()
     lang_acc = torch.zeros(len(languages), 2, dtype=torch.float64)
+    pair_acc = torch.zeros(len(pairs), PAIR_STATS, dtype=torch.float64)
     tokens, t0 = 0, time.monotonic()
     while step < pcfg.max_steps:
         optimizer.zero_grad(set_to_none=True)
         for k in range(accum):
             batch = next(micro, None)
-            if batch is None:
+            pair_batch = next(pair_micro, None) if pair_micro else None
+            if batch is None or (pair_micro and pair_batch is None):
                 raise RuntimeError(f"pretrain: data ran out at step {step} (rank {rank})")
             sync = k == accum - 1 or not hasattr(model, "no_sync")
-            seq_loss, seq_n, n_tokens = _micro_step(model, tokenizer, batch, causal, pcfg, gen, device, autocast, sync)
-            _language_losses(list(batch["lang"]), lang_index, seq_loss, seq_n, lang_acc)
-            tokens += n_tokens
+            out = _micro_step(model, tokenizer, batch, pair_batch, causal, pcfg, gen, device, autocast, sync)
+            _language_losses(list(batch["lang"]), lang_index, *out["lm"], lang_acc)
+            if pair_batch is not None:
+                _pair_losses(list(pair_batch["pair"]), pair_index, out, pair_acc)
+            tokens += out["tokens"]
         torch.nn.utils.clip_grad_norm_(model.parameters(), pcfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -306,11 +403,15 @@ def train_loop(config: dict) -> None:
             _inject_failure(config, step, rank)
         if step % pcfg.log_every and step % pcfg.checkpoint_every and not done:
             continue
-        metrics = _metrics(step, lang_acc, tokens, time.monotonic() - t0, languages, scheduler.get_last_lr()[0],
-                           flops_tok, peak, world)
+        metrics = _metrics(step, lang_acc, pair_acc, tokens, time.monotonic() - t0, languages, pairs,
+                           scheduler.get_last_lr()[0], flops_tok, peak, world)
         if rank == 0:
-            log.info("pretrain step %d/%d loss %.4f lr %.2e %.0f tok/s%s", step, pcfg.max_steps, metrics["loss"],
-                     metrics["lr"], metrics["tokens_per_s"], f" MFU {metrics['mfu']:.1%}" if "mfu" in metrics else "")
+            aligned = "".join(f" {k} {metrics[k]:.4f}" for k in ("tlm_loss", "contrastive_loss", "contrastive_acc",
+                                                                  "pair_lm_loss")
+                              if k in metrics)
+            log.info("pretrain step %d/%d loss %.4f%s lr %.2e %.0f tok/s%s", step, pcfg.max_steps, metrics["loss"],
+                     aligned, metrics["lr"], metrics["tokens_per_s"],
+                     f" MFU {metrics['mfu']:.1%}" if "mfu" in metrics else "")
             if config.get("metrics_path"):  # the whole history, one JSON line per report
                 with open(config["metrics_path"], "a", encoding="utf-8") as f:
                     f.write(json.dumps(metrics) + "\n")
@@ -318,6 +419,7 @@ def train_loop(config: dict) -> None:
         ckpt = _checkpoint(model, optimizer, scheduler, gen, step, world, mcfg.objective, accum) if save else None
         raytrain.report(metrics, model, tokenizer, ckpt)
         lang_acc.zero_()
+        pair_acc.zero_()
         tokens, t0 = 0, time.monotonic()
 
 
@@ -343,14 +445,20 @@ def pretrain(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, 
         rows = int(rows * max(1.0, 1.5 * seq_len / max(tokens_per_doc, 1.0))) + 1
     ds = training_stream(manifest, corpus_dir, rows, pcfg.alpha, pcfg.seed, absolute(tokenizer_dir),
                          cfg.model.objective, seq_len)
+    datasets, pairs = {"train": ds}, []
+    if pcfg.reads_pairs:  # translation pairs for TLM / contrastive, one pair micro-batch per micro-batch
+        datasets["pairs"] = alignment.pair_stream(manifest, corpus_dir, micro_batches * pcfg.pair_batch_size,
+                                                  pcfg.pair_alpha, pcfg.seed, absolute(tokenizer_dir),
+                                                  cfg.model.objective, seq_len)
+        pairs = sorted(manifest["parallel"]["pairs"])
     run_dir = absolute(cfg.run_dir) if "://" not in cfg.run_dir else cfg.run_dir
     result = raytrain.fit(
         train_loop,
         {"pretrain": pcfg.model_dump(), "model": cfg.model.model_dump(), "tokenizer_dir": absolute(tokenizer_dir),
          "threads": cfg.ray.cpus_per_worker, "languages": sorted(manifest["languages"]),
          "strategy": cfg.ray.strategy, "failure_marker": str(Path(absolute(out_dir)).parent / ".injected-failure"),
-         "metrics_path": _metrics_path(run_dir)},
-        {"train": ds}, f"{cfg.run_name}-pretrain", run_dir, cfg.ray,
+         "metrics_path": _metrics_path(run_dir), "pairs": pairs},
+        datasets, f"{cfg.run_name}-pretrain", run_dir, cfg.ray,
     )
     raytrain.export(result.checkpoint, out_dir)
     log.info("pretrain: final loss %.4f at step %d -> %s", result.metrics["loss"], result.metrics["step"], out_dir)

@@ -1,0 +1,92 @@
+"""Sentence retrieval on held-out translation pairs (XTREME's Tatoeba / BUCC-style task): for
+each language pair, every source sentence's vector is compared by cosine similarity with the
+vectors of all target sentences of that pair's held-out set, and it counts as found when its
+own translation is the nearest; both directions, per language pair. Sentence vectors are the
+mean of a layer's token vectors (the last by default, as the contrastive objective trains
+them), so an encoder trained without any alignment objective is measured the same way.
+
+Candidates are the held-out pairs of the language pair (`corpus.parallel.heldout_fraction`
+of it, never trained on); chance is 1 / candidates, reported next to the accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..corpus.parallel import read_pairs
+from ..training.alignment import pool, special_ids
+
+log = logging.getLogger(__name__)
+
+
+def load_encoder(model_dir: str):
+    """The model's body (no LM head) and tokenizer from a saved masked- or causal-LM directory."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
+    return model, tok
+
+
+@torch.inference_mode()
+def embed(model, tok, texts: list[str], max_length: int, causal: bool, pooling: str = "mean", layer: int = -1,
+          batch_size: int = 64) -> torch.Tensor:
+    """L2-normalised sentence vectors, each sentence framed as in training ([CLS] s [SEP])."""
+    start, end = special_ids(tok, causal)
+    ids = tok(list(texts), add_special_tokens=False, truncation=True, max_length=max_length - 2)["input_ids"]
+    out = []
+    for b in range(0, len(ids), batch_size):
+        rows = [[start, *x, end] for x in ids[b : b + batch_size]]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r)
+        mask = (input_ids != tok.pad_token_id).long()
+        hidden = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
+        out.append(torch.nn.functional.normalize(pool(hidden, mask, pooling).float(), dim=-1))
+    return torch.cat(out) if out else torch.zeros(0, 1)
+
+
+def accuracy(za: torch.Tensor, zb: torch.Tensor) -> tuple[float, float]:
+    """(a->b, b->a) share of rows whose nearest row on the other side is their own."""
+    sim = za @ zb.T
+    target = torch.arange(len(za))
+    return float((sim.argmax(1) == target).float().mean()), float((sim.argmax(0) == target).float().mean())
+
+
+def evaluate_retrieval(model_dir: str, manifest: dict, corpus_dir: str, max_length: int, causal: bool = False,
+                       pooling: str = "mean", layer: int = -1, min_pairs: int = 10) -> dict:
+    """Per language pair: held-out pairs, accuracy both ways, their mean, chance. The overall
+    figure is the macro average over language pairs with at least `min_pairs` pairs."""
+    section = manifest.get("parallel") or {}
+    if not section.get("pairs"):
+        return {}
+    model, tok = load_encoder(model_dir)
+    by_key: dict[str, list[dict]] = {}
+    for r in read_pairs(manifest, corpus_dir, "heldout").select(["src_lang", "tgt_lang", "src_text", "tgt_text"]).to_pylist():
+        by_key.setdefault("-".join(sorted((r["src_lang"], r["tgt_lang"]))), []).append(r)
+    out: dict[str, dict] = {}
+    for key in sorted(section["pairs"]):
+        a, b = key.split("-", 1)
+        rows = by_key.get(key, [])
+        if len(rows) < min_pairs:
+            continue
+        # orient every pair a -> b (labels in key order), whatever direction its file had
+        side_a = [r["src_text"] if r["src_lang"] == a else r["tgt_text"] for r in rows]
+        side_b = [r["tgt_text"] if r["src_lang"] == a else r["src_text"] for r in rows]
+        za = embed(model, tok, side_a, max_length, causal, pooling, layer)
+        zb = embed(model, tok, side_b, max_length, causal, pooling, layer)
+        ab, ba = accuracy(za, zb)
+        out[key] = {"pairs": len(rows), f"{a}->{b}": round(ab, 4), f"{b}->{a}": round(ba, 4),
+                    "accuracy": round((ab + ba) / 2, 4), "chance": round(1 / len(rows), 4)}
+    macro = sum(v["accuracy"] for v in out.values()) / len(out) if out else 0.0
+    log.info("retrieval: macro accuracy %.3f over %d language pairs (held-out pairs, both directions)", macro, len(out))
+    return {"pooling": pooling, "layer": layer, "macro_accuracy": round(macro, 4), "pairs": out}
+
+
+def language_of(key: str, pivot: str | None = None) -> str:
+    """The language a pair stands for in per-language tables: the side that is not the pivot."""
+    a, b = key.split("-", 1)
+    return b if a == pivot else a if b == pivot else key

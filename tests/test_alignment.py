@@ -1,0 +1,207 @@
+"""Cross-lingual alignment objectives (TLM, contrastive) on tiny models built offline: the pair
+layout, losses that fall, gradients that reach both sides of a pair, and the contrastive loss
+under DDP equal to the one-worker loss on the same global batch."""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from conftest import SAMPLE
+
+from pipeline.config import CorpusConfig, ParallelInput, PretrainConfig, TokenizerConfig
+from pipeline.training import alignment
+from pipeline.training.pretrain import _micro_step, tokenize_batch
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from pipeline.corpus.prepare import prepare
+    from pipeline.training.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("align")
+    cfg = CorpusConfig()
+    cfg.parallel.inputs = [ParallelInput(path=str(SAMPLE / "parallel"))]
+    cfg.parallel.heldout_fraction = 0.5  # a few held-out pairs per language pair for retrieval
+    prepare([str(SAMPLE / "corpus" / "*")], str(root / "corpus"), cfg)
+    manifest = json.loads((root / "corpus" / "manifest.json").read_text())
+    for objective in ("masked_lm", "causal_lm"):
+        train_tokenizer(manifest, str(root / "corpus"), str(root / objective), TokenizerConfig(vocab_size=1500),
+                        objective)
+    return root, manifest
+
+
+def _pairs(root, manifest) -> pa.Table:
+    from pipeline.corpus.parallel import read_pairs
+
+    return pa.concat_tables([read_pairs(manifest, str(root / "corpus"), s) for s in ("train", "heldout")])
+
+
+def test_sample_pairs_are_sharded_per_language_pair(corpus):
+    _, manifest = corpus
+    pairs = manifest["parallel"]["pairs"]
+    assert set(pairs) == {"deu_Latn-eng_Latn", "eng_Latn-fra_Latn", "eng_Latn-spa_Latn"}
+    assert all(p["rows"] == 12 for p in pairs.values())
+
+
+def test_tlm_rows_reset_positions_per_side(corpus):
+    from transformers import AutoTokenizer
+
+    root, manifest = corpus
+    tok_dir = str(root / "masked_lm")
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    batch = pa.table({"src_lang": ["eng_Latn"], "tgt_lang": ["fra_Latn"], "src_text": ["The river is high."],
+                      "tgt_text": ["La rivière est haute."]})
+    out = alignment.tokenize_pairs(batch, tok_dir, "masked_lm", 40)
+    src = tok("The river is high.", add_special_tokens=False)["input_ids"]
+    tgt = tok("La rivière est haute.", add_special_tokens=False)["input_ids"]
+    n = len(src) + len(tgt) + 3
+    row = out["tlm_ids"][0]
+    assert list(row[:n]) == [tok.cls_token_id, *src, tok.sep_token_id, *tgt, tok.sep_token_id]
+    assert (row[n:] == tok.pad_token_id).all()
+    assert list(out["tlm_pos"][0][:n]) == list(range(len(src) + 2)) + list(range(len(tgt) + 1))
+    assert list(out["tlm_seg"][0][:n]) == [0] * (len(src) + 2) + [1] * (len(tgt) + 1)
+    assert list(out["a_ids"][0][: len(src) + 2]) == [tok.cls_token_id, *src, tok.sep_token_id]
+    assert list(out["b_ids"][0][: len(tgt) + 2]) == [tok.cls_token_id, *tgt, tok.sep_token_id]
+    assert out["pair"][0] == "eng_Latn-fra_Latn"
+    # a pair longer than the row is cut, never overflowing, both sides kept
+    long = pa.table({"src_lang": ["eng_Latn"], "tgt_lang": ["fra_Latn"], "src_text": ["word " * 50],
+                     "tgt_text": ["mot " * 5]})
+    cut = alignment.tokenize_pairs(long, tok_dir, "masked_lm", 24)
+    assert (cut["tlm_seg"][0] == 1).sum() == len(tok("mot " * 5, add_special_tokens=False)["input_ids"]) + 1
+    assert cut["tlm_ids"][0][-1] == tok.sep_token_id
+
+
+def _model(arch: str, tok):
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        XLMRobertaConfig,
+        XLMRobertaForMaskedLM,
+    )
+
+    small = dict(vocab_size=len(tok), hidden_size=48, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=96, pad_token_id=tok.pad_token_id, hidden_dropout_prob=0.0,
+                 attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    if arch == "bert":
+        return BertForMaskedLM(BertConfig(max_position_embeddings=48, **small))
+    if arch == "xlm-roberta":  # one segment type, positions from padding_idx + 1
+        return XLMRobertaForMaskedLM(XLMRobertaConfig(max_position_embeddings=48 + tok.pad_token_id + 2, **small))
+    small = {k: v for k, v in small.items() if "dropout" not in k}
+    return LlamaForCausalLM(LlamaConfig(max_position_embeddings=48, num_key_value_heads=2, bos_token_id=tok.bos_token_id,
+                                        eos_token_id=tok.eos_token_id, **small))
+
+
+@pytest.mark.parametrize("arch", ["bert", "xlm-roberta", "llama"])
+def test_alignment_losses_fall_and_reach_both_sides(corpus, arch):
+    from transformers import AutoTokenizer
+
+    root, manifest = corpus
+    objective = "causal_lm" if arch == "llama" else "masked_lm"
+    tok_dir = str(root / objective)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    pairs = _pairs(root, manifest)
+    pair_batch = alignment.tokenize_pairs(pairs.slice(0, 16) if arch != "bert" else pairs, tok_dir, objective, 40)
+    docs = pa.table({"text": ["The market sells fresh fish.", "Le marché vend du poisson."], "lang": ["eng_Latn", "fra_Latn"]})
+    lm_batch = tokenize_batch(docs, tok_dir, "masked_lm", 40)  # one padded row per document
+    model = _model(arch, tok)
+    gen = torch.Generator().manual_seed(0)
+
+    # gradients reach the embeddings of tokens found on only one side of the pairs, for each objective
+    def one_sided(src: np.ndarray, tgt: np.ndarray) -> tuple[set, set]:
+        a, b = set(src.ravel()) - set(tok.all_special_ids), set(tgt.ravel()) - set(tok.all_special_ids)
+        assert a - b and b - a
+        return a - b, b - a
+
+    tlm_ids, seg = pair_batch["tlm_ids"], pair_batch["tlm_seg"]
+    sides = {"tlm_weight": one_sided(tlm_ids[seg == 0], tlm_ids[seg == 1]),  # as the TLM rows hold them
+             "contrastive_weight": one_sided(pair_batch["a_ids"], pair_batch["b_ids"])}
+    for objective_weight, (src_only, tgt_only) in sides.items():
+        weights = {objective_weight: 1.0}
+        pcfg = PretrainConfig(lm_weight=0.0, **weights)
+        model.zero_grad()
+        out = _micro_step(model, tok, lm_batch, pair_batch, objective == "causal_lm", pcfg, gen, torch.device("cpu"),
+                          torch.autocast("cpu", enabled=False), True)
+        grad = model.get_input_embeddings().weight.grad
+        norms = grad.norm(dim=1)
+        assert all(norms[i] > 0 for i in src_only), weights
+        assert all(norms[i] > 0 for i in tgt_only), weights
+        assert ("tlm" in out) == ("tlm_weight" in weights) and ("contrastive" in out) == ("contrastive_weight" in weights)
+
+    # a few steps of all three objectives on the same pairs: TLM and contrastive losses fall
+    pcfg = PretrainConfig(tlm_weight=1.0, contrastive_weight=1.0, contrastive_temperature=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    history = []
+    for _ in range(40):
+        opt.zero_grad()
+        out = _micro_step(model, tok, lm_batch, pair_batch, objective == "causal_lm", pcfg, gen, torch.device("cpu"),
+                          torch.autocast("cpu", enabled=False), True)
+        opt.step()
+        history.append((float(out["tlm"][0].detach().sum() / out["tlm"][1].sum()),
+                        float(out["contrastive"][0].detach().mean()), float(out["contrastive"][1].float().mean())))
+    first, last = np.mean(history[:3], axis=0), np.mean(history[-3:], axis=0)
+    assert last[0] < first[0] - 0.3, history
+    assert last[1] < 0.5 * first[1], history
+    # each source finds its own translation among the 16 (the sample repeats English sentences
+    # across en-fr/en-de/en-es, so a few in-batch "negatives" are the same sentence)
+    assert last[2] >= 0.75, history
+    if arch == "bert":  # retrieval evaluation measures what the training did (these pairs were trained on)
+        from pipeline.evaluation.retrieval import evaluate_retrieval
+
+        untrained = _model(arch, tok)
+        scores = {}
+        for name, m in (("trained", model), ("init", untrained)):
+            m.save_pretrained(root / f"retrieval-{name}")
+            tok.save_pretrained(root / f"retrieval-{name}")
+            scores[name] = evaluate_retrieval(str(root / f"retrieval-{name}"), manifest, str(root / "corpus"), 40,
+                                              min_pairs=3)
+        trained = scores["trained"]
+        assert set(trained["pairs"]) <= set(manifest["parallel"]["pairs"]) and len(trained["pairs"]) >= 2
+        for key, row in trained["pairs"].items():
+            a, b = key.split("-", 1)
+            assert row["pairs"] == manifest["parallel"]["pairs"][key]["heldout_rows"]
+            assert row["accuracy"] == round((row[f"{a}->{b}"] + row[f"{b}->{a}"]) / 2, 4)
+            assert row["chance"] == round(1 / row["pairs"], 4)
+        assert trained["macro_accuracy"] >= 0.8 > scores["init"]["macro_accuracy"], scores
+
+
+def _ddp_worker(rank: int, world: int, init: str, za: torch.Tensor, zb: torch.Tensor, weight: torch.Tensor, out: str):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    w = weight.clone().requires_grad_(True)
+    n = za.size(0) // world
+    rows = slice(rank * n, (rank + 1) * n)
+    loss, _ = alignment.contrastive_losses(za[rows] @ w, zb[rows] @ w, 0.1, gather_negatives=True)
+    loss.mean().backward()
+    dist.all_reduce(w.grad)  # what DDP does with the gradients: average over workers
+    torch.save({"loss": loss.mean().detach(), "grad": w.grad / world}, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_contrastive_loss_under_ddp_equals_one_worker_on_the_global_batch():
+    """Two gloo workers, each with half of 8 pairs, negatives gathered with gradients: the mean of
+    their losses and the averaged gradient equal the one-worker loss and gradient on all 8 pairs."""
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(0)
+    za, zb, weight = torch.randn(8, 6), torch.randn(8, 6), torch.randn(6, 5)
+    w = weight.clone().requires_grad_(True)
+    loss, _ = alignment.contrastive_losses(za @ w, zb @ w, 0.1)
+    loss.mean().backward()
+    with tempfile.TemporaryDirectory() as d:
+        init = f"file://{os.path.join(d, 'store')}"
+        mp.spawn(_ddp_worker, args=(2, init, za, zb, weight, os.path.join(d, "r")), nprocs=2, join=True)
+        parts = [torch.load(os.path.join(d, f"r.{r}")) for r in range(2)]
+    assert torch.allclose(sum(p["loss"] for p in parts) / 2, loss.mean(), atol=1e-6)
+    assert torch.allclose(parts[0]["grad"], w.grad, atol=1e-6) and torch.allclose(parts[1]["grad"], w.grad, atol=1e-6)
+    # without the gather each worker sees only its own 4 pairs: a different (easier) loss
+    local = [alignment.contrastive_losses((za @ weight)[r * 4:(r + 1) * 4], (zb @ weight)[r * 4:(r + 1) * 4], 0.1)[0].mean()
+             for r in range(2)]
+    assert not torch.allclose(sum(local) / 2, loss.mean(), atol=1e-3)
