@@ -4,6 +4,7 @@
     babelforge prepare INPUT... --out DIR [--config F]  the corpus phase alone (no Prefect)
     babelforge pretrain --config FILE                  tokenizer + Ray Train pretraining + held-out loss
     babelforge finetune --config FILE                  Ray Train fine-tuning + per-language evaluation
+    babelforge evaluate --config FILE                  the evaluation suite on a run's existing models
     babelforge langid train INPUT... --out DIR         train + evaluate a fastText language-ID model
     babelforge profiles derive INPUT...                per-language filter thresholds from clean text
 
@@ -126,14 +127,53 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     manifest = read_manifest(corpus_dir)
     tokenizer.train_tokenizer(manifest, corpus_dir, cfg.path("tokenizer"), cfg.tokenizer, cfg.model.objective)
     result = pretrain.pretrain(corpus_dir, manifest, cfg.path("tokenizer"), cfg.path("model-pretrained"), cfg)
-    lm = evaluate.evaluate_lm(result["model_dir"], manifest, corpus_dir, cfg.model, cfg.pretrain.seed)
-    evaluate.write_report(cfg.path("eval"), {"lm": lm})
+    sections = evaluate.evaluate_pretrained(result["model_dir"], manifest, corpus_dir, cfg)
+    evaluate.write_report(cfg.path("eval"), sections)
     print(f"pretrained {cfg.model.objective} model: {result['model_dir']} (step {result['step']}, "
           f"loss {result['loss']:.4f}, {result['tokens_per_s']:.0f} tokens/s)")
+    _print_pretrained(sections, cfg)
+    return 0
+
+
+def _print_pretrained(sections: dict, cfg: PipelineConfig) -> None:
     print(f"held-out loss per language (trained / at init), also in {cfg.path('eval', 'report.md')}:")
-    for lang, m in lm["languages"].items():
+    for lang, m in sections["lm"]["languages"].items():
         extra = f"  {m['bits_per_byte']} bits/byte" if "bits_per_byte" in m else ""
         print(f"  {lang}: {m['loss']:.4f} / {m['loss_init']:.4f}{extra}")
+    if "retrieval" in sections:
+        r = sections["retrieval"]
+        print(f"sentence retrieval on held-out pairs: macro accuracy {r['macro_accuracy']} over {len(r['pairs'])} "
+              f"language pairs (per pair in {cfg.path('eval', 'report.md')})")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """The evaluation suite on existing models of a run, so two runs (or two checkpoints) are
+    compared on the same tests: the pretrained model (held-out LM loss, retrieval) and the
+    fine-tuned model (its task's test report), whichever exist."""
+    from pipeline.corpus.shard import read_manifest
+    from pipeline.evaluation import evaluate
+    from pipeline.storage import exists
+
+    cfg = _with_overrides(args)
+    corpus_dir = args.corpus or cfg.path("corpus")
+    pretrained = args.pretrained or cfg.path("model-pretrained")
+    model = args.model or cfg.path("model")
+    sections: dict = {}
+    if exists(f"{pretrained}/config.json"):
+        sections.update(evaluate.evaluate_pretrained(pretrained, read_manifest(corpus_dir), corpus_dir, cfg))
+    if exists(f"{model}/config.json"):
+        key, test = evaluate.evaluate_finetuned(model, cfg)
+        sections[key] = test
+    if not sections:
+        raise FileNotFoundError(f"no model to evaluate: neither {pretrained} nor {model} holds a saved model "
+                                f"(run `babelforge pretrain` / `babelforge finetune` first, or pass --pretrained / --model)")
+    eval_dir = args.out or cfg.path("eval")
+    report = evaluate.write_report(eval_dir, sections)
+    if "lm" in sections:
+        _print_pretrained(sections, cfg)
+    for line in evaluate.language_lines(sections):
+        print(line)
+    print(f"report: {eval_dir}/report.md, charts: {', '.join(f'{eval_dir}/{n}.png' for n in report.get('charts', {}))}")
     return 0
 
 
@@ -204,6 +244,16 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--pretrained", help="pretrained model directory (default: <run>/model-pretrained)")
         _set_option(p)
         p.set_defaults(func=func)
+    p = sub.add_parser("evaluate", help="run the evaluation suite on a run's existing models (compare runs)")
+    p.add_argument("--config", help="YAML config (default: embedded defaults)")
+    p.add_argument("--run-name", help="override run_name")
+    p.add_argument("--output-dir", help="override output_dir")
+    p.add_argument("--corpus", help="corpus directory (default: <run>/corpus): its held-out text and pairs")
+    p.add_argument("--pretrained", help="pretrained model directory (default: <run>/model-pretrained)")
+    p.add_argument("--model", help="fine-tuned model directory (default: <run>/model)")
+    p.add_argument("--out", help="report folder (default: <run>/eval)")
+    _set_option(p)
+    p.set_defaults(func=cmd_evaluate)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

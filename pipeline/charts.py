@@ -1,4 +1,5 @@
-"""Pictures for people: kept and rejected documents per language, as a PNG."""
+"""Pictures for people: kept and rejected documents per language, and per-language result
+charts (grouped bars with a baseline), as PNG files."""
 
 from __future__ import annotations
 
@@ -81,3 +82,54 @@ def corpus_chart(report: dict, uri: str, limit: int = 60) -> str:
     height = fig.get_size_inches()[1]  # fixed margins in inches: tight_layout lays out every label again
     fig.subplots_adjust(left=0.11, right=0.98, top=1 - 0.6 / height, bottom=0.5 / height)
     return save_png(fig, uri)
+
+
+def language_bars(series: dict[str, dict[str, float]], uri: str, title: str, xlabel: str,
+                  baseline: dict[str, float] | None = None, baseline_label: str = "baseline",
+                  xlim: tuple[float, float] | None = None) -> str:
+    """Grouped horizontal bars, one group per language (rows), one bar per series (e.g. two
+    training arms, or trained vs at initialisation), with an optional per-language baseline
+    drawn as a black tick (majority-label accuracy, chance). Written atomically to `uri`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    langs = sorted({lang for values in series.values() for lang in values}, reverse=True)
+    k = max(1, len(series))
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.22 * len(langs) * (1 + 0.35 * (k - 1)) + 1.2)), dpi=110)
+    cmap = plt.get_cmap("tab10")
+    height = 0.8 / k
+    handles = []
+    for j, (name, values) in enumerate(series.items()):
+        y = [i - 0.4 + height * (j + 0.5) for i in range(len(langs))]
+        widths = [values.get(lang, 0.0) or 0.0 for lang in langs]
+        handles.append(_bars(ax, y, [0.0] * len(langs), widths, cmap(j % 10), name, height * 0.9))
+    top = max([v or 0.0 for values in series.values() for v in values.values()] + [1e-9])
+    if baseline:
+        for i, lang in enumerate(langs):
+            if lang in baseline:
+                ax.plot([baseline[lang]] * 2, [i - 0.45, i + 0.45], color="black", linewidth=1.5)
+        handles.append(Line2D([0], [0], color="black", linewidth=1.5, label=baseline_label))
+        top = max([top] + list(baseline.values()))
+    ax.set_yticks(range(len(langs)), langs, fontsize=7 if len(langs) > 40 else 9)
+    ax.set_ylim(-0.6, len(langs) - 0.4)
+    ax.set_xlim(*(xlim or (0, top * 1.05)))
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    height_in = fig.get_size_inches()[1]
+    fig.subplots_adjust(left=0.2, right=0.98, top=1 - 0.5 / height_in, bottom=0.5 / height_in)
+    return save_png(fig, uri)
+
+
+def png_data_uri(uri: str) -> str:
+    """A PNG as a data: URI, for markdown that must carry its picture (Prefect artifacts)."""
+    import base64
+
+    from .storage import get_fs
+
+    fs, path = get_fs(uri)
+    with fs.open(path, "rb") as f:
+        return "data:image/png;base64," + base64.b64encode(f.read()).decode()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .config import PipelineConfig
 from .evaluation.evaluate import markdown
+from .storage import get_fs
 from .training import tasks
 
 log = logging.getLogger(__name__)
@@ -94,12 +95,20 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     else:
         exp_id = exp.experiment_id
 
+    for name, uri in eval_report.get("charts", {}).items():  # beside the card, which shows them (<name>.png)
+        fs, path = get_fs(uri)
+        if fs.exists(path):
+            fs.get(path, str(Path(model_dir, f"{name}.png")))
     Path(model_dir, "README.md").write_text(model_card(rcfg.model_name, eval_report, manifest, manifest_sha256, cfg),
                                             encoding="utf-8")
     task = tasks.get(cfg.finetune.task)
     test = eval_report.get(task.key, {})
     metrics = task.metrics(test)
     metrics.update({f"lm_loss.{lang}": m["loss"] for lang, m in eval_report.get("lm", {}).get("languages", {}).items()})
+    retrieval = eval_report.get("retrieval", {})
+    metrics.update({f"retrieval_accuracy.{key}": m["accuracy"] for key, m in retrieval.get("pairs", {}).items()})
+    if retrieval:
+        metrics["retrieval_accuracy.macro"] = retrieval["macro_accuracy"]
     with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:
         mlflow.log_params(flatten(cfg.model_dump(mode="json")))
         mlflow.log_metrics(metrics)

@@ -14,6 +14,7 @@ from conftest import SAMPLE
 
 from pipeline.config import CorpusConfig, ParallelInput, PretrainConfig, TokenizerConfig
 from pipeline.training import alignment
+from pipeline.training.model import SelectiveLM, lm_targets, selected_losses, sequence_losses
 from pipeline.training.pretrain import _micro_step, tokenize_batch
 
 
@@ -110,7 +111,7 @@ def test_alignment_losses_fall_and_reach_both_sides(corpus, arch):
     pair_batch = alignment.tokenize_pairs(pairs.slice(0, 16) if arch != "bert" else pairs, tok_dir, objective, 40)
     docs = pa.table({"text": ["The market sells fresh fish.", "Le marché vend du poisson."], "lang": ["eng_Latn", "fra_Latn"]})
     lm_batch = tokenize_batch(docs, tok_dir, "masked_lm", 40)  # one padded row per document
-    model = _model(arch, tok)
+    model = SelectiveLM(_model(arch, tok))
     gen = torch.Generator().manual_seed(0)
 
     # gradients reach the embeddings of tokens found on only one side of the pairs, for each objective
@@ -128,7 +129,7 @@ def test_alignment_losses_fall_and_reach_both_sides(corpus, arch):
         model.zero_grad()
         out = _micro_step(model, tok, lm_batch, pair_batch, objective == "causal_lm", pcfg, gen, torch.device("cpu"),
                           torch.autocast("cpu", enabled=False), True)
-        grad = model.get_input_embeddings().weight.grad
+        grad = model.model.get_input_embeddings().weight.grad
         norms = grad.norm(dim=1)
         assert all(norms[i] > 0 for i in src_only), weights
         assert all(norms[i] > 0 for i in tgt_only), weights
@@ -156,7 +157,7 @@ def test_alignment_losses_fall_and_reach_both_sides(corpus, arch):
 
         untrained = _model(arch, tok)
         scores = {}
-        for name, m in (("trained", model), ("init", untrained)):
+        for name, m in (("trained", model.model), ("init", untrained)):
             m.save_pretrained(root / f"retrieval-{name}")
             tok.save_pretrained(root / f"retrieval-{name}")
             scores[name] = evaluate_retrieval(str(root / f"retrieval-{name}"), manifest, str(root / "corpus"), 40,
@@ -205,3 +206,26 @@ def test_contrastive_loss_under_ddp_equals_one_worker_on_the_global_batch():
     local = [alignment.contrastive_losses((za @ weight)[r * 4:(r + 1) * 4], (zb @ weight)[r * 4:(r + 1) * 4], 0.1)[0].mean()
              for r in range(2)]
     assert not torch.allclose(sum(local) / 2, loss.mean(), atol=1e-3)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_logits_at_selected_positions_give_the_full_model_losses(corpus, causal):
+    """SelectiveLM computes the LM head only where a loss needs it: the per-sequence losses equal
+    those of the model's own forward over every position."""
+    from transformers import AutoTokenizer
+
+    root, _ = corpus
+    tok = AutoTokenizer.from_pretrained(str(root / ("causal_lm" if causal else "masked_lm")))
+    inner = _model("llama" if causal else "bert", tok).eval()
+    torch.manual_seed(1)
+    ids = torch.randint(5, len(tok), (4, 20))
+    ids[1, 12:] = tok.pad_token_id
+    attention = (ids != tok.pad_token_id).long()
+    labels = ids.masked_fill(attention == 0, -100) if causal else \
+        ids.masked_fill(torch.rand(ids.shape) > 0.3, -100).masked_fill(attention == 0, -100)
+    full = sequence_losses(inner(input_ids=ids, attention_mask=attention).logits, labels, causal)
+    select, targets = lm_targets(labels, causal)
+    [(_, logits)] = SelectiveLM(inner)([{"input_ids": ids, "attention_mask": attention, "select": select}])
+    assert logits.shape == (int(select.sum()), len(tok))
+    part = selected_losses(logits, targets, select)
+    assert torch.allclose(part[0], full[0], atol=1e-4) and torch.equal(part[1], full[1])

@@ -64,3 +64,34 @@ def test_a_stage_without_its_input_names_the_command_that_makes_it(tmp_path, cap
     rc = main(["finetune", "--output-dir", str(tmp_path), "--run-name", "r"])
     err = capsys.readouterr().err
     assert rc == 2 and "no pretrained model at" in err and "babelforge pretrain" in err
+    rc = main(["evaluate", "--output-dir", str(tmp_path), "--run-name", "r"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no model to evaluate" in err and "babelforge pretrain" in err
+
+
+def test_evaluate_runs_the_suite_on_an_existing_model(tmp_path, capsys):
+    """`babelforge evaluate` on a run's saved pretrained model: held-out LM loss per language and
+    retrieval per language pair (the corpus has translation pairs), tables and charts."""
+    import json
+
+    from pipeline.config import ModelConfig, TokenizerConfig
+    from pipeline.training.model import build_mlm
+    from pipeline.training.tokenizer import train_tokenizer
+
+    run = tmp_path / "r"
+    sets = ["--set", f"corpus.parallel.inputs=[{{path: {SAMPLE / 'parallel'}}}]", "--set",
+            "corpus.parallel.heldout_fraction=0.95", "--set", "model.hidden_size=32", "--set",
+            "model.intermediate_size=64", "--set", "model.num_layers=1"]
+    assert main(["prepare", str(SAMPLE / "corpus" / "*"), "--out", str(run / "corpus"), *sets]) == 0
+    manifest = json.loads((run / "corpus" / "manifest.json").read_text())
+    tok = train_tokenizer(manifest, str(run / "corpus"), str(run / "tokenizer"), TokenizerConfig(vocab_size=1200))
+    build_mlm(ModelConfig(hidden_size=32, intermediate_size=64, num_layers=1), tok).save_pretrained(run / "model-pretrained")
+    tok.save_pretrained(run / "model-pretrained")
+    capsys.readouterr()
+    assert main(["evaluate", "--output-dir", str(tmp_path), "--run-name", "r", *sets]) == 0
+    out = capsys.readouterr().out
+    assert "sentence retrieval on held-out pairs: macro accuracy" in out
+    report = json.loads((run / "eval" / "report.json").read_text())
+    assert set(report["retrieval"]["pairs"]) == set(manifest["parallel"]["pairs"])
+    assert set(report["lm"]["languages"]) == {k for k, v in manifest["languages"].items() if v["heldout_rows"]}
+    assert {"lm", "retrieval"} <= set(report["charts"]) and (run / "eval" / "retrieval.png").exists()

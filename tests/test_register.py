@@ -101,3 +101,41 @@ def test_every_configurable_task_has_one_class():
 
     assert set(typing.get_args(FinetuneConfig.model_fields["task"].annotation)) == set(TASKS)
     assert len({t.key for t in TASKS.values()}) == len(TASKS)
+
+
+RETRIEVAL = {"pooling": "mean", "layer": -1, "macro_accuracy": 0.6,
+             "pairs": {"eng_Latn-fra_Latn": {"pairs": 20, "eng_Latn->fra_Latn": 0.7, "fra_Latn->eng_Latn": 0.5,
+                                             "accuracy": 0.6, "chance": 0.05}}}
+
+
+def test_charts_and_retrieval_reach_report_card_and_mlflow(model_and_manifest, tmp_path):
+    """eval/report.md shows a PNG per table; the model card carries tables and pictures; MLflow
+    gets the retrieval accuracy per language pair and the pictures with the model."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from pipeline.evaluation.evaluate import write_report
+
+    root, manifest = model_and_manifest
+    sections = {**EVAL, "lm": {"languages": {"fr": {"docs": 3, "loss": 5.0, "loss_init": 6.0}}},
+                "retrieval": RETRIEVAL}
+    report = write_report(str(tmp_path / "eval"), sections, merge=False)
+    assert set(report["charts"]) == {"classification", "lm", "retrieval"}
+    for name in report["charts"]:
+        assert (tmp_path / "eval" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    md = (tmp_path / "eval" / "report.md").read_text()
+    assert "![retrieval](retrieval.png)" in md and "| eng_Latn-fra_Latn | 20 | 0.7 | 0.5 | 0.6 | 0.05 |" in md
+    model = tmp_path / "model"
+    shutil.copytree(root / "model", model)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = PipelineConfig.model_validate({"run_name": "charts", "registry": {"tracking_uri": uri, "model_name": "m"}})
+    reg = register(str(model), report, manifest, "abc", cfg)
+    card = (model / "README.md").read_text()
+    assert "Sentence retrieval" in card and "![classification](classification.png)" in card
+    assert (model / "classification.png").exists() and (model / "retrieval.png").exists()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    metrics = client.get_run(reg["run_id"]).data.metrics
+    assert metrics["retrieval_accuracy.eng_Latn-fra_Latn"] == 0.6 and metrics["retrieval_accuracy.macro"] == 0.6
+    files = {f.path for f in client.list_artifacts(reg["run_id"], "model")}
+    assert {"model/retrieval.png", "model/lm.png", "model/classification.png"} <= files

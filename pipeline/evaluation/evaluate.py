@@ -89,6 +89,46 @@ def evaluate_lm(model_dir: str, manifest: dict, corpus_dir: str, model_cfg: Mode
     return {"objective": model_cfg.objective, "languages": out}
 
 
+def evaluate_pretrained(model_dir: str, manifest: dict, corpus_dir: str, cfg) -> dict:
+    """The pretrained model's sections of the report: held-out language modelling per language
+    (`lm`) and, where the corpus has translation pairs, sentence retrieval per language pair
+    on the held-out pairs (`retrieval`)."""
+    from .retrieval import evaluate_retrieval
+
+    sections = {"lm": evaluate_lm(model_dir, manifest, corpus_dir, cfg.model, cfg.pretrain.seed)}
+    retrieval = evaluate_retrieval(model_dir, manifest, corpus_dir, cfg.model.max_length,
+                                   cfg.model.objective == "causal_lm", cfg.pretrain.contrastive_pooling)
+    if retrieval:
+        sections["retrieval"] = retrieval
+    return sections
+
+
+def charts(report: dict, eval_dir: str) -> dict[str, str]:
+    """A PNG per table of the report, per language: {section: uri}."""
+    from .. import charts as ch
+
+    out = {}
+    for task, section in task_reports(report):
+        series, baseline = task.chart(section)
+        if any(series.values()):
+            out[task.key] = ch.language_bars(series, join(eval_dir, f"{task.key}.png"), f"{task.title}: test set, per language",
+                                             "score", baseline, "majority-label accuracy", (0, 1))
+    lm = report.get("lm", {}).get("languages", {})
+    if lm:
+        out["lm"] = ch.language_bars({"trained": {l: m["loss"] for l, m in lm.items()},
+                                      "at initialisation": {l: m["loss_init"] for l, m in lm.items()}},
+                                     join(eval_dir, "lm.png"), "Held-out language-model loss per language (lower is better)",
+                                     "loss (nats per target token)")
+    pairs = report.get("retrieval", {}).get("pairs", {})
+    if pairs:
+        out["retrieval"] = ch.language_bars(
+            {"accuracy (mean of both directions)": {k: m["accuracy"] for k, m in pairs.items()}},
+            join(eval_dir, "retrieval.png"),
+            f"Sentence retrieval on held-out pairs (macro {report['retrieval']['macro_accuracy']:.3f})",
+            "accuracy", {k: m["chance"] for k, m in pairs.items()}, "chance", (0, 1))
+    return out
+
+
 def _cells(values) -> str:
     return " | ".join("" if v is None else str(v) for v in values)
 
@@ -117,16 +157,31 @@ def markdown(report: dict) -> str:
             extra = f" {m['bits_per_byte']} |" if "bits_per_byte" in m else ""
             lines.append(f"| {lang} | {_cells([m.get('docs'), m.get('loss'), m.get('loss_init')])} |{extra}")
         parts.append("\n".join(lines))
+    retrieval = report.get("retrieval", {})
+    if retrieval.get("pairs"):
+        lines = ["### Sentence retrieval on held-out translation pairs", "",
+                 f"Nearest sentence by cosine similarity ({retrieval['pooling']} pooling, layer {retrieval['layer']}), "
+                 f"among the held-out pairs of each language pair; macro accuracy **{retrieval['macro_accuracy']}**.", "",
+                 "| language pair | held-out pairs | a -> b | b -> a | accuracy | chance |", "|---|---:|---:|---:|---:|---:|"]
+        for key, m in sorted(retrieval["pairs"].items()):
+            a, b = key.split("-", 1)
+            lines.append(f"| {key} | {_cells([m['pairs'], m[f'{a}->{b}'], m[f'{b}->{a}'], m['accuracy'], m['chance']])} |")
+        parts.append("\n".join(lines))
+    pictures = report.get("charts", {})
+    if pictures:
+        parts.append("\n".join(f"![{name}]({name}.png)" for name in sorted(pictures)))
     return "\n\n".join(parts) + "\n"
 
 
 def write_report(eval_dir: str, sections: dict, merge: bool = True) -> dict:
-    """Write `eval/report.json` ({"lm": ..., <task key>: ...}) and `eval/report.md`, the same
+    """Write `eval/report.json` ({"lm": ..., "retrieval": ..., <task key>: ...}), `eval/report.md`
+    and a chart per table (`eval/<section>.png`), the same
     files whether the CLI (one stage at a time: `merge` into what an earlier stage wrote) or
     the Prefect flow (everything at once: `merge=False`) evaluates. Returns the whole report."""
     uri = join(eval_dir, "report.json")
     report = dict(read_json(uri)) if merge and exists(uri) else {}
     report.update(sections)
+    report["charts"] = charts(report, eval_dir)  # a PNG per table, named <section>.png beside report.md
     write_json(uri, report)
     with atomic_open(join(eval_dir, "report.md"), "wb") as f:
         f.write(markdown(report).encode())

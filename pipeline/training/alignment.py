@@ -12,7 +12,8 @@
   tokens (or its first token, `pooling: cls`), L2-normalised; the similarity matrix of
   sources against targets, divided by a temperature, is a classification of which target
   translates each source, in both directions. Under DDP the pooled vectors of every worker are
-  gathered with gradients (`torch.distributed.nn.functional.all_gather`), so each worker's
+  gathered with gradients (`all_gather_tensor_autograd`: the backward sums each row's
+  gradients from every worker back to its owner), so each worker's
   pairs meet the negatives of all workers: the loss equals the one-worker loss on the whole
   global batch (tested), and the negatives grow with the number of workers.
 
@@ -162,10 +163,10 @@ def gather(z: torch.Tensor) -> tuple[torch.Tensor, int]:
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return z, 0
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed._functional_collectives import all_gather_tensor_autograd, wait_tensor
 
-    parts = all_gather(z.contiguous())
-    return torch.cat(parts, dim=0), dist.get_rank() * z.size(0)
+    gathered = wait_tensor(all_gather_tensor_autograd(z.contiguous(), 0, dist.group.WORLD))
+    return gathered, dist.get_rank() * z.size(0)
 
 
 _KEY_WEIGHTS = torch.randint(1, 2**31 - 1, (4096,), generator=torch.Generator().manual_seed(12345))

@@ -59,6 +59,64 @@ def load_model(model_dir: str, objective: str):
     return auto.from_pretrained(model_dir, attn_implementation="sdpa", local_files_only=True)
 
 
+class SelectiveLM(torch.nn.Module):
+    """A masked- or causal-LM model whose forward returns the body's last hidden states and the
+    LM head's logits at the selected positions only. Masked LM predicts ~15% of the tokens and
+    the contrastive objective none: computing the vocabulary projection everywhere (what the
+    model's own forward does) was most of a small model's training time. Wrapped before DDP /
+    FSDP, so one forward through the wrapper is what the gradient reduction sees."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        heads = [name for name, _ in model.named_children() if name != model.base_model_prefix]
+        if len(heads) != 1:
+            raise ValueError(f"{type(model).__name__}: expected a body ({model.base_model_prefix}) and one LM head, "
+                             f"found {heads}")
+        self.head_name = heads[0]
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def base_model(self):
+        return self.model.base_model
+
+    def forward(self, groups: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Each group (rows of one kind, e.g. documents, TLM pairs, contrastive sides, trimmed to
+        their own width) through the body; the head on its `select`ed positions (None: no
+        logits). One call, so DDP sees one forward whatever the number of groups."""
+        out = []
+        for g in groups:
+            inputs = {k: v for k, v in g.items() if k != "select"}
+            hidden = self.model.base_model(**inputs).last_hidden_state
+            select = g.get("select")
+            out.append((hidden, getattr(self.model, self.head_name)(hidden[select]) if select is not None else None))
+        return out
+
+
+def lm_targets(labels: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions whose logits are needed, their target ids): the labelled positions, or for a
+    causal model the positions before them (token t predicts t + 1)."""
+    if causal:
+        select = torch.zeros_like(labels, dtype=torch.bool)
+        select[:, :-1] = labels[:, 1:] != -100
+        return select, labels[:, 1:][labels[:, 1:] != -100]
+    select = labels != -100
+    return select, labels[select]
+
+
+def selected_losses(logits: torch.Tensor, targets: torch.Tensor, select: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence summed cross-entropy and target count from the logits of the selected
+    positions (`SelectiveLM`), as `sequence_losses` gives them from full logits."""
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    rows = select.nonzero()[:, 0]
+    n_rows = select.size(0)
+    seq_loss = torch.zeros(n_rows, dtype=loss.dtype, device=loss.device).index_add(0, rows, loss)
+    return seq_loss, select.sum(dim=1)
+
+
 def sequence_losses(logits: torch.Tensor, labels: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sequence summed cross-entropy and target count (labels -100 are ignored); causal
     models predict token t+1 from tokens <= t."""

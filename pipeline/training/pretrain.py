@@ -38,7 +38,16 @@ from ..config import PipelineConfig
 from ..corpus.shard import mixing_plan, shard_paths
 from ..storage import absolute
 from . import alignment, raytrain
-from .model import build_model, flops_per_token, load_model, mask_tokens, sequence_losses, warmup_cosine
+from .model import (
+    SelectiveLM,
+    build_model,
+    flops_per_token,
+    lm_targets,
+    load_model,
+    mask_tokens,
+    selected_losses,
+    warmup_cosine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +176,7 @@ def _load_model(config: dict, mcfg, pcfg, device):
         torch.manual_seed(pcfg.seed)  # identical initial weights on every rank
         model = build_model(mcfg, tokenizer)
     flops_tok = flops_per_token(model)
+    model = SelectiveLM(model)  # logits only where a loss needs them
     if pcfg.compile:
         model = torch.compile(model)
     if config["strategy"] == "fsdp":
@@ -205,74 +215,74 @@ def _lm_rows(ids: torch.Tensor, tokenizer, causal: bool, pcfg, gen) -> tuple[tor
     return mask_tokens(ids, tokenizer, pcfg.mask_probability, gen)
 
 
+def _group(ids: torch.Tensor, pad: int, labels: torch.Tensor | None, causal: bool, positions: torch.Tensor | None,
+           segments: torch.Tensor | None, config, device) -> tuple[dict, torch.Tensor | None]:
+    """One group of rows for `SelectiveLM`: trimmed to its longest row, with the positions whose
+    logits its loss needs; (group, their targets)."""
+    attention = (ids != pad).long()
+    width = max(1, int(attention.sum(dim=1).max()))
+    g = {"input_ids": ids[:, :width].to(device), "attention_mask": attention[:, :width].to(device)}
+    if positions is not None:  # explicit positions (reset per side in TLM rows) and segments
+        g["position_ids"] = (positions[:, :width] + alignment.position_offset(config)).to(device)
+        if segments is not None and not causal and alignment.uses_segments(config):
+            g["token_type_ids"] = segments[:, :width].to(device)
+    targets = None
+    if labels is not None:
+        select, targets = lm_targets(labels[:, :width], causal)
+        g["select"] = select.to(device)
+        targets = targets.to(device)
+    return g, targets
+
+
 def _micro_step(model, tokenizer, batch: dict, pairs: dict | None, causal: bool, pcfg, gen, device, autocast,
                 sync: bool) -> dict:
-    """Forward and backward of one micro-batch (gradients scaled for accumulation). The
-    documents' LM rows, the pairs' TLM rows and the two sides of the pairs for the contrastive
-    objective go through the model as one batch: one forward, so DDP reduces the gradients
-    once. Returns per-sequence losses and target counts per objective, and tokens seen."""
-    lm_in, lm_labels = _lm_rows(torch.as_tensor(batch["input_ids"], dtype=torch.long), tokenizer, causal, pcfg, gen)
-    n_lm, seq_len = lm_in.shape
-    inputs, positions, segments = [lm_in], [torch.arange(seq_len).expand(n_lm, -1)], [torch.zeros_like(lm_in)]
-    tlm = pairs is not None and pcfg.tlm_weight > 0
-    ctr = pairs is not None and pcfg.contrastive_weight > 0
-    pair_lm = pairs is not None and pcfg.pair_lm_weight > 0
-    if tlm:
-        tlm_in, tlm_labels = _lm_rows(torch.as_tensor(pairs["tlm_ids"], dtype=torch.long), tokenizer, causal, pcfg, gen)
-        inputs.append(tlm_in)
-        positions.append(torch.as_tensor(pairs["tlm_pos"], dtype=torch.long))
-        segments.append(torch.as_tensor(pairs["tlm_seg"], dtype=torch.long))
-    if pair_lm:  # each side of a pair as a monolingual sentence
-        sides = torch.cat([torch.as_tensor(pairs[side], dtype=torch.long) for side in ("a_ids", "b_ids")])
-        side_in, side_labels = _lm_rows(sides, tokenizer, causal, pcfg, gen)
-        inputs.append(side_in)
-        positions.append(torch.arange(sides.size(1)).expand(sides.size(0), -1))
-        segments.append(torch.zeros_like(sides))
-    if ctr:
-        for side in ("a_ids", "b_ids"):
-            ids = torch.as_tensor(pairs[side], dtype=torch.long)
-            inputs.append(ids)
-            positions.append(torch.arange(ids.size(1)).expand(ids.size(0), -1))
-            segments.append(torch.zeros_like(ids))
-    input_ids = torch.cat(inputs)
-    attention = (input_ids != tokenizer.pad_token_id).long()
-    kwargs = {}
-    if pairs is not None:  # explicit positions (reset per side in TLM rows) and segments
-        config = raytrain.unwrap(model).config
-        kwargs["position_ids"] = (torch.cat(positions) + alignment.position_offset(config)).to(device)
-        if not causal and alignment.uses_segments(config):
-            kwargs["token_type_ids"] = torch.cat(segments).to(device)
+    """Forward and backward of one micro-batch (gradients scaled for accumulation): the
+    documents' LM rows and, from the translation pairs, TLM rows (a pair as one sequence),
+    pair-LM rows (each side alone, masked) and contrastive rows (each side alone, clean), each
+    kind as its own group of rows trimmed to its own width, all in one forward through the
+    model (so DDP reduces the gradients once). Returns per-sequence losses and target counts
+    per objective, and the tokens seen."""
+    pad = tokenizer.pad_token_id
+    config = raytrain.unwrap(model).config
+    ids = torch.as_tensor(batch["input_ids"], dtype=torch.long)
+    inp, labels = _lm_rows(ids, tokenizer, causal, pcfg, gen)
+    aligned = pairs is not None
+    arange = (lambda x: torch.arange(x.size(1)).expand(x.size(0), -1)) if aligned else (lambda x: None)
+    groups = {"lm": _group(inp, pad, labels, causal, arange(inp), None, config, device)}
+    if aligned and pcfg.tlm_weight > 0:
+        inp, labels = _lm_rows(torch.as_tensor(pairs["tlm_ids"], dtype=torch.long), tokenizer, causal, pcfg, gen)
+        groups["tlm"] = _group(inp, pad, labels, causal, torch.as_tensor(pairs["tlm_pos"], dtype=torch.long),
+                               torch.as_tensor(pairs["tlm_seg"], dtype=torch.long), config, device)
+    sides = torch.cat([torch.as_tensor(pairs[s], dtype=torch.long) for s in ("a_ids", "b_ids")]) if aligned else None
+    if aligned and pcfg.pair_lm_weight > 0:  # each side of a pair as a monolingual sentence
+        inp, labels = _lm_rows(sides, tokenizer, causal, pcfg, gen)
+        groups["pair_lm"] = _group(inp, pad, labels, causal, arange(inp), None, config, device)
+    if aligned and pcfg.contrastive_weight > 0:
+        groups["contrastive"] = _group(sides, pad, None, causal, arange(sides), None, config, device)
+    weights = {"lm": pcfg.lm_weight, "tlm": pcfg.tlm_weight, "pair_lm": pcfg.pair_lm_weight}
     out: dict = {}
     with (nullcontext() if sync else model.no_sync()), autocast:
-        result = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                       output_hidden_states=ctr, **kwargs)
-        seq_loss, seq_n = sequence_losses(result.logits[:n_lm], lm_labels.to(device), causal)
-        loss = pcfg.lm_weight * seq_loss.sum() / seq_n.sum().clamp(min=1)
-        out["lm"] = (seq_loss, seq_n)
-        end = n_lm
-        if tlm:
-            end = n_lm + tlm_in.size(0)
-            t_loss, t_n = sequence_losses(result.logits[n_lm:end], tlm_labels.to(device), causal)
-            loss = loss + pcfg.tlm_weight * t_loss.sum() / t_n.sum().clamp(min=1)
-            out["tlm"] = (t_loss, t_n)
-        if pair_lm:
-            start, end = end, end + side_in.size(0)
-            s_loss, s_n = sequence_losses(result.logits[start:end], side_labels.to(device), causal)
-            loss = loss + pcfg.pair_lm_weight * s_loss.sum() / s_n.sum().clamp(min=1)
-            n = len(pairs["a_ids"])
-            out["pair_lm"] = (s_loss[:n] + s_loss[n:], s_n[:n] + s_n[n:])  # per pair, both sides
-        if ctr:
-            n = len(pairs["a_ids"])
-            hidden, mask = result.hidden_states[-1][end:], attention[end:].to(device)
-            za = alignment.pool(hidden[:n], mask[:n], pcfg.contrastive_pooling)
-            zb = alignment.pool(hidden[n:], mask[n:], pcfg.contrastive_pooling)
-            keys = [alignment.row_keys(torch.as_tensor(pairs[side])).to(device) for side in ("a_ids", "b_ids")]
-            c_loss, correct = alignment.contrastive_losses(za, zb, pcfg.contrastive_temperature, pcfg.gather_negatives,
-                                                           *keys)
-            loss = loss + pcfg.contrastive_weight * c_loss.mean()
-            out["contrastive"] = (c_loss, correct)
+        results = dict(zip(groups, model([g for g, _ in groups.values()])))
+        loss = 0.0
+        for name, (hidden, logits) in results.items():
+            g, targets = groups[name]
+            if name == "contrastive":
+                n = len(pairs["a_ids"])
+                z = alignment.pool(hidden, g["attention_mask"], pcfg.contrastive_pooling)
+                keys = alignment.row_keys(sides).to(device)
+                c_loss, correct = alignment.contrastive_losses(z[:n], z[n:], pcfg.contrastive_temperature,
+                                                               pcfg.gather_negatives, keys[:n], keys[n:])
+                loss = loss + pcfg.contrastive_weight * c_loss.mean()
+                out[name] = (c_loss, correct)
+                continue
+            seq_loss, seq_n = selected_losses(logits, targets, g["select"])
+            loss = loss + weights[name] * seq_loss.sum() / seq_n.sum().clamp(min=1)
+            if name == "pair_lm":  # per pair: both sides together
+                n = len(pairs["a_ids"])
+                seq_loss, seq_n = seq_loss[:n] + seq_loss[n:], seq_n[:n] + seq_n[n:]
+            out[name] = (seq_loss, seq_n)
     (loss / pcfg.grad_accum_steps).backward()
-    out["tokens"] = int(attention.sum())  # every token through the model (documents and pairs)
+    out["tokens"] = sum(int(g["attention_mask"].sum()) for g, _ in groups.values())  # every token through the model
     return out
 
 

@@ -74,12 +74,17 @@ def fit(train_fn, loop_config: dict, datasets: dict, name: str, run_dir: str, cf
 
 
 def unwrap(model):
-    """The Hugging Face model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    """The Hugging Face model inside DDP (`.module`), torch.compile (`._orig_mod`) and
+    `SelectiveLM` (`.model`) wrappers."""
+    from .model import SelectiveLM
+
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
         elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
             model = model.module
+        elif isinstance(model, SelectiveLM):
+            model = model.model
         else:
             return model
 
@@ -158,6 +163,10 @@ def report(metrics: dict, model, tokenizer, state: dict | None) -> None:
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
         full = get_model_state_dict(model, options=_full())
+        inner = unwrap(model)
+        if inner is not model:  # keys of the wrapped model: drop the wrapper's prefix ("model.")
+            prefix = next((n + "." for n, m in model.named_children() if m is inner), "")
+            full = {k.removeprefix(prefix): v for k, v in full.items()}
     if ray.train.get_context().get_world_rank() != 0 or state is None:
         ray.train.report(metrics)
         return

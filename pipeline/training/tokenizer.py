@@ -27,7 +27,9 @@ BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
 def sample_texts(manifest: dict, corpus_dir: str, max_sentences: int, seed: int = 0,
                  alpha: float | None = None) -> dict[str, list[str]]:
     """Per language, training texts drawn in proportion to the manifest weights (or to the
-    temperature `alpha` given here)."""
+    temperature `alpha` given here); then the sentences of the training translation pairs,
+    so that a language met only in pairs has pieces of its own (up to an equal share of
+    `max_sentences` per language, documents counted first)."""
     rng = random.Random(seed)
     available = sum(v.get("train_rows", 0) for v in manifest["languages"].values())
     plan = mixing_plan(manifest, min(max_sentences, available), alpha)
@@ -42,7 +44,27 @@ def sample_texts(manifest: dict, corpus_dir: str, max_sentences: int, seed: int 
         elif texts:  # upsample a small language to its share of the mix
             texts = texts * (budget // len(texts)) + rng.sample(texts, budget % len(texts))
         out[lang] = texts
+    pair_texts = _pair_texts(manifest, corpus_dir)
+    if pair_texts:  # languages the model meets in translation pairs get their share of the vocabulary
+        share = max(1, max_sentences // max(1, len(set(out) | set(pair_texts))))
+        for lang, texts in sorted(pair_texts.items()):
+            have = out.setdefault(lang, [])
+            room = max(0, share - len(have))
+            have.extend(rng.sample(texts, room) if len(texts) > room else texts)
     return out
+
+
+def _pair_texts(manifest: dict, corpus_dir: str) -> dict[str, list[str]]:
+    """Distinct sentences per language of the training translation pairs."""
+    from ..corpus.parallel import pair_paths
+
+    out: dict[str, dict[str, None]] = {}
+    for uri in pair_paths(manifest, corpus_dir, "train"):
+        t = read_parquet(uri, ["src_lang", "tgt_lang", "src_text", "tgt_text"])
+        for side in ("src", "tgt"):
+            for lang, text in zip(t[f"{side}_lang"].to_pylist(), t[f"{side}_text"].to_pylist()):
+                out.setdefault(lang, {})[text] = None
+    return {lang: list(texts) for lang, texts in out.items()}
 
 
 def _with_byte_fallback(tok, unk: str):

@@ -71,6 +71,17 @@ class FinetuneTask(ABC):
     def summary(self, report: dict) -> str:
         """One line for the registered model version's description."""
 
+    chart_metrics: dict[str, str] = {}  # chart series label -> per-language metric key
+    baseline_metric: str | None = None  # per-language baseline drawn on the chart
+
+    def chart(self, report: dict) -> tuple[dict[str, dict[str, float]], dict[str, float] | None]:
+        """The per-language series of the task's chart, and its baseline (or None)."""
+        langs = report.get("languages", {})
+        series = {label: {lang: m[key] for lang, m in langs.items() if key in m}
+                  for label, key in self.chart_metrics.items()}
+        base = self.baseline_metric
+        return series, ({lang: m[base] for lang, m in langs.items() if base in m} if base else None)
+
     def model_kwargs(self, label2id: dict) -> dict:
         return {"num_labels": len(label2id), "label2id": label2id, "id2label": {v: k for k, v in label2id.items()}}
 

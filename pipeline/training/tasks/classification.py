@@ -66,6 +66,8 @@ def macro_f1(gold: list[str], pred: list[str], labels: list[str]) -> float:
 class SequenceClassification(FinetuneTask):
     name = "sequence_classification"
     key = "classification"
+    chart_metrics = {"accuracy": "accuracy", "macro-F1": "macro_f1"}
+    baseline_metric = "majority_accuracy"
     title = "Topic classification"
     pipeline_tag = "text-classification"
     dev_metric = "accuracy"

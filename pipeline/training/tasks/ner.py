@@ -101,6 +101,7 @@ def predict_tags(model, tokenizer, words: list[list[str]], id2label: dict, max_l
 class TokenClassification(FinetuneTask):
     name = "token_classification"
     key = "ner"
+    chart_metrics = {"entity F1": "f1", "entity precision": "precision", "entity recall": "recall"}
     title = "Named-entity recognition"
     pipeline_tag = "token-classification"
     dev_metric = "entity F1"

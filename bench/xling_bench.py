@@ -1,0 +1,174 @@
+"""Does alignment transfer? Two pretraining arms on the same corpus, steps and batches, told
+apart by their objectives alone, then the same fine-tuning and evaluation for both.
+
+    .venv/bin/python bench/xling_bench.py [--config configs/xling-cpu.yaml] [--out bench/xling]
+
+Arms (both read the same documents and the same translation pairs):
+    mlm       masked LM on the documents and on each side of the pairs as monolingual
+              sentences (pretrain.pair_lm_weight 1; no cross-lingual signal)
+    aligned   masked LM on the documents, TLM and contrastive alignment on the pairs
+              (the config's tlm_weight / contrastive_weight)
+Per arm: held-out LM loss and sentence retrieval on held-out pairs; SIB-200 zero-shot (train
+on English, test on every language), multilingual (train on all languages' training sets,
+which are translations of one another: translate-train-all with oracle translations).
+Writes <out>/results.json, <out>/tables.md and a PNG per comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline import charts  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+
+log = logging.getLogger("xling")
+
+ARMS = {
+    "mlm": ["pretrain.tlm_weight=0", "pretrain.contrastive_weight=0", "pretrain.pair_lm_weight=1"],
+    "aligned": [],
+}
+
+
+def run_arm(arm: str, config: str, corpus_dir: str, settings: list[str], sets: list[str]) -> dict:
+    import ray
+
+    from pipeline.corpus.shard import read_manifest
+    from pipeline.evaluation import evaluate
+    from pipeline.training import finetune, pretrain, tokenizer
+
+    cfg = load_config(config, [*sets, *ARMS[arm]])
+    cfg = cfg.model_copy(update={"run_name": f"{cfg.run_name}-{arm}"})
+    manifest = read_manifest(corpus_dir)
+    out: dict = {"seconds": {}}
+    t = time.monotonic()
+    tokenizer.train_tokenizer(manifest, corpus_dir, cfg.path("tokenizer"), cfg.tokenizer, cfg.model.objective)
+    result = pretrain.pretrain(corpus_dir, manifest, cfg.path("tokenizer"), cfg.path("model-pretrained"), cfg)
+    out["seconds"]["pretrain"] = round(time.monotonic() - t, 1)
+    out["pretrain"] = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
+    t = time.monotonic()
+    out.update(evaluate.evaluate_pretrained(cfg.path("model-pretrained"), manifest, corpus_dir, cfg))
+    out["seconds"]["evaluate_pretrained"] = round(time.monotonic() - t, 1)
+    sib = Path(cfg.finetune.train_path).parent.parent  # .../sib200
+    for setting in settings:
+        fcfg = cfg
+        if setting == "multilingual":
+            fcfg = load_config(config, [*sets, *ARMS[arm], f"finetune.train_path={sib}/*/train.tsv",
+                                        f"finetune.dev_path={sib}/*/dev.tsv"])
+            fcfg = fcfg.model_copy(update={"run_name": cfg.run_name})
+        t = time.monotonic()
+        model_dir = cfg.path(f"model-{setting}")
+        finetune.finetune(cfg.path("model-pretrained"), model_dir, fcfg)
+        _, out[setting] = evaluate.evaluate_finetuned(model_dir, fcfg)
+        out["seconds"][setting] = round(time.monotonic() - t, 1)
+    ray.shutdown()
+    return out
+
+
+def transfer_gap(test: dict, main: str = "eng_Latn") -> dict[str, float]:
+    langs = test["languages"]
+    return {lang: round(langs[main]["accuracy"] - m["accuracy"], 4) for lang, m in langs.items() if lang != main}
+
+
+def tables(results: dict, settings: list[str]) -> str:
+    arms = list(results)
+    out = []
+    pairs = sorted(set().union(*(r.get("retrieval", {}).get("pairs", {}) for r in results.values())))
+    if pairs:
+        out += ["### Sentence retrieval on held-out Tatoeba pairs (accuracy, mean of both directions)", "",
+                "| language pair | held-out pairs | chance | " + " | ".join(arms) + " |",
+                "|---|---:|---:|" + "---:|" * len(arms)]
+        for key in pairs:
+            first = next(r["retrieval"]["pairs"][key] for r in results.values() if key in r["retrieval"]["pairs"])
+            out.append(f"| {key} | {first['pairs']} | {first['chance']} | "
+                       + " | ".join(str(results[a]["retrieval"]["pairs"].get(key, {}).get("accuracy", "")) for a in arms)
+                       + " |")
+        out.append("| **macro** | | | " + " | ".join(f"**{results[a]['retrieval']['macro_accuracy']}**" for a in arms)
+                   + " |")
+        out.append("")
+    for setting in settings:
+        langs = sorted(results[arms[0]][setting]["languages"])
+        out += [f"### SIB-200 {setting}: accuracy per language (transfer gap = English minus the language)", "",
+                "| language | majority-label | " + " | ".join(f"{a} acc | {a} macro-F1 | {a} gap" for a in arms) + " |",
+                "|---|---:|" + "---:|---:|---:|" * len(arms)]
+        for lang in langs:
+            cells = []
+            for a in arms:
+                m = results[a][setting]["languages"][lang]
+                gap = transfer_gap(results[a][setting]).get(lang, "")
+                cells += [m["accuracy"], m["macro_f1"], gap]
+            major = results[arms[0]][setting]["languages"][lang].get("majority_accuracy", "")
+            out.append(f"| {lang} | {major} | " + " | ".join(str(c) for c in cells) + " |")
+        means = []
+        for a in arms:
+            gaps = list(transfer_gap(results[a][setting]).values())
+            means.append(f"mean gap {sum(gaps) / max(len(gaps), 1):.4f}, macro acc "
+                         f"{results[a][setting]['overall'].get('macro_accuracy', '')}")
+        out += ["", "; ".join(f"{a}: {m}" for a, m in zip(arms, means)), ""]
+    return "\n".join(out)
+
+
+def pictures(results: dict, settings: list[str], out: Path) -> list[str]:
+    made = []
+    if all("retrieval" in r for r in results.values()):
+        first = next(iter(results.values()))["retrieval"]["pairs"]
+        made.append(charts.language_bars(
+            {arm: {k: m["accuracy"] for k, m in r["retrieval"]["pairs"].items()} for arm, r in results.items()},
+            str(out / "retrieval.png"), "Tatoeba retrieval on held-out pairs, per language pair", "accuracy",
+            {k: m["chance"] for k, m in first.items()}, "chance", (0, 1)))
+    for setting in settings:
+        first = next(iter(results.values()))[setting]["languages"]
+        made.append(charts.language_bars(
+            {arm: {l: m["accuracy"] for l, m in r[setting]["languages"].items()} for arm, r in results.items()},
+            str(out / f"sib200-{setting}.png"), f"SIB-200 {setting}: accuracy per language", "accuracy",
+            {l: m["majority_accuracy"] for l, m in first.items() if "majority_accuracy" in m}, "majority label",
+            (0, 1)))
+    return made
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(ROOT / "configs" / "xling-cpu.yaml"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "xling"))
+    ap.add_argument("--arms", default="mlm,aligned")
+    ap.add_argument("--settings", default="zero_shot,multilingual")
+    ap.add_argument("--set", action="append", default=[], help="config overrides for both arms")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.corpus.prepare import prepare
+
+    start = time.monotonic()
+    cfg = load_config(args.config, args.set)
+    corpus_dir = cfg.path("corpus")
+    t = time.monotonic()
+    report = prepare(cfg.corpus.ingest.inputs, corpus_dir, cfg.corpus, cfg.ray)
+    seconds = {"prepare": round(time.monotonic() - t, 1)}
+    settings = [s for s in args.settings.split(",") if s]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for arm in args.arms.split(","):
+        results[arm] = run_arm(arm, args.config, corpus_dir, settings, args.set)
+        (out / "results.json").write_text(json.dumps({"corpus": {k: report[k] for k in ("input", "kept", "rejected")},
+                                                      "parallel": report.get("parallel", {}).get("kept"),
+                                                      "seconds": seconds, "arms": results}, indent=1))
+    seconds["total"] = round(time.monotonic() - start, 1)
+    (out / "results.json").write_text(json.dumps({"corpus": {k: report[k] for k in ("input", "kept", "rejected")},
+                                                  "parallel": report.get("parallel", {}).get("kept"),
+                                                  "seconds": seconds, "arms": results}, indent=1))
+    (out / "tables.md").write_text(tables(results, settings))
+    pictures(results, settings, out)
+    print(tables(results, settings))
+    print(f"total {seconds['total']:.0f} s; per arm: " + "; ".join(f"{a}: {r['seconds']}" for a, r in results.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
