@@ -95,8 +95,8 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     else:
         exp_id = exp.experiment_id
 
-    for name, uri in eval_report.get("charts", {}).items():  # beside the card, which shows them (<name>.png)
-        fs, path = get_fs(uri)
+    for name, chart in eval_report.get("charts", {}).items():  # beside the card, which shows them (<name>.png)
+        fs, path = get_fs(chart)
         if fs.exists(path):
             fs.get(path, str(Path(model_dir, f"{name}.png")))
     Path(model_dir, "README.md").write_text(model_card(rcfg.model_name, eval_report, manifest, manifest_sha256, cfg),
