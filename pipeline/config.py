@@ -474,6 +474,19 @@ class PipelineConfig(_Model):
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/") or v
 
+    @model_validator(mode="after")
+    def _pretrained_keeps_its_tokenizer(self):
+        """A pretrained model's embeddings index its own tokenizer's pieces: starting from
+        `model.pretrained_dir` uses that directory's tokenizer (a new one would be trained
+        otherwise, and every id would point at the wrong row)."""
+        model_dir, tok_dir = self.model.pretrained_dir, self.tokenizer.pretrained_dir
+        if model_dir and tok_dir is None:
+            self.tokenizer.pretrained_dir = model_dir
+        elif model_dir and tok_dir and tok_dir.rstrip("/") != model_dir.rstrip("/"):
+            raise ValueError(f"tokenizer.pretrained_dir ({tok_dir}) differs from model.pretrained_dir ({model_dir}): "
+                             f"a pretrained model keeps its own tokenizer; leave tokenizer.pretrained_dir unset")
+        return self
+
     @property
     def run_dir(self) -> str:
         return f"{self.output_dir}/{self.run_name}"

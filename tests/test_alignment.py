@@ -229,3 +229,66 @@ def test_logits_at_selected_positions_give_the_full_model_losses(corpus, causal)
     assert logits.shape == (int(select.sum()), len(tok))
     part = selected_losses(logits, targets, select)
     assert torch.allclose(part[0], full[0], atol=1e-4) and torch.equal(part[1], full[1])
+
+
+def _sample_texts() -> list[str]:
+    import sys
+
+    sys.path.insert(0, str(SAMPLE))
+    from texts import DOCS
+
+    return [d for topics in DOCS.values() for docs in topics.values() for d in docs]
+
+
+@pytest.mark.parametrize("arch", ["xlm-roberta", "mbert", "llama"])
+def test_a_pretrained_checkpoint_keeps_its_tokenizer_and_weights(corpus, tmp_path, arch):
+    """model.pretrained_dir: the run uses the checkpoint's own tokenizer (not one trained on
+    the corpus), starts from its weights, and the alignment objectives run on it; a checkpoint
+    that cannot serve the run is refused with the setting to change."""
+    from tiny_models import build_tiny_pretrained
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    from pipeline.config import ConfigError, load_config
+    from pipeline.training.model import build_model, check_pretrained
+    from pipeline.training.tokenizer import train_tokenizer
+
+    root, manifest = corpus
+    src = str(build_tiny_pretrained(tmp_path / arch, arch, _sample_texts()))
+    objective = "causal_lm" if arch == "llama" else "masked_lm"
+    cfg = load_config(None, [f"model.pretrained_dir={src}", f"model.objective={objective}", "model.max_length=40"])
+    assert cfg.tokenizer.pretrained_dir == src
+    tok_dir = str(tmp_path / "tokenizer")
+    train_tokenizer(manifest, str(root / "corpus"), tok_dir, cfg.tokenizer, objective)
+    tok, original = AutoTokenizer.from_pretrained(tok_dir), AutoTokenizer.from_pretrained(src)
+    assert tok.get_vocab() == original.get_vocab() and type(tok) is type(original)
+    text = "Le marché vend du poisson frais."
+    assert tok(text)["input_ids"] == original(text)["input_ids"]
+
+    check_pretrained(cfg.model)
+    model = build_model(cfg.model, tok)
+    auto = AutoModelForCausalLM if arch == "llama" else AutoModelForMaskedLM
+    saved = auto.from_pretrained(src).state_dict()
+    assert type(model).__name__ == type(auto.from_pretrained(src)).__name__
+    assert all(torch.equal(t, saved[k]) for k, t in model.state_dict().items())
+
+    # LM, TLM and contrastive on the checkpoint, its ids from its own tokenizer
+    pair_batch = alignment.tokenize_pairs(_pairs(root, manifest), tok_dir, objective, 40)
+    docs = pa.table({"text": ["The market sells fresh fish.", "Le marché vend du poisson."], "lang": ["eng_Latn", "fra_Latn"]})
+    lm_batch = tokenize_batch(docs, tok_dir, "masked_lm", 40)  # one padded row per document
+    wrapped = SelectiveLM(model)
+    out = _micro_step(wrapped, tok, lm_batch, pair_batch, objective == "causal_lm",
+                      PretrainConfig(tlm_weight=1.0, contrastive_weight=1.0), torch.Generator().manual_seed(0),
+                      torch.device("cpu"), torch.autocast("cpu", enabled=False), True)
+    assert {"lm", "tlm", "contrastive"} <= set(out)
+    assert all(torch.isfinite(out[k][0]).all() for k in ("lm", "tlm", "contrastive"))
+    assert model.get_input_embeddings().weight.grad.norm() > 0
+
+    wrong = "causal_lm" if objective == "masked_lm" else "masked_lm"
+    with pytest.raises(ValueError, match="model.objective"):
+        check_pretrained(cfg.model.model_copy(update={"objective": wrong}))
+    if arch != "llama":  # absolute positions stop at the checkpoint's 64 (rotary ones do not)
+        with pytest.raises(ValueError, match="model.max_length"):
+            check_pretrained(cfg.model.model_copy(update={"max_length": 65}))
+    with pytest.raises(ConfigError, match="tokenizer.pretrained_dir"):
+        load_config(None, [f"model.pretrained_dir={src}", f"tokenizer.pretrained_dir={tmp_path}"])
+

@@ -2,9 +2,11 @@
 packing), causal-LM pretraining that survives a killed worker, fine-tuning strategies."""
 
 import json
+import sys
 
 import pyarrow as pa
 import pytest
+import torch
 from conftest import ROOT, SAMPLE
 
 from pipeline.config import PipelineConfig, TokenizerConfig, load_yaml
@@ -74,27 +76,33 @@ def test_packing_makes_full_single_language_sequences(corpus, tmp_path):
 
 
 def test_causal_pretraining_survives_a_killed_worker(corpus, tmp_path):
-    """A Llama-style decoder on 2 workers, with the alignment objectives on the sample's
+    """Continued pretraining of a local Llama checkpoint (`model.pretrained_dir`, its own
+    tokenizer kept) on 2 workers, with the alignment objectives on the sample's
     translation pairs (TLM and contrastive, negatives gathered across the workers); the last
     worker SIGKILLs its own process at step 5. Ray Train replaces it, training resumes from the
     step-4 checkpoint (document and pair streams at their positions) and ends at exactly step
     8, with per-language and per-language-pair losses, tokens/s and the learning rate."""
     import ray
+    from tiny_models import build_tiny_pretrained
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from pipeline.evaluation.evaluate import evaluate_lm
     from pipeline.training.pretrain import pretrain
     from pipeline.training.tokenizer import train_tokenizer
 
     root, manifest = corpus
+    sys.path.insert(0, str(SAMPLE))
+    from texts import DOCS
+
+    src = str(build_tiny_pretrained(tmp_path / "llama", "llama", [d for t in DOCS.values() for ds in t.values() for d in ds]))
     cfg = PipelineConfig.model_validate({
         "run_name": "kill", "output_dir": str(tmp_path / "runs"),
-        "model": {"objective": "causal_lm", "hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2,
-                  "intermediate_size": 128, "max_length": 32},
+        "model": {"objective": "causal_lm", "pretrained_dir": src, "max_length": 32},
         "pretrain": {"max_steps": 8, "batch_size": 8, "checkpoint_every": 2, "log_every": 2, "warmup_steps": 2,
                      "grad_accum_steps": 2, "inject_failure_at_step": 5, "tlm_weight": 0.5, "contrastive_weight": 0.5,
                      "pair_batch_size": 4},
         "ray": {"num_workers": 2, "max_failures": 1}})
-    train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1200), "causal_lm")
+    train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), cfg.tokenizer, "causal_lm")  # kept
     try:
         result = pretrain(str(root / "corpus"), manifest, str(tmp_path / "tok"), str(tmp_path / "runs" / "kill" / "model"), cfg)
     finally:
@@ -114,6 +122,11 @@ def test_causal_pretraining_survives_a_killed_worker(corpus, tmp_path):
     langs = report["languages"]
     assert all("bits_per_byte" in m for m in langs.values())
     assert sum(m["loss"] < m["loss_init"] for m in langs.values()) >= 0.75 * len(langs)
+    # the checkpoint's architecture, vocabulary and tokenizer, with moved weights
+    assert AutoTokenizer.from_pretrained(result["model_dir"]).get_vocab() == AutoTokenizer.from_pretrained(src).get_vocab()
+    before, after = AutoModelForCausalLM.from_pretrained(src), AutoModelForCausalLM.from_pretrained(result["model_dir"])
+    assert after.config.model_type == "llama" and after.config.vocab_size == before.config.vocab_size
+    assert not torch.equal(after.get_input_embeddings().weight, before.get_input_embeddings().weight)
 
 
 def test_finetune_strategies(corpus, tmp_path):

@@ -41,3 +41,58 @@ def build_tiny_marian(out: Path, source_texts: list[str], target_texts: list[str
     MarianMTModel(config).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def build_tiny_pretrained(out: Path, arch: str, texts: list[str], seed: int = 0) -> Path:
+    """A tiny "pretrained" multilingual checkpoint as a user would have it on disk: XLM-R
+    (SentencePiece unigram, <s> <pad> </s> <unk> ... <mask>, positions from padding_idx + 1, one
+    segment type), mBERT (WordPiece, [CLS] [SEP] [MASK], two segment types) or Llama (BPE with
+    byte fallback, <s> </s>), each with its own tokenizer class and a vocabulary unlike the one
+    babelforge would train; random weights."""
+    import torch
+    from tokenizers import BertWordPieceTokenizer, SentencePieceBPETokenizer, SentencePieceUnigramTokenizer
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertTokenizerFast,
+        LlamaConfig,
+        LlamaForCausalLM,
+        LlamaTokenizerFast,
+        XLMRobertaConfig,
+        XLMRobertaForMaskedLM,
+        XLMRobertaTokenizerFast,
+    )
+
+    out = Path(out)
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    torch.manual_seed(seed)
+    if arch == "mbert":
+        wp = BertWordPieceTokenizer(lowercase=False, strip_accents=False)
+        wp.train_from_iterator(texts, vocab_size=800, min_frequency=1)
+        tok = BertTokenizerFast(vocab=wp.get_vocab(), do_lower_case=False, strip_accents=False)
+        model = BertForMaskedLM(BertConfig(vocab_size=len(tok), max_position_embeddings=64,
+                                           pad_token_id=tok.pad_token_id, **small))
+    elif arch == "xlm-roberta":
+        sp = SentencePieceUnigramTokenizer()
+        sp.train_from_iterator(texts, vocab_size=800, special_tokens=["<unk>"], unk_token="<unk>")
+        pieces = [tuple(p) for p in json.loads(sp.to_str())["model"]["vocab"] if p[0] != "<unk>"]
+        vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *pieces, ("<mask>", 0.0)]
+        tok = XLMRobertaTokenizerFast(vocab=vocab)
+        model = XLMRobertaForMaskedLM(XLMRobertaConfig(
+            vocab_size=len(tok), max_position_embeddings=64 + tok.pad_token_id + 1, type_vocab_size=1,
+            pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **small))
+    elif arch == "llama":
+        bpe = SentencePieceBPETokenizer()
+        bpe.train_from_iterator(texts, vocab_size=800, special_tokens=["<unk>", "<s>", "</s>"])
+        spec = json.loads(bpe.to_str())["model"]
+        tok = LlamaTokenizerFast(vocab=spec["vocab"], merges=[tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+                                                               for m in spec["merges"]])
+        tok.pad_token = tok.unk_token  # as Llama checkpoints are commonly padded
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(tok), max_position_embeddings=64, num_key_value_heads=1, pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **small))
+    else:
+        raise ValueError(f"unknown architecture {arch!r}")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -52,6 +52,33 @@ def build_model(cfg: ModelConfig, tokenizer):
     return build_mlm(cfg, tokenizer) if cfg.objective == "masked_lm" else build_clm(cfg, tokenizer)
 
 
+def check_pretrained(cfg: ModelConfig):
+    """The config of `cfg.pretrained_dir`, checked against what the run asks of it: a head for
+    the objective, and positions for `max_length` (absolute position embeddings stop there)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    config = AutoConfig.from_pretrained(cfg.pretrained_dir, local_files_only=True)
+    encoder = config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False)
+    fits = encoder if cfg.objective == "masked_lm" else (config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+                                                          and not encoder)
+    if not fits:
+        raise ValueError(f"model.pretrained_dir {cfg.pretrained_dir}: a {config.model_type} model is not trained "
+                         f"for {cfg.objective}; set model.objective to the one it was trained with")
+    rotary = any(getattr(config, a, None) is not None for a in ("rope_parameters", "rope_theta", "rope_scaling"))
+    if not rotary and getattr(config, "max_position_embeddings", None):  # learned absolute positions
+        from .alignment import position_offset
+
+        positions = config.max_position_embeddings - position_offset(config)
+        if cfg.max_length > positions:
+            raise ValueError(f"model.max_length {cfg.max_length} is longer than the {positions} positions of "
+                             f"model.pretrained_dir {cfg.pretrained_dir}; set model.max_length <= {positions}")
+    return config
+
+
 def load_model(model_dir: str, objective: str):
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 

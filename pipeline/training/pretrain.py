@@ -41,6 +41,7 @@ from . import alignment, raytrain
 from .model import (
     SelectiveLM,
     build_model,
+    check_pretrained,
     flops_per_token,
     lm_targets,
     load_model,
@@ -444,6 +445,8 @@ def _metrics_path(run_dir: str) -> str | None:
 
 def pretrain(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     """Run the Ray Train job; export the final model (safetensors) to `out_dir`."""
+    if cfg.model.pretrained_dir:  # continued pretraining: fail here, not in every worker
+        check_pretrained(cfg.model)
     raytrain.init_ray(cfg.ray)
     pcfg = cfg.pretrain
     seq_len = cfg.model.max_length
