@@ -10,7 +10,10 @@ Arms (both read the same documents and the same translation pairs):
               (the config's tlm_weight / contrastive_weight)
 Per arm: held-out LM loss and sentence retrieval on held-out pairs; SIB-200 zero-shot (train
 on English, test on every language), multilingual (train on all languages' training sets,
-which are translations of one another: translate-train-all with oracle translations).
+which are translations of one another: translate-train-all with oracle translations, the upper
+bound a translation model could give; a quarter of the epochs for 12x the examples).
+Each fine-tuning setting is a Ray Train run of its own. Rerunning with the same run name
+resumes: a finished pretraining arm is handed on, not trained again.
 Writes <out>/results.json, <out>/tables.md and a PNG per comparison.
 """
 
@@ -37,20 +40,19 @@ ARMS = {
 }
 
 
-def run_arm(arm: str, config: str, corpus_dir: str, settings: list[str], sets: list[str]) -> dict:
+def run_arm(arm: str, config: str, corpus_dir: str, tokenizer_dir: str, settings: list[str], sets: list[str]) -> dict:
     import ray
 
     from pipeline.corpus.shard import read_manifest
     from pipeline.evaluation import evaluate
-    from pipeline.training import finetune, pretrain, tokenizer
+    from pipeline.training import finetune, pretrain
 
     cfg = load_config(config, [*sets, *ARMS[arm]])
     cfg = cfg.model_copy(update={"run_name": f"{cfg.run_name}-{arm}"})
     manifest = read_manifest(corpus_dir)
     out: dict = {"seconds": {}}
     t = time.monotonic()
-    tokenizer.train_tokenizer(manifest, corpus_dir, cfg.path("tokenizer"), cfg.tokenizer, cfg.model.objective)
-    result = pretrain.pretrain(corpus_dir, manifest, cfg.path("tokenizer"), cfg.path("model-pretrained"), cfg)
+    result = pretrain.pretrain(corpus_dir, manifest, tokenizer_dir, cfg.path("model-pretrained"), cfg)
     out["seconds"]["pretrain"] = round(time.monotonic() - t, 1)
     out["pretrain"] = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
     t = time.monotonic()
@@ -58,11 +60,14 @@ def run_arm(arm: str, config: str, corpus_dir: str, settings: list[str], sets: l
     out["seconds"]["evaluate_pretrained"] = round(time.monotonic() - t, 1)
     sib = Path(cfg.finetune.train_path).parent.parent  # .../sib200
     for setting in settings:
-        fcfg = cfg
-        if setting == "multilingual":
-            fcfg = load_config(config, [*sets, *ARMS[arm], f"finetune.train_path={sib}/*/train.tsv",
-                                        f"finetune.dev_path={sib}/*/dev.tsv"])
-            fcfg = fcfg.model_copy(update={"run_name": cfg.run_name})
+        extra = []
+        if setting == "multilingual":  # 12x the examples: a quarter of the epochs (~3x the steps of zero-shot)
+            extra = [f"finetune.train_path={sib}/*/train.tsv", f"finetune.dev_path={sib}/*/dev.tsv",
+                     f"finetune.epochs={max(1, cfg.finetune.epochs // 4)}",
+                     f"finetune.patience={max(1, cfg.finetune.patience // 2)}"]
+        # a Ray Train run of its own per setting (one name would resume the other's checkpoint)
+        fcfg = load_config(config, [*sets, *ARMS[arm], *extra])
+        fcfg = fcfg.model_copy(update={"run_name": f"{cfg.run_name}-{setting}"})
         t = time.monotonic()
         model_dir = cfg.path(f"model-{setting}")
         finetune.finetune(cfg.path("model-pretrained"), model_dir, fcfg)
@@ -150,12 +155,18 @@ def main() -> int:
     t = time.monotonic()
     report = prepare(cfg.corpus.ingest.inputs, corpus_dir, cfg.corpus, cfg.ray)
     seconds = {"prepare": round(time.monotonic() - t, 1)}
+    t = time.monotonic()  # one tokenizer for both arms: the same pieces, the same data budget
+    from pipeline.corpus.shard import read_manifest
+    from pipeline.training.tokenizer import train_tokenizer
+
+    train_tokenizer(read_manifest(corpus_dir), corpus_dir, cfg.path("tokenizer"), cfg.tokenizer, cfg.model.objective)
+    seconds["tokenizer"] = round(time.monotonic() - t, 1)
     settings = [s for s in args.settings.split(",") if s]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for arm in args.arms.split(","):
-        results[arm] = run_arm(arm, args.config, corpus_dir, settings, args.set)
+        results[arm] = run_arm(arm, args.config, corpus_dir, cfg.path("tokenizer"), settings, args.set)
         (out / "results.json").write_text(json.dumps({"corpus": {k: report[k] for k in ("input", "kept", "rejected")},
                                                       "parallel": report.get("parallel", {}).get("kept"),
                                                       "seconds": seconds, "arms": results}, indent=1))

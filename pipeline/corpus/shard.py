@@ -314,8 +314,13 @@ def mixing_plan(manifest: dict, total_rows: int, alpha: float | None = None) -> 
     else:
         weights = temperature_weights({k: v.get("budget_tokens", v["train_text_bytes"]) for k, v in langs.items()},
                                       alpha)
+    return plan_rows(weights, total_rows)
+
+
+def plan_rows(weights: dict[str, float], total_rows: int) -> dict[str, int]:
+    """`total_rows` split by weight (languages, or language pairs), in whole rows: the rounding
+    remainder goes to the largest weights, so the plan sums to `total_rows`."""
     plan = {k: int(w * total_rows) for k, w in weights.items()}
-    # hand the rounding remainder to the largest weights, so the plan sums to total_rows
     for k in sorted(weights, key=lambda k: -weights[k])[: total_rows - sum(plan.values())]:
         plan[k] += 1
     return dict(sorted(plan.items()))

@@ -25,14 +25,13 @@ shuffled, tokenised on CPU workers.
 from __future__ import annotations
 
 import logging
-import zlib
 
 import numpy as np
 import pyarrow as pa
 import torch
 
 from ..corpus.parallel import pair_paths
-from ..corpus.shard import temperature_weights
+from ..corpus.shard import plan_rows, temperature_weights
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +50,7 @@ def pair_plan(manifest: dict, total_rows: int, alpha: float | None = None) -> di
         weights = {k: v["weight"] for k, v in pairs.items()}
     else:
         weights = temperature_weights({k: v["train_tokens"] for k, v in pairs.items()}, alpha)
-    plan = {k: int(w * total_rows) for k, w in weights.items()}
-    for k in sorted(weights, key=lambda k: -weights[k])[: total_rows - sum(plan.values())]:
-        plan[k] += 1
-    return dict(sorted(plan.items()))
+    return plan_rows(weights, total_rows)
 
 
 def _pair_keys(batch: pa.Table) -> list[str]:
@@ -62,13 +58,10 @@ def _pair_keys(batch: pa.Table) -> list[str]:
 
 
 def mix_pairs(batch: pa.Table, rates: dict[str, float], seed: int) -> pa.Table:
-    """Resample pair rows by their language pair's rate (as `pretrain.mix_batch` for documents)."""
-    if batch.num_rows == 0:
-        return batch
-    rng = np.random.default_rng([seed, zlib.crc32(str(batch["id"][0]).encode())])
-    rate = np.array([rates.get(k, 0.0) for k in _pair_keys(batch)])
-    copies = np.floor(rate).astype(np.int64) + (rng.random(batch.num_rows) < rate - np.floor(rate))
-    return batch.take(np.repeat(np.arange(batch.num_rows), copies))
+    """Resample pair rows by their language pair's rate (`pretrain.resample` keyed by pair)."""
+    from .pretrain import resample
+
+    return resample(batch, _pair_keys(batch) if batch.num_rows else [], rates, seed)
 
 
 def special_ids(tok, causal: bool) -> tuple[int, int]:

@@ -65,16 +65,21 @@ def peak_flops(device: torch.device) -> float | None:
 
 # ---------------------------------------------------------------- data path (Ray Data, CPU)
 
-def mix_batch(batch: pa.Table, rates: dict[str, float], seed: int) -> pa.Table:
-    """Resample the rows of a batch by their language's rate: rate 2.5 repeats a row 2 or 3
-    times (2.5 on average), rate 0.3 keeps it with probability 0.3. Seeded by the batch's
-    first id, so the stream is the same on every run."""
+def resample(batch: pa.Table, keys: list[str], rates: dict[str, float], seed: int) -> pa.Table:
+    """Resample the rows of a batch by the rate of their key (language, or language pair): rate
+    2.5 repeats a row 2 or 3 times (2.5 on average), rate 0.3 keeps it with probability 0.3.
+    Seeded by the batch's first id, so the stream is the same on every run."""
     if batch.num_rows == 0:
         return batch
     rng = np.random.default_rng([seed, zlib.crc32(str(batch["id"][0]).encode())])
-    rate = np.array([rates.get(lang, 0.0) for lang in batch["lang"].to_pylist()])
+    rate = np.array([rates.get(k, 0.0) for k in keys])
     copies = np.floor(rate).astype(np.int64) + (rng.random(batch.num_rows) < rate - np.floor(rate))
     return batch.take(np.repeat(np.arange(batch.num_rows), copies))
+
+
+def mix_batch(batch: pa.Table, rates: dict[str, float], seed: int) -> pa.Table:
+    """Resample documents by their language's rate (`resample`)."""
+    return resample(batch, batch["lang"].to_pylist(), rates, seed)
 
 
 @lru_cache(maxsize=4)
