@@ -430,6 +430,10 @@ class FinetuneConfig(_Model):
     strategy: Literal["full", "linear_probe", "lora"] = Field(
         default="full", description="full fine-tune; linear_probe: frozen encoder, only the head trains; "
         "lora: low-rank adapters (peft) on the attention projections plus the head.")
+    freeze_embeddings: bool = Field(
+        default=False, description="full: keep the token embeddings as pretrained. Training on one "
+        "language moves only that language's token embeddings away from the aligned space; frozen, "
+        "every language keeps the vectors the pretraining aligned (zero-shot transfer).")
     lora_r: int = Field(default=8, ge=1)
     lora_alpha: int = Field(default=16, ge=1)
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)

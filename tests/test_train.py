@@ -240,6 +240,31 @@ def test_lora_targets_the_attention_of_each_architecture(arch):
         assert torch.allclose(merged(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-4)
 
 
+def test_full_finetune_can_keep_the_pretrained_token_embeddings():
+    """finetune.freeze_embeddings: one step of a full fine-tune moves the encoder and the head,
+    never a token embedding (the other languages' vectors stay where the pretraining put them)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    from pipeline.config import FinetuneConfig
+    from pipeline.training.finetune import apply_strategy
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, num_labels=3, max_position_embeddings=64, pad_token_id=0)
+    for freeze in (True, False):
+        model = apply_strategy(AutoModelForSequenceClassification.from_config(config),
+                               FinetuneConfig(train_path="unused.tsv", freeze_embeddings=freeze))
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        logits = model(input_ids=torch.randint(1, 300, (4, 12))).logits
+        torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).backward()
+        opt.step()
+        moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+        assert ("bert.embeddings.word_embeddings.weight" in moved) is not freeze
+        assert "classifier.weight" in moved and any("encoder.layer.0" in n for n in moved)
+
+
 def test_lora_on_an_unknown_architecture_names_the_setting():
     import torch
 

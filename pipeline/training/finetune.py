@@ -35,8 +35,12 @@ def example_weights(langs: list[str], fcfg: FinetuneConfig) -> list[float]:
 
 
 def apply_strategy(model, fcfg: FinetuneConfig):
-    """Full fine-tune (unchanged), linear probe (only the classification head trains) or LoRA."""
+    """Full fine-tune (unchanged, or with the token embeddings frozen), linear probe (only the
+    classification head trains) or LoRA."""
     head = "classifier" if hasattr(model, "classifier") else "score"
+    if fcfg.strategy == "full" and fcfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad = False
+        return model
     if fcfg.strategy == "linear_probe":
         for name, p in model.named_parameters():
             p.requires_grad = name.startswith(head)
