@@ -1,6 +1,8 @@
 """Recipe search for the alignment arm at equal CPU time: one process, one thread, the
 pipeline's own training step (`pretrain._micro_step`: LM on documents + TLM / contrastive on
-pairs) on a prepared corpus, for a wall-clock budget; then retrieval on the held-out pairs.
+pairs) on a prepared corpus, for a wall-clock budget; then retrieval on a dev split of the
+training pairs (`--dev`, left out of training; `--dev 0` tests on the corpus's held-out pairs,
+which the first recipe runs did and which bench/xling_bench.py reports).
 Two of these side by side fill the 2 cores the way two Ray Train workers do.
 
     .venv/bin/python bench/xling_recipe.py --corpus runs/xling-cpu/corpus \
@@ -51,6 +53,8 @@ ap.add_argument("--maxlen", type=int, default=48)
 ap.add_argument("--dropout", type=float, default=0.1)
 ap.add_argument("--homog", type=int, default=0, help="1: every batch from one language pair")
 ap.add_argument("--threads", type=int, default=1)
+ap.add_argument("--buckets", type=int, default=1, help="pretrain.length_buckets")
+ap.add_argument("--dev", type=float, default=0.1, help="share of training pairs held out as the dev set")
 ap.add_argument("--name", default="x")
 ap.add_argument("--out", default="/tmp/xling-recipe")
 a = ap.parse_args()
@@ -60,6 +64,10 @@ manifest = json.load(open(f"{a.corpus}/manifest.json"))
 tok = _tokenizer(a.tok)
 t0 = time.time()
 train = read_pairs(manifest, a.corpus, "train")
+# dev split for choosing a recipe: a seeded share of the training pairs, left out of training
+# here; the corpus's held-out split (what bench/xling_bench.py reports) is never looked at
+is_dev = np.random.default_rng(7).random(train.num_rows) < a.dev
+dev, train = train.filter(pa.array(is_dev)), train.filter(pa.array(~is_dev))
 P = alignment.tokenize_pairs(train, a.tok, "masked_lm", a.maxlen)
 keys = P["pair"]
 uk = sorted(set(keys))
@@ -72,7 +80,7 @@ D = tokenize_batch(docs, a.tok, "masked_lm", a.maxlen)
 print("data", len(keys), docs.num_rows, round(time.time() - t0, 1), flush=True)
 mcfg = ModelConfig(hidden_size=a.hidden, num_layers=a.layers, num_heads=a.heads, intermediate_size=a.inter,
                    max_length=a.maxlen, dropout=a.dropout)
-model = SelectiveLM(build_mlm(mcfg, tok))
+model = SelectiveLM(build_mlm(mcfg, tok), a.buckets)
 pcfg = PretrainConfig(lm_weight=a.lm, tlm_weight=a.tlm, contrastive_weight=a.ctr, pair_lm_weight=a.plm,
                       contrastive_temperature=a.T, contrastive_pooling=a.pool)
 opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
@@ -107,6 +115,6 @@ d = f"{a.out}/{a.name}"
 model.model.save_pretrained(d)
 tok.save_pretrained(d)
 t1 = time.time()
-r = evaluate_retrieval(d, manifest, a.corpus, a.maxlen, False, a.pool)
+r = evaluate_retrieval(d, manifest, a.corpus, a.maxlen, False, a.pool, pairs=dev if a.dev > 0 else None)
 print(json.dumps({"name": a.name, "args": vars(a), "steps": step, "macro": r["macro_accuracy"],
                   "eval_s": round(time.time() - t1)}), flush=True)

@@ -385,6 +385,10 @@ class PretrainConfig(_Model):
     pair_alpha: float | None = Field(
         default=None, gt=0, le=1, description="Temperature over language pairs (none: corpus.parallel.alpha, "
         "as written in the manifest).")
+    length_buckets: int = Field(
+        default=4, ge=1, description="Rows of each kind (documents, pair sides, TLM pairs) go through the model "
+        "in this many buckets of similar length, each trimmed to its longest row: short sentences padded to a "
+        "batch's longest were two thirds padding (1: one pass per kind).")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         default="auto", description="bf16 autocast (auto: on GPU only; CPU trains in fp32).")
     compile: bool = Field(default=False, description="torch.compile the model.")
@@ -434,6 +438,9 @@ class FinetuneConfig(_Model):
         default=False, description="full: keep the token embeddings as pretrained. Training on one "
         "language moves only that language's token embeddings away from the aligned space; frozen, "
         "every language keeps the vectors the pretraining aligned (zero-shot transfer).")
+    dropout: float | None = Field(
+        default=None, ge=0, lt=1, description="Dropout while fine-tuning (every dropout rate of the model's "
+        "config: hidden, attention, classifier); none: the pretrained model's own (model.dropout).")
     lora_r: int = Field(default=8, ge=1)
     lora_alpha: int = Field(default=16, ge=1)
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)

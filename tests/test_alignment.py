@@ -231,6 +231,38 @@ def test_logits_at_selected_positions_give_the_full_model_losses(corpus, causal)
     assert torch.allclose(part[0], full[0], atol=1e-4) and torch.equal(part[1], full[1])
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_length_buckets_change_the_cost_not_the_result(corpus, causal):
+    """pretrain.length_buckets: rows of mixed length go through the body in buckets of similar
+    length; hidden states at every token, losses and gradients equal the one-pass forward's."""
+    from transformers import AutoTokenizer
+
+    root, _ = corpus
+    tok = AutoTokenizer.from_pretrained(str(root / ("causal_lm" if causal else "masked_lm")))
+    torch.manual_seed(2)
+    inner = _model("llama" if causal else "bert", tok).eval()
+    ids = torch.randint(5, len(tok), (40, 24))
+    lengths = torch.randint(2, 25, (40,))
+    ids[torch.arange(24)[None, :] >= lengths[:, None]] = tok.pad_token_id
+    attention = (ids != tok.pad_token_id).long()
+    labels = ids.masked_fill(torch.rand(ids.shape) > 0.3, -100).masked_fill(attention == 0, -100)
+    select, targets = lm_targets(labels, causal)
+    positions = torch.arange(24).expand(40, -1)
+    results = []
+    for buckets in (1, 4):
+        inner.zero_grad()
+        group = {"input_ids": ids, "attention_mask": attention, "position_ids": positions, "select": select}
+        [(hidden, logits)] = SelectiveLM(inner, buckets)([group])
+        loss = selected_losses(logits, targets, select)[0]
+        (loss.sum() + alignment.pool(hidden, attention).sum()).backward()
+        results.append((hidden, loss, inner.get_input_embeddings().weight.grad.clone()))
+    (h1, l1, g1), (h4, l4, g4) = results
+    tokens = attention.bool()
+    assert h1.shape == h4.shape
+    assert torch.allclose(h1[tokens], h4[tokens], atol=1e-5)
+    assert torch.allclose(l1, l4, atol=1e-4) and torch.allclose(g1, g4, atol=1e-5)
+
+
 def _sample_texts() -> list[str]:
     import sys
 

@@ -265,6 +265,28 @@ def test_full_finetune_can_keep_the_pretrained_token_embeddings():
         assert "classifier.weight" in moved and any("encoder.layer.0" in n for n in moved)
 
 
+@pytest.mark.parametrize("arch", ["bert", "llama"])
+def test_finetune_dropout_overrides_the_pretrained_models(tmp_path, arch):
+    """finetune.dropout sets every dropout rate of a model pretrained without dropout (names
+    differ by architecture); unset, the model keeps its own."""
+    from transformers import AutoModelForSequenceClassification, BertConfig, LlamaConfig
+
+    from pipeline.training.finetune import dropout_overrides
+
+    small = dict(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=64, pad_token_id=0, num_labels=3)
+    config = (BertConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **small) if arch == "bert"
+              else LlamaConfig(attention_dropout=0.0, **small))
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path)
+    assert dropout_overrides(str(tmp_path), None) == {}
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=3,
+                                                               **dropout_overrides(str(tmp_path), 0.25))
+    rates = {k: v for k, v in model.config.to_dict().items() if "dropout" in k}
+    assert rates and all(v == 0.25 for v in rates.values())
+    if arch == "bert":  # the modules themselves, not only the config
+        assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.25}
+
+
 def test_lora_on_an_unknown_architecture_names_the_setting():
     import torch
 

@@ -57,15 +57,17 @@ def accuracy(za: torch.Tensor, zb: torch.Tensor) -> tuple[float, float]:
 
 
 def evaluate_retrieval(model_dir: str, manifest: dict, corpus_dir: str, max_length: int, causal: bool = False,
-                       pooling: str = "mean", layer: int = -1, min_pairs: int = 10) -> dict:
+                       pooling: str = "mean", layer: int = -1, min_pairs: int = 10, pairs=None) -> dict:
     """Per language pair: held-out pairs, accuracy both ways, their mean, chance. The overall
-    figure is the macro average over language pairs with at least `min_pairs` pairs."""
+    figure is the macro average over language pairs with at least `min_pairs` pairs. `pairs`:
+    a table of pairs to test on instead of the corpus's held-out split (a dev split)."""
     section = manifest.get("parallel") or {}
     if not section.get("pairs"):
         return {}
     model, tok = load_encoder(model_dir)
     by_key: dict[str, list[dict]] = {}
-    for r in read_pairs(manifest, corpus_dir, "heldout").select(["src_lang", "tgt_lang", "src_text", "tgt_text"]).to_pylist():
+    table = read_pairs(manifest, corpus_dir, "heldout") if pairs is None else pairs
+    for r in table.select(["src_lang", "tgt_lang", "src_text", "tgt_text"]).to_pylist():
         by_key.setdefault("-".join(sorted((r["src_lang"], r["tgt_lang"]))), []).append(r)
     out: dict[str, dict] = {}
     for key in sorted(section["pairs"]):

@@ -62,6 +62,17 @@ def apply_strategy(model, fcfg: FinetuneConfig):
     return model
 
 
+def dropout_overrides(model_dir: str, dropout: float | None) -> dict[str, float]:
+    """Config overrides that set every dropout rate of the model at `model_dir` (names differ
+    by architecture: hidden_dropout_prob, attention_dropout, classifier_dropout...)."""
+    if dropout is None:
+        return {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True).to_dict()
+    return {k: dropout for k in config if "dropout" in k and (config[k] is None or isinstance(config[k], float))}
+
+
 def exportable(model):
     """The plain HF model to save: LoRA adapters merged into a copy of the weights."""
     inner = raytrain.unwrap(model)
@@ -93,7 +104,7 @@ def _load(config: dict, fcfg: FinetuneConfig, task):
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     torch.manual_seed(fcfg.seed)  # identical head (and adapters) on every rank
     model = task.auto_model().from_pretrained(source, local_files_only=True, pad_token_id=tokenizer.pad_token_id,
-                                              **task.model_kwargs(label2id))
+                                              **task.model_kwargs(label2id), **dropout_overrides(source, fcfg.dropout))
     model = ray.train.torch.prepare_model(apply_strategy(model, fcfg))
     return tokenizer, model, resumed[1] if resumed else None
 

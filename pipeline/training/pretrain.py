@@ -182,7 +182,7 @@ def _load_model(config: dict, mcfg, pcfg, device):
         torch.manual_seed(pcfg.seed)  # identical initial weights on every rank
         model = build_model(mcfg, tokenizer)
     flops_tok = flops_per_token(model)
-    model = SelectiveLM(model)  # logits only where a loss needs them
+    model = SelectiveLM(model, pcfg.length_buckets)  # logits only where a loss needs them; length buckets
     if pcfg.compile:
         model = torch.compile(model)
     if config["strategy"] == "fsdp":
