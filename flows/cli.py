@@ -24,9 +24,16 @@ import time
 from pipeline.config import ConfigError, PipelineConfig, load_config
 
 
-def _config(args: argparse.Namespace) -> PipelineConfig:
-    """The run config: --config's YAML (or the embedded defaults) with --set overrides on top."""
-    return load_config(getattr(args, "config", None), getattr(args, "set", None))
+def _config(args: argparse.Namespace, new_run: bool = False) -> PipelineConfig:
+    """The run config: --config's YAML (or the embedded defaults) with --set overrides on top.
+    Placeholders in run_name ({flow_run}, {date}, {time}) name a new run: only `run` starts one;
+    the stage commands work on an existing run, named in full."""
+    cfg = load_config(getattr(args, "config", None), getattr(args, "set", None))
+    name = getattr(args, "run_name", None) or cfg.run_name
+    if not new_run and "{" in name:
+        raise ConfigError(f"run_name {name!r} has placeholders, which name a new run; this command works on an "
+                          f"existing run: pass its full name with --run-name")
+    return cfg
 
 
 def _prefect_env() -> None:
@@ -38,15 +45,15 @@ def _prefect_env() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = _config(args, new_run=True)
     if args.run_name:
-        cfg = cfg.model_copy(update={"run_name": args.run_name})
+        cfg = PipelineConfig.model_validate({**cfg.model_dump(), "run_name": args.run_name})
     _prefect_env()
     from flows.multilingual_pipeline import multilingual_pipeline
 
     start = time.monotonic()
     result = multilingual_pipeline(cfg)
-    print(f"\nrun {cfg.run_name}: {time.monotonic() - start:.0f}s, outputs in {cfg.run_dir}")
+    print(f"\nrun {result['run_dir']}: {time.monotonic() - start:.0f}s")
     print(f"corpus: input {result['corpus']['input']} = kept {result['corpus']['kept']} + unidentified "
           f"{result['corpus']['unidentified']} + rejected "
           f"{result['corpus']['rejected']}")

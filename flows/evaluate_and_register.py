@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows import run_label, this_run
 from pipeline.config import PipelineConfig
 from pipeline.corpus.shard import MANIFEST, read_manifest
 from pipeline.storage import sha256_file
@@ -11,8 +12,9 @@ from tasks.evaluate import evaluate_task
 from tasks.register import register_task
 
 
-@flow(name="evaluate_and_register", log_prints=True)
+@flow(name="evaluate_and_register", log_prints=True, flow_run_name=run_label)
 def evaluate_and_register(config: PipelineConfig = PipelineConfig()) -> dict:
+    config = this_run(config)
     corpus_dir = config.path("corpus")
     manifest = read_manifest(corpus_dir)
     manifest_uri = f"{corpus_dir}/{MANIFEST}"

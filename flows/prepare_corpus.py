@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows import run_label, this_run
 from pipeline.config import PipelineConfig
 from pipeline.storage import read_json
 from tasks.corpus import prepare_corpus_task
 
 
-@flow(name="prepare_corpus", log_prints=True)
+@flow(name="prepare_corpus", log_prints=True, flow_run_name=run_label)
 def prepare_corpus(config: PipelineConfig = PipelineConfig()) -> dict:
+    config = this_run(config)
     corpus_dir = config.path("corpus")
     report = prepare_corpus_task(config.corpus.ingest.inputs, corpus_dir, config.corpus, config.ray)
     return {"corpus_dir": corpus_dir, "report": report,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows import run_label, this_run
 from pipeline.config import PipelineConfig
 from pipeline.corpus.shard import read_manifest
 from tasks.train import finetune_task, pretrain_task, train_tokenizer_task
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train", log_prints=True, flow_run_name=run_label)
 def train(config: PipelineConfig = PipelineConfig(), corpus_dir: str | None = None) -> dict:
+    config = this_run(config)
     corpus_dir = corpus_dir or config.path("corpus")
     manifest = read_manifest(corpus_dir)
     tokenizer_dir = train_tokenizer_task(manifest, corpus_dir, config.path("tokenizer"), config)

@@ -469,8 +469,30 @@ class RegistryConfig(_Model):
     model_name: str = "babelforge-classifier"
 
 
+RUN_NAME_FIELDS = ("flow_run", "date", "time")
+
+
+def resolve_run_name(name: str, flow_run_id: str | None = None, when=None) -> str:
+    """`run_name` with its placeholders filled: {flow_run} (the first 8 characters of the Prefect
+    flow-run id, so a retry of the same flow run resumes its run and a new flow run gets a run
+    of its own; outside Prefect a time stamp), {date} / {time} (UTC, of `when`: the flow run's
+    scheduled start)."""
+    import datetime as dt
+
+    if "{" not in name:
+        return name
+    when = when or dt.datetime.now(dt.timezone.utc)
+    when = when.astimezone(dt.timezone.utc)
+    run = str(flow_run_id).replace("-", "")[:8] if flow_run_id else when.strftime("local%Y%m%d%H%M%S")
+    return name.format(flow_run=run, date=when.strftime("%Y%m%d"), time=when.strftime("%H%M%S"))
+
+
 class PipelineConfig(_Model):
-    run_name: str = Field(default="demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    run_name: str = Field(
+        default="demo", pattern=r"^[A-Za-z0-9{][A-Za-z0-9_.{}-]*$",
+        description="The run's folder under output_dir, and the name its training resumes by. Placeholders "
+        "{flow_run} (the Prefect flow-run id: every scheduled or UI-triggered run its own run, a retry of "
+        "the same flow run resumes it), {date} and {time} (UTC) are filled when the run starts.")
     output_dir: str = Field(default="runs", description="Local path or URI; the run goes under it.")
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
@@ -484,6 +506,26 @@ class PipelineConfig(_Model):
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/") or v
+
+    @field_validator("run_name")
+    @classmethod
+    def _known_placeholders(cls, v: str) -> str:
+        import string
+
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        except ValueError as e:
+            raise ValueError(f"run_name {v!r}: {e}") from e
+        unknown = fields - set(RUN_NAME_FIELDS)
+        if unknown:
+            raise ValueError(f"run_name {v!r}: unknown placeholder(s) {sorted(unknown)}; "
+                             f"known: {', '.join('{' + f + '}' for f in RUN_NAME_FIELDS)}")
+        return v
+
+    def resolved(self, flow_run_id: str | None = None, when=None) -> "PipelineConfig":
+        """This config with `run_name`'s placeholders filled (itself when it has none)."""
+        name = resolve_run_name(self.run_name, flow_run_id, when)
+        return self if name == self.run_name else self.model_copy(update={"run_name": name})
 
     @model_validator(mode="after")
     def _pretrained_keeps_its_tokenizer(self):

@@ -132,6 +132,20 @@ def sha256_file(uri: str) -> str:
     return h.hexdigest()
 
 
+def sha256_dir(uri: str) -> str:
+    """One sha256 over a folder's files (relative names and contents, in name order): the
+    identity of a saved tokenizer or model."""
+    fs, path = get_fs(uri)
+    h = hashlib.sha256()
+    root = path.rstrip("/")
+    for f in sorted(fs.find(root)):
+        h.update(f[len(root):].lstrip("/").encode() + b"\0")
+        with fs.open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def put_local(local_path: str, uri: str) -> dict:
     """Move a finished local file to `uri` atomically (temporary name, then rename); return
     its bytes and sha256. Used by streaming writers, which write locally first."""

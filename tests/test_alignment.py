@@ -324,3 +324,33 @@ def test_a_pretrained_checkpoint_keeps_its_tokenizer_and_weights(corpus, tmp_pat
     with pytest.raises(ConfigError, match="tokenizer.pretrained_dir"):
         load_config(None, [f"model.pretrained_dir={src}", f"tokenizer.pretrained_dir={tmp_path}"])
 
+
+
+@pytest.mark.parametrize("kind", ["document", "pair"])
+def test_a_corrupted_shard_byte_stops_training_before_it_starts(corpus, tmp_path, kind):
+    """Every file the manifest lists is checked against its committed sha256 before the
+    tokenizer or pretraining reads it: one flipped byte is refused with the file's path."""
+    import shutil
+
+    from pipeline.config import PipelineConfig
+    from pipeline.corpus.shard import CorruptShardError, verify_corpus
+    from pipeline.training.pretrain import pretrain
+    from pipeline.training.tokenizer import train_tokenizer
+
+    root, manifest = corpus
+    copy = tmp_path / "corpus"
+    shutil.copytree(root / "corpus", copy)
+    n = verify_corpus(manifest, str(copy))
+    assert n == len(manifest["shards"]) + len(manifest["parallel"]["files"]) + len(manifest["unidentified"]["files"])
+    entry = (manifest["shards"] if kind == "document" else manifest["parallel"]["files"])[0]
+    target = copy / entry["path"]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    for run in (lambda: verify_corpus(manifest, str(copy)),
+                lambda: train_tokenizer(manifest, str(copy), str(tmp_path / "tok"), TokenizerConfig(vocab_size=500)),
+                lambda: pretrain(str(copy), manifest, str(root / "masked_lm"), str(tmp_path / "model"),
+                                 PipelineConfig(output_dir=str(tmp_path / "runs")))):
+        with pytest.raises(CorruptShardError, match=entry["path"].replace(".", r"\.") + ": sha256"):
+            run()
+    assert not (tmp_path / "tok").exists() and not (tmp_path / "runs").exists()

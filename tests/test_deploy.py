@@ -46,3 +46,43 @@ def test_bad_parameters_are_refused_before_running():
     flow = load_flow("flows/multilingual_pipeline.py:multilingual_pipeline")
     with pytest.raises(ParameterTypeError, match="max_steps"):
         flow.validate_parameters({"config": {"pretrain": {"max_steps": 0}}})
+
+
+def test_run_name_placeholders_give_every_flow_run_its_own_run():
+    """{flow_run} / {date} / {time} in run_name: filled from the flow-run id and its scheduled
+    time (a retry of the same flow run gets the same run back); unknown ones refused."""
+    import datetime as dt
+
+    from pipeline.config import ConfigError, PipelineConfig, load_config
+
+    cfg = PipelineConfig(run_name="nightly-{date}-{flow_run}")
+    when = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.timezone.utc)
+    a = cfg.resolved("0a1b2c3d-0000-4000-8000-000000000001", when)
+    assert a.run_name == "nightly-20261123-0a1b2c3d" and a.run_dir.endswith("/nightly-20261123-0a1b2c3d")
+    assert cfg.resolved("0a1b2c3d-0000-4000-8000-000000000001", when).run_name == a.run_name  # a retry
+    assert cfg.resolved("ffee0011-0000-4000-8000-000000000002", when).run_name != a.run_name
+    assert PipelineConfig(run_name="fixed").resolved("0a1b2c3d").run_name == "fixed"
+    with pytest.raises(ConfigError, match="unknown placeholder"):
+        load_config(None, ["run_name=x-{user}"])
+
+
+def test_two_flow_runs_of_one_config_work_on_two_runs(prefect_api):
+    """Inside Prefect: the flow's own run id fills {flow_run}; the flow-run name carries it."""
+    from prefect import flow
+
+    from flows import run_label, this_run
+    from pipeline.config import PipelineConfig
+
+    @flow(flow_run_name=run_label)
+    def probe(config: PipelineConfig) -> tuple[str, str]:
+        from prefect.runtime import flow_run
+
+        return this_run(config).run_name, f"{flow_run.id}|{flow_run.name}"
+
+    cfg = PipelineConfig(run_name="nightly-{flow_run}")
+    (name1, run1), (name2, run2) = probe(cfg), probe(cfg)
+    assert name1 != name2
+    for name, run in ((name1, run1), (name2, run2)):
+        run_id, label = run.split("|")
+        assert name == "nightly-" + run_id.replace("-", "")[:8]
+        assert label.endswith(name)

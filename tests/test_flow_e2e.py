@@ -25,7 +25,7 @@ def test_multilingual_pipeline_end_to_end(tmp_path, ray_local, prefect_api, monk
 
     monkeypatch.chdir(tmp_path)
     cfg = load_yaml(ROOT / "configs" / "demo.yaml").model_copy(deep=True)
-    cfg.run_name = "e2e"
+    cfg.run_name = "e2e-{flow_run}"  # a run of its own, named by the flow run
     cfg.output_dir = str(tmp_path / "runs")
     cfg.corpus.ingest.inputs = [str(SAMPLE / "corpus" / "*")]
     cfg.finetune.train_path = str(SAMPLE / "labelled" / "train.tsv")
@@ -38,15 +38,20 @@ def test_multilingual_pipeline_end_to_end(tmp_path, ray_local, prefect_api, monk
 
     result = multilingual_pipeline(cfg)
 
-    run = tmp_path / "runs" / "e2e"
+    from pathlib import Path
+
+    run = Path(result["run_dir"])
+    assert run.parent == tmp_path / "runs" and run.name.startswith("e2e-") and len(run.name) == len("e2e-") + 8
     report = json.loads((run / "corpus" / "report.json").read_text())
     assert report["input"] == report["kept"] + report["unidentified"] + report["rejected"]
     assert (run / "corpus" / "manifest.json").exists()
     # checkpoints through ray.train.report, pruned to num_to_keep=2
-    ckpts = sorted(p for p in (run / "ray" / "e2e-pretrain").glob("checkpoint_*") if p.is_dir())
+    ckpts = sorted(p for p in (run / "ray" / f"{run.name}-pretrain").glob("checkpoint_*") if p.is_dir())
     assert len(ckpts) == 2 and (ckpts[-1] / "model.safetensors").exists()
     meta = json.loads((ckpts[-1] / "trainer_meta.json").read_text())
     assert meta["step"] == 12
+    # trained on this run's corpus and tokenizer (what a rerun under this name is checked against)
+    assert meta["lineage"]["manifest_sha256"] == result["corpus"]["manifest_sha256"]
     assert (run / "model-pretrained" / "model.safetensors").exists()
     assert not (run / "model" / "trainer_state.pt").exists()
     assert result["train"]["pretrain"]["step"] == 12 and result["train"]["finetune"]["epoch"] == 2
@@ -64,7 +69,7 @@ def test_multilingual_pipeline_end_to_end(tmp_path, ray_local, prefect_api, monk
 
     client = MlflowClient(tracking_uri=reg["tracking_uri"], registry_uri=reg["tracking_uri"])
     mv = client.get_model_version(reg["model_name"], "1")
-    assert mv.tags["manifest_sha256"] == result["corpus"]["manifest_sha256"]
+    assert mv.tags["manifest_sha256"] == result["corpus"]["manifest_sha256"] and mv.tags["run_name"] == run.name
     metrics = client.get_run(reg["run_id"]).data.metrics
     assert all(f"accuracy.{lang}" in metrics for lang in LABELS)
 

@@ -380,12 +380,18 @@ def test_training_stream_is_seeded(corpus, tmp_path):
 
 def test_rerun_with_the_same_run_name_resumes(corpus, tmp_path):
     """A finished run of 4 steps, rerun under the same name with max_steps 6, continues from
-    its step-4 checkpoint (steps 5-6 only: the metrics history shows no restart at step 1).
+    its step-4 checkpoint (steps 5-6 only: the metrics history shows no restart at step 1);
+    the checkpoint records the corpus and tokenizer it was trained on, and the same run on
+    other data is refused instead of handing on a model trained on the old.
     Trained with FSDP (2 workers, gloo) and bf16 autocast: the checkpoint holds the gathered
     full weights and optimizer state, and the rerun reshards them."""
+    from pathlib import Path
+
     import ray
 
-    from pipeline.training.pretrain import pretrain
+    from pipeline.storage import sha256_dir, sha256_file
+    from pipeline.training.pretrain import pretrain, pretrain_lineage
+    from pipeline.training.raytrain import LineageError
     from pipeline.training.tokenizer import train_tokenizer
 
     root, manifest = corpus
@@ -399,10 +405,23 @@ def test_rerun_with_the_same_run_name_resumes(corpus, tmp_path):
     try:
         first = pretrain(str(root / "corpus"), manifest, str(tmp_path / "tok"), out, PipelineConfig.model_validate(raw))
         raw["pretrain"]["max_steps"] = 6
+        # the tokenizer stage of a rerun keeps the tokenizer made from the same corpus and settings
+        sha = sha256_dir(str(tmp_path / "tok"))
+        train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1000),
+                        "causal_lm")
+        assert sha256_dir(str(tmp_path / "tok")) == sha
         second = pretrain(str(root / "corpus"), manifest, str(tmp_path / "tok"), out, PipelineConfig.model_validate(raw))
+        # the same run on another tokenizer (other data): refused before any training, with the remedy
+        train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok2"), TokenizerConfig(vocab_size=900),
+                        "causal_lm")
+        with pytest.raises(LineageError, match=r"tokenizer_sha256.*new run_name"):
+            pretrain(str(root / "corpus"), manifest, str(tmp_path / "tok2"), out, PipelineConfig.model_validate(raw))
     finally:
         ray.shutdown()
     assert first["step"] == 4 and second["step"] == 6
+    lineage = json.loads(Path(out, "trainer_meta.json").read_text())["lineage"]  # in the exported model too
+    assert lineage == pretrain_lineage(str(root / "corpus"), str(tmp_path / "tok"), PipelineConfig.model_validate(raw))
+    assert lineage["manifest_sha256"] == sha256_file(str(root / "corpus" / "manifest.json"))
     history = [json.loads(l)["step"] for l in (tmp_path / "runs" / "again" / "eval" / "pretrain-metrics.jsonl").open()]
     assert history == [2, 4, 6]
     from transformers import AutoModelForCausalLM

@@ -304,6 +304,42 @@ def read_manifest(corpus_dir: str) -> dict:
     return read_json(uri)
 
 
+class CorruptShardError(ValueError):
+    """A shard's bytes differ from what the manifest committed."""
+
+
+def verify_corpus(manifest: dict, corpus_dir: str, threads: int = 8) -> int:
+    """Check every file the manifest lists (document shards, unidentified files, pair shards)
+    against its committed size and sha256 before anything trains on them (files hashed in
+    parallel threads); a missing, truncated or altered file is a `CorruptShardError` naming it.
+    Returns the number of files checked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..storage import get_fs, sha256_file
+
+    files = [*manifest.get("shards", []), *(manifest.get("unidentified") or {}).get("files", []),
+             *(manifest.get("parallel") or {}).get("files", [])]
+
+    def check(entry: dict) -> str | None:
+        uri = join(corpus_dir, entry["path"])
+        fs, path = get_fs(uri)
+        if not fs.exists(path):
+            return f"{uri}: missing"
+        size = fs.size(path)
+        if size != entry["bytes"]:
+            return f"{uri}: {size} bytes, the manifest committed {entry['bytes']}"
+        digest = sha256_file(uri)
+        return None if digest == entry["sha256"] else f"{uri}: sha256 {digest}, the manifest committed {entry['sha256']}"
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        bad = [b for b in pool.map(check, files) if b]
+    if bad:
+        raise CorruptShardError(f"{corpus_dir}: {len(bad)} of {len(files)} corpus files differ from {MANIFEST} "
+                                f"(corrupted or altered since `prepare` wrote them; prepare the corpus again): "
+                                + "; ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+    return len(files)
+
+
 def mixing_plan(manifest: dict, total_rows: int, alpha: float | None = None) -> dict[str, int]:
     """Rows to draw per language for a stream of `total_rows` training rows, by temperature
     sampling over the languages' training text (alpha from the manifest unless given).

@@ -35,7 +35,7 @@ import pyarrow as pa
 import torch
 
 from ..config import PipelineConfig
-from ..corpus.shard import mixing_plan, shard_paths
+from ..corpus.shard import mixing_plan, shard_paths, verify_corpus
 from ..storage import absolute
 from . import alignment, raytrain
 from .model import (
@@ -211,7 +211,8 @@ def _hand_on(state: dict, model, tokenizer, step: int, max_steps: int, rank: int
     meta = json.loads(Path(state["dir"], "trainer_meta.json").read_text())
     metrics = {k: v for k, v in meta.items() if k in ("step", "lr", "tokens_per_s") or k.startswith("loss")}
     ckpt = {k: v for k, v in state.items() if k != "dir"}
-    raytrain.report(metrics, model, tokenizer, {**ckpt, "meta": {k: meta[k] for k in ("objective",) if k in meta}})
+    raytrain.report(metrics, model, tokenizer,
+                    {**ckpt, "meta": {k: meta[k] for k in ("objective", "lineage") if k in meta}})
 
 
 def _lm_rows(ids: torch.Tensor, tokenizer, causal: bool, pcfg, gen) -> tuple[torch.Tensor, torch.Tensor]:
@@ -347,7 +348,8 @@ def _metrics(step: int, lang_acc: torch.Tensor, pair_acc: torch.Tensor, tokens: 
     return metrics
 
 
-def _checkpoint(model, optimizer, scheduler, gen, step: int, world: int, objective: str, accum: int) -> dict:
+def _checkpoint(model, optimizer, scheduler, gen, step: int, world: int, objective: str, accum: int,
+                lineage: dict) -> dict:
     """Optimizer, scheduler, step and every rank's RNG state (gathered), for an exact resume."""
     import torch.distributed as dist
 
@@ -358,7 +360,7 @@ def _checkpoint(model, optimizer, scheduler, gen, step: int, world: int, objecti
         gathered = [_rng_state(gen)]
     return {"optimizer": raytrain.optimizer_state(model, optimizer), "scheduler": scheduler.state_dict(),
             "step": step, "world": world, "rng": gathered,
-            "meta": {"objective": objective, "data_position_batches": step * accum * world}}
+            "meta": {"objective": objective, "data_position_batches": step * accum * world, "lineage": lineage}}
 
 
 def train_loop(config: dict) -> None:
@@ -432,7 +434,8 @@ def train_loop(config: dict) -> None:
                 with open(config["metrics_path"], "a", encoding="utf-8") as f:
                     f.write(json.dumps(metrics) + "\n")
         save = step % pcfg.checkpoint_every == 0 or done
-        ckpt = _checkpoint(model, optimizer, scheduler, gen, step, world, mcfg.objective, accum) if save else None
+        ckpt = _checkpoint(model, optimizer, scheduler, gen, step, world, mcfg.objective, accum,
+                           config.get("lineage", {})) if save else None
         raytrain.report(metrics, model, tokenizer, ckpt)
         lang_acc.zero_()
         pair_acc.zero_()
@@ -448,10 +451,22 @@ def _metrics_path(run_dir: str) -> str | None:
     return str(path)
 
 
+def pretrain_lineage(corpus_dir: str, tokenizer_dir: str, cfg: PipelineConfig) -> dict:
+    """What a pretraining checkpoint was trained on: the corpus manifest, the tokenizer and the
+    starting checkpoint (sha256 each). Recorded in every checkpoint and the exported model;
+    a run whose checkpoint says otherwise is refused (`raytrain.check_lineage`)."""
+    from ..storage import sha256_dir, sha256_file
+
+    return {"manifest_sha256": sha256_file(f"{corpus_dir}/manifest.json"),
+            "tokenizer_sha256": sha256_dir(tokenizer_dir),
+            "pretrained_sha256": sha256_dir(cfg.model.pretrained_dir) if cfg.model.pretrained_dir else None}
+
+
 def pretrain(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     """Run the Ray Train job; export the final model (safetensors) to `out_dir`."""
     if cfg.model.pretrained_dir:  # continued pretraining: fail here, not in every worker
         check_pretrained(cfg.model)
+    verify_corpus(manifest, corpus_dir)  # a corrupted shard stops the run here, before any training
     raytrain.init_ray(cfg.ray)
     pcfg = cfg.pretrain
     seq_len = cfg.model.max_length
@@ -470,12 +485,14 @@ def pretrain(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, 
                                                   cfg.model.objective, seq_len)
         pairs = sorted(manifest["parallel"]["pairs"])
     run_dir = absolute(cfg.run_dir) if "://" not in cfg.run_dir else cfg.run_dir
+    lineage = pretrain_lineage(corpus_dir, tokenizer_dir, cfg)
+    raytrain.check_lineage(run_dir, cfg.ray, f"{cfg.run_name}-pretrain", lineage, cfg.run_name)
     result = raytrain.fit(
         train_loop,
         {"pretrain": pcfg.model_dump(), "model": cfg.model.model_dump(), "tokenizer_dir": absolute(tokenizer_dir),
          "threads": cfg.ray.cpus_per_worker, "languages": sorted(manifest["languages"]),
          "strategy": cfg.ray.strategy, "failure_marker": str(Path(absolute(out_dir)).parent / ".injected-failure"),
-         "metrics_path": _metrics_path(run_dir), "pairs": pairs},
+         "metrics_path": _metrics_path(run_dir), "pairs": pairs, "lineage": lineage},
         datasets, f"{cfg.run_name}-pretrain", run_dir, cfg.ray,
     )
     raytrain.export(result.checkpoint, out_dir)

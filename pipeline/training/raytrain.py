@@ -44,6 +44,50 @@ def storage_path(run_dir: str, cfg: RayConfig | None = None) -> str:
     return f"{run_dir}/ray" if is_remote(run_dir) else str(Path(run_dir, "ray").resolve())
 
 
+class LineageError(ValueError):
+    """A run's existing checkpoint was trained on other data than this run would give it."""
+
+
+def latest_checkpoint_meta(run_dir: str, cfg: RayConfig, name: str) -> tuple[str, dict] | None:
+    """(path, trainer_meta.json) of the newest checkpoint of the Ray Train run `name` (the one
+    a new fit of that name resumes from), or None when it has none."""
+    from ..storage import get_fs
+
+    root = f"{storage_path(run_dir, cfg)}/{name}"
+    fs, path = get_fs(root)
+    if not fs.exists(path):
+        return None
+    ckpts = sorted(p for p in fs.ls(path, detail=False) if p.rstrip("/").rsplit("/", 1)[-1].startswith("checkpoint_"))
+    for ckpt in reversed(ckpts):
+        meta = f"{ckpt}/trainer_meta.json"
+        if fs.exists(meta):
+            with fs.open(meta, "r") as f:
+                return (f"{root}/{ckpt.rstrip('/').rsplit('/', 1)[-1]}", json.load(f))
+    return None
+
+
+def check_lineage(run_dir: str, cfg: RayConfig, name: str, lineage: dict, run_name: str) -> None:
+    """Refuse to resume (or hand on) a checkpoint of run `name` that was trained on other data
+    (corpus manifest, tokenizer, starting model) than `lineage` says this run has."""
+    found = latest_checkpoint_meta(run_dir, cfg, name)
+    if found is None:
+        return
+    path, meta = found
+    saved = meta.get("lineage")
+    if saved is None:
+        log.warning("%s: checkpoint %s records no lineage (written by an older version); resuming it unchecked",
+                    name, path)
+        return
+    differ = {k: (saved.get(k), v) for k, v in lineage.items() if saved.get(k) != v}
+    if differ:
+        what = "; ".join(f"{k}: checkpoint {a}, this run {b}" for k, (a, b) in differ.items())
+        raise LineageError(
+            f"run {run_name!r}: its checkpoint {path} was trained on other data ({what}). A run never hands on "
+            f"a model trained on other data: give this run a new run_name (deployments add the flow-run id with "
+            f"{{flow_run}} in run_name), or delete {storage_path(run_dir, cfg)}/{name} to train this run again "
+            f"from scratch")
+
+
 def scaling_config(cfg: RayConfig):
     from ray.train import ScalingConfig
 

@@ -11,7 +11,7 @@ import logging
 import random
 
 from ..config import TokenizerConfig
-from ..corpus.shard import mixing_plan, shard_paths
+from ..corpus.shard import mixing_plan, shard_paths, verify_corpus
 from ..storage import read_parquet
 
 log = logging.getLogger(__name__)
@@ -83,9 +83,37 @@ def _with_byte_fallback(tok, unk: str):
     return tok
 
 
+TRAINED_ON = "babelforge_tokenizer.json"
+
+
 def train_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: TokenizerConfig,
                     objective: str = "masked_lm"):
-    """Train (or copy from `cfg.pretrained_dir`) the tokenizer and save it in HF format."""
+    """Train (or copy from `cfg.pretrained_dir`) the tokenizer and save it in HF format, with
+    what it was made from (`babelforge_tokenizer.json`: corpus manifest sha256, settings). A
+    tokenizer already in `out_dir` made from the same is kept as it is: a retried run gets the
+    identical tokenizer (and pretraining its identical lineage) without training it again."""
+    import json
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from ..storage import sha256_file
+
+    verify_corpus(manifest, corpus_dir)
+    made_from = {"manifest_sha256": sha256_file(f"{corpus_dir}/manifest.json"), "objective": objective,
+                 "tokenizer": cfg.model_dump(mode="json")}
+    marker = Path(out_dir, TRAINED_ON)
+    if marker.exists() and json.loads(marker.read_text()) == made_from:
+        fast = AutoTokenizer.from_pretrained(out_dir, local_files_only=True)
+        log.info("tokenizer: %s already made from this corpus and settings; kept (%d pieces)", out_dir, len(fast))
+        return fast
+    marker.unlink(missing_ok=True)
+    fast = _make_tokenizer(manifest, corpus_dir, out_dir, cfg, objective)
+    marker.write_text(json.dumps(made_from, indent=2, sort_keys=True))
+    return fast
+
+
+def _make_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: TokenizerConfig, objective: str):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
