@@ -206,6 +206,25 @@ def _set_option(p: argparse.ArgumentParser) -> None:
                         "--set corpus.dedup.threshold=0.6 --set 'corpus.langid.languages=[fr, de]'")
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pipeline import promotion, register
+
+    decision = register.compare_versions(_config(args), args.version, args.against)
+    print(promotion.markdown(decision))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from pipeline import promotion, register
+
+    cfg = _config(args)
+    decision = register.promote(cfg, args.version, args.force)
+    print(promotion.markdown(decision))
+    state = "now holds" if decision["promoted"] else "does not take"
+    print(f"{cfg.registry.model_name} version {args.version} {state} alias {cfg.registry.champion_alias}")
+    return 0 if decision["promoted"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="babelforge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -261,6 +280,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="report folder (default: <run>/eval)")
     _set_option(p)
     p.set_defaults(func=cmd_evaluate)
+    for name, func, help_ in (
+            ("compare", cmd_compare, "compare a registered model version with the champion (or --against) per "
+                                     "language, as the promotion gate does"),
+            ("promote", cmd_promote, "move the champion alias to a version that passes the promotion gate")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", help="YAML config; its registry section names the model and the gate")
+        p.add_argument("--version", type=int, required=True, help="registered model version")
+        if name == "compare":
+            p.add_argument("--against", type=int, help="compare with this version instead of the champion")
+        else:
+            p.add_argument("--force", action="store_true", help="move the alias even if the gate says no "
+                                                                 "(recorded as forced)")
+        _set_option(p)
+        p.set_defaults(func=func)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

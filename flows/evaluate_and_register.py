@@ -8,6 +8,7 @@ from flows import run_label, this_run
 from pipeline.config import PipelineConfig
 from pipeline.corpus.shard import MANIFEST, read_manifest
 from pipeline.storage import sha256_file
+from tasks import run_stage
 from tasks.evaluate import evaluate_task
 from tasks.register import register_task
 
@@ -18,7 +19,8 @@ def evaluate_and_register(config: PipelineConfig = PipelineConfig()) -> dict:
     corpus_dir = config.path("corpus")
     manifest = read_manifest(corpus_dir)
     manifest_uri = f"{corpus_dir}/{MANIFEST}"
-    report = evaluate_task(config.path("model"), config.path("model-pretrained"), manifest, corpus_dir,
-                           config.path("eval"), config)
-    registered = register_task(config.path("model"), report, manifest, sha256_file(manifest_uri), config)
+    report = run_stage(evaluate_task, config, config.path("model"), config.path("model-pretrained"), manifest,
+                       corpus_dir, config.path("eval"), config)
+    registered = run_stage(register_task, config, config.path("model"), report, manifest, sha256_file(manifest_uri),
+                           config)
     return {"eval": report, "registered": registered}

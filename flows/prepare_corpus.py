@@ -7,6 +7,7 @@ from prefect import flow
 from flows import run_label, this_run
 from pipeline.config import PipelineConfig
 from pipeline.storage import read_json
+from tasks import run_stage
 from tasks.corpus import prepare_corpus_task
 
 
@@ -14,6 +15,7 @@ from tasks.corpus import prepare_corpus_task
 def prepare_corpus(config: PipelineConfig = PipelineConfig()) -> dict:
     config = this_run(config)
     corpus_dir = config.path("corpus")
-    report = prepare_corpus_task(config.corpus.ingest.inputs, corpus_dir, config.corpus, config.ray)
+    report = run_stage(prepare_corpus_task, config, config.corpus.ingest.inputs, corpus_dir, config.corpus,
+                       config.ray)
     return {"corpus_dir": corpus_dir, "report": report,
             "manifest": read_json(f"{corpus_dir}/manifest.json"), "manifest_sha256": report["manifest_sha256"]}

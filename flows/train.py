@@ -7,6 +7,7 @@ from prefect import flow
 from flows import run_label, this_run
 from pipeline.config import PipelineConfig
 from pipeline.corpus.shard import read_manifest
+from tasks import run_stage
 from tasks.train import finetune_task, pretrain_task, train_tokenizer_task
 
 
@@ -15,7 +16,8 @@ def train(config: PipelineConfig = PipelineConfig(), corpus_dir: str | None = No
     config = this_run(config)
     corpus_dir = corpus_dir or config.path("corpus")
     manifest = read_manifest(corpus_dir)
-    tokenizer_dir = train_tokenizer_task(manifest, corpus_dir, config.path("tokenizer"), config)
-    pretrained = pretrain_task(corpus_dir, manifest, tokenizer_dir, config.path("model-pretrained"), config)
-    classifier = finetune_task(pretrained["model_dir"], config.path("model"), config)
+    tokenizer_dir = run_stage(train_tokenizer_task, config, manifest, corpus_dir, config.path("tokenizer"), config)
+    pretrained = run_stage(pretrain_task, config, corpus_dir, manifest, tokenizer_dir, config.path("model-pretrained"),
+                           config)
+    classifier = run_stage(finetune_task, config, pretrained["model_dir"], config.path("model"), config)
     return {"tokenizer_dir": tokenizer_dir, "pretrain": pretrained, "finetune": classifier}

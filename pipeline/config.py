@@ -285,6 +285,11 @@ class CorpusConfig(_Model):
         "the configured cluster, else a local Ray), or auto: Ray when a cluster is configured "
         "(ray.address or RAY_ADDRESS), else in-process. The output is the same.")
     cpus_per_unit: float = Field(default=1.0, gt=0, description="CPUs a Ray task of one work unit reserves.")
+    unit_cache: str | None = Field(
+        default=None, description="Folder or URI where finished work units are kept across runs (none: "
+        "<corpus>/_units, this run only). A unit is keyed by its input's URI, size and modification time or "
+        "ETag, its part of the file and the per-unit config, so a nightly run whose inputs mostly did not "
+        "change processes only the changed ones and still writes its own complete manifest.")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
@@ -467,6 +472,34 @@ class RegistryConfig(_Model):
     )
     experiment: str = "babelforge"
     model_name: str = "babelforge-classifier"
+    champion_alias: str = Field(default="champion", description="The alias of the version in use; a new "
+                                "version takes it only through the promotion gate.")
+    gate_metric: str | None = Field(default=None, description="Per-language test metric the gate compares "
+                                    "(none: the task's: macro_f1 for classification, f1 for NER).")
+    gate_tolerance: float = Field(default=0.02, ge=0, description="Largest drop of any language's score "
+                                  "against the champion that still promotes.")
+    gate_floor: float | None = Field(default=None, ge=0, description="No language may score below this "
+                                     "(none: no floor).")
+    auto_promote: bool = Field(default=True, description="Move the alias to a version that passes the gate "
+                               "(false: the decision is recorded, `babelforge promote` moves it).")
+
+
+class OrchestrationConfig(_Model):
+    """How the Prefect flows run their stages (tasks)."""
+    retries: int = Field(default=2, ge=0, description="Retries of the stages that touch storage or the network "
+                         "(prepare-corpus, train-tokenizer, evaluate, register-model); each is resumable or "
+                         "idempotent, so a retry redoes no finished work.")
+    retry_delay_seconds: float = Field(default=10.0, ge=0, description="First retry delay; doubled at each "
+                                       "further retry (exponential backoff, with jitter).")
+    training_retries: int = Field(default=1, ge=0, description="Retries of pretrain / finetune: a retry "
+                                  "resumes from the run's last checkpoint (Ray Train also restarts failed "
+                                  "workers itself: ray.max_failures).")
+    timeout_seconds: dict[str, float] = Field(
+        default_factory=dict, description="Per-stage timeouts, e.g. {pretrain: 86400, prepare-corpus: 7200}; a "
+        "stage not listed has none.")
+    training_tag: str = Field(default="babelforge-training", description="Tag on the training stages: "
+                              "`prefect concurrency-limit create babelforge-training 1` lets one train at a time "
+                              "across all runs.")
 
 
 RUN_NAME_FIELDS = ("flow_run", "date", "time")
@@ -501,6 +534,7 @@ class PipelineConfig(_Model):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
 
     @field_validator("output_dir")
     @classmethod

@@ -14,6 +14,7 @@ import logging
 import os
 from pathlib import Path
 
+from . import promotion
 from .config import PipelineConfig
 from .evaluation.evaluate import markdown
 from .storage import get_fs
@@ -41,7 +42,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return {k: v[:500] for k, v in out.items()}
 
 
-def model_card(name: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig) -> str:
+def model_card(name: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig,
+               decision: dict | None = None) -> str:
     """The model's README.md: a Hugging Face model card (`huggingface_hub.ModelCardData`, whose
     `EvalResult`s build and check the `model-index`: one result per test language) with the
     training corpus and the per-language evaluation tables."""
@@ -72,12 +74,52 @@ def model_card(name: str, eval_report: dict, manifest: dict, manifest_sha256: st
         f"## Training data\n\nCorpus manifest sha256 `{manifest_sha256}`; temperature alpha {manifest.get('alpha')}.\n\n"
         f"| language | documents | of which back-translated | sampling weight |\n|---|---:|---:|---:|\n{corpus_rows}\n\n"
         f"## Evaluation (per language)\n\n{markdown(eval_report)}\n"
-        f"Weights are stored as safetensors.\n"
+        + (f"## Promotion\n\n{promotion.markdown(decision)}\n" if decision else "")
+        + "Weights are stored as safetensors.\n"
     )
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
-def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig) -> dict:
+def lineage(cfg: PipelineConfig, pretrained_dir: str | None) -> dict[str, str]:
+    """What a registered version came from: the code (git commit, uncommitted changes), the
+    config (sha256 of its JSON), the Prefect flow run, and the pretrained model and tokenizer
+    it was fine-tuned from (their folders' sha256, and the corpus / tokenizer its pretraining
+    checkpoint recorded)."""
+    import hashlib
+    import subprocess
+
+    from .storage import exists, read_json, sha256_dir
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    out = {"git_commit": commit or "unknown",
+           "git_dirty": "unknown" if commit is None else str(bool(git("status", "--porcelain", "--untracked-files=no"))),
+           "config_sha256": hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()}
+    try:  # the flow run of the whole DAG (this may run in one of its subflows)
+        from prefect.runtime import flow_run
+
+        if flow_run.id:
+            out["flow_run_id"] = str(flow_run.root_flow_run_id or flow_run.id)
+    except Exception as e:  # no Prefect, or its API unreachable: the version is registered all the same
+        log.warning("register: no flow-run id for the lineage tags (%s)", e)
+    if pretrained_dir and exists(f"{pretrained_dir}/config.json"):
+        out["pretrained_sha256"] = sha256_dir(pretrained_dir)
+        meta = f"{pretrained_dir}/trainer_meta.json"
+        trained_on = (read_json(meta).get("lineage") or {}) if exists(meta) else {}
+        out.update({f"pretrained.{k}": str(v) for k, v in trained_on.items() if v})
+    return out
+
+
+def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig,
+             pretrained_dir: str | None = None) -> dict:
     import mlflow
     from mlflow import MlflowClient
 
@@ -99,10 +141,16 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
         fs, path = get_fs(chart)
         if fs.exists(path):
             fs.get(path, str(Path(model_dir, f"{name}.png")))
-    Path(model_dir, "README.md").write_text(model_card(rcfg.model_name, eval_report, manifest, manifest_sha256, cfg),
-                                            encoding="utf-8")
     task = tasks.get(cfg.finetune.task)
     test = eval_report.get(task.key, {})
+    # the gate, against the version holding the alias now (before this one exists)
+    metric = rcfg.gate_metric or task.gate_metric
+    current = promotion.champion(client, rcfg.model_name, rcfg.champion_alias)
+    decision = promotion.decide(promotion.scores(eval_report, task.key, metric),
+                                promotion.version_scores(client, current, task.key, metric) if current else None,
+                                rcfg, metric, int(current.version) if current else None)
+    Path(model_dir, "README.md").write_text(
+        model_card(rcfg.model_name, eval_report, manifest, manifest_sha256, cfg, decision), encoding="utf-8")
     metrics = task.metrics(test)
     metrics.update({f"lm_loss.{lang}": m["loss"] for lang, m in eval_report.get("lm", {}).get("languages", {}).items()})
     retrieval = eval_report.get("retrieval", {})
@@ -112,11 +160,16 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:
         mlflow.log_params(flatten(cfg.model_dump(mode="json")))
         mlflow.log_metrics(metrics)
+        lineage_tags = lineage(cfg, pretrained_dir)
+        mlflow.set_tags(lineage_tags)
+        if "pretrained_sha256" in lineage_tags:  # the pretrained model and its tokenizer, versioned with this run
+            mlflow.log_artifacts(pretrained_dir, artifact_path="pretrained")
         mlflow.set_tags({"manifest_sha256": manifest_sha256, "task": task.name,
                          "languages": ",".join(sorted(test.get("languages", {})))})
         mlflow.log_artifacts(model_dir, artifact_path="model")
         mlflow.log_dict(eval_report, "eval/report.json")
         mlflow.log_dict(manifest, "corpus/manifest.json")
+        mlflow.log_dict(decision, "eval/promotion.json")
         artifact_uri = run.info.artifact_uri
         run_id = run.info.run_id
     try:
@@ -125,9 +178,74 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
         client.create_registered_model(rcfg.model_name, description="babelforge multilingual model")
     version = client.create_model_version(
         rcfg.model_name, source=f"{artifact_uri}/model", run_id=run_id,
-        tags={"manifest_sha256": manifest_sha256, "run_name": cfg.run_name},
+        tags={"manifest_sha256": manifest_sha256, "run_name": cfg.run_name, **lineage_tags},
         description=f"run {cfg.run_name}; {task.title.lower()}: {task.summary(test)}",
     )
-    log.info("register: %s version %s (run %s) in %s", rcfg.model_name, version.version, run_id, uri)
+    promoted = decision["promote"] and rcfg.auto_promote
+    record_decision(client, rcfg.model_name, version.version, decision, rcfg.champion_alias, promoted)
+    log.info("register: %s version %s (run %s) in %s; gate: %s (%s)", rcfg.model_name, version.version, run_id, uri,
+             "promoted" if promoted else "passed, not promoted (auto_promote off)" if decision["promote"]
+             else "not promoted", "; ".join(decision["reasons"]))
     return {"model_name": rcfg.model_name, "version": int(version.version), "run_id": run_id,
-            "source": version.source, "tracking_uri": uri}
+            "source": version.source, "tracking_uri": uri, "promotion": decision, "promoted": promoted}
+
+
+def record_decision(client, model_name: str, version, decision: dict, alias: str, promote: bool) -> None:
+    """The gate's decision as tags on the version (and on its run); the alias moved if `promote`."""
+    import json as _json
+
+    tags = {"promotion": "promoted" if promote else "passed" if decision["promote"] else "rejected",
+            "promotion.reasons": "; ".join(decision["reasons"])[:5000],
+            "promotion.against": str(decision.get("champion_version") or ""),
+            "promotion.deltas": _json.dumps({k: v.get("delta") for k, v in decision["languages"].items()})[:5000]}
+    for k, v in tags.items():
+        client.set_model_version_tag(model_name, str(version), k, v)
+    mv = client.get_model_version(model_name, str(version))
+    for k, v in tags.items():
+        client.set_tag(mv.run_id, k, v)
+    if promote:
+        client.set_registered_model_alias(model_name, alias, str(version))
+
+
+def client_for(cfg: PipelineConfig):
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(cfg.registry.tracking_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+
+
+def compare_versions(cfg: PipelineConfig, version: int, against: int | None = None) -> dict:
+    """The gate's decision for a registered `version` against `against` (default: the champion)."""
+    import mlflow
+
+    client, uri = client_for(cfg)
+    mlflow.set_tracking_uri(uri)
+    rcfg = cfg.registry
+    task = tasks.get(cfg.finetune.task)
+    metric = rcfg.gate_metric or task.gate_metric
+    new = client.get_model_version(rcfg.model_name, str(version))
+    other = client.get_model_version(rcfg.model_name, str(against)) if against else \
+        promotion.champion(client, rcfg.model_name, rcfg.champion_alias)
+    if other is not None and str(other.version) == str(version):
+        raise ValueError(f"{rcfg.model_name} version {version} is the version compared against "
+                         f"({'--against' if against else 'alias ' + rcfg.champion_alias})")
+    return promotion.decide(promotion.version_scores(client, new, task.key, metric),
+                            promotion.version_scores(client, other, task.key, metric) if other else None,
+                            rcfg, metric, int(other.version) if other else None)
+
+
+def promote(cfg: PipelineConfig, version: int, force: bool = False) -> dict:
+    """Move the champion alias to `version` if it passes the gate against the champion (or
+    regardless with `force`, recorded as such)."""
+    client, _ = client_for(cfg)
+    current = promotion.champion(client, cfg.registry.model_name, cfg.registry.champion_alias)
+    if current is not None and str(current.version) == str(version):
+        raise ValueError(f"{cfg.registry.model_name} version {version} already holds alias "
+                         f"{cfg.registry.champion_alias}")
+    decision = compare_versions(cfg, version)
+    if force and not decision["promote"]:
+        decision = {**decision, "reasons": ["forced by hand: " + "; ".join(decision["reasons"])]}
+    go = decision["promote"] or force
+    record_decision(client, cfg.registry.model_name, version, {**decision, "promote": go},
+                    cfg.registry.champion_alias, go)
+    return {**decision, "promoted": go}

@@ -116,6 +116,34 @@ def test_changed_config_recomputes_and_replaces_stale_shards(prepared, tmp_path)
     assert second["input"] == first["input"] == second["kept"] + second["unidentified"] + second["rejected"]
 
 
+def test_nightly_runs_share_units_and_reprocess_only_changed_inputs(prepared, tmp_path):
+    """corpus.unit_cache: two runs (own output folders, one unit cache); the second, after one
+    input file changed, processes only that file and writes the manifest a fresh run of the
+    same inputs writes, with the inputs' sizes and version keys."""
+    import shutil
+
+    from conftest import SAMPLE
+
+    _, _, cfg = prepared
+    inputs = tmp_path / "in"
+    shutil.copytree(SAMPLE / "corpus", inputs)
+    cached = cfg.model_copy(deep=True)
+    cached.unit_cache = str(tmp_path / "unit-cache")
+    night1 = prepare([str(inputs / "*")], str(tmp_path / "night1"), cached)
+    assert night1["units"]["processed"] == night1["units"]["total"] == 4 and night1["units"]["reused"] == 0
+    with open(inputs / "forum.txt", "a", encoding="utf-8") as f:
+        f.write("Ein neuer Beitrag im Forum: der Zug nach Hamburg hatte heute zwei Stunden Verspätung.\n")
+    night2 = prepare([str(inputs / "*")], str(tmp_path / "night2"), cached)
+    assert (night2["units"]["reused"], night2["units"]["processed"]) == (3, 1)
+    assert night2["input"] == night1["input"] + 1
+    fresh = prepare([str(inputs / "*")], str(tmp_path / "fresh"), cfg)
+    assert fresh["units"]["processed"] == 4
+    m2, mf = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("night2", "fresh"))
+    assert m2 == mf
+    forum = next(f for f in m2["input_files"] if f["uri"].endswith("forum.txt"))
+    assert forum["bytes"] == (inputs / "forum.txt").stat().st_size and forum["ukey"]
+
+
 def test_report_chart_is_a_png(prepared):
     out, _, _ = prepared
     data = (out / "report.png").read_bytes()

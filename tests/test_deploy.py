@@ -86,3 +86,48 @@ def test_two_flow_runs_of_one_config_work_on_two_runs(prefect_api):
         run_id, label = run.split("|")
         assert name == "nightly-" + run_id.replace("-", "")[:8]
         assert label.endswith(name)
+
+
+def test_each_stage_gets_its_retries_timeout_and_tag():
+    from types import SimpleNamespace
+
+    from pipeline.config import PipelineConfig
+    from tasks import stage, transient
+    from tasks.corpus import prepare_corpus_task
+    from tasks.train import pretrain_task
+
+    cfg = PipelineConfig.model_validate({"orchestration": {"retries": 3, "retry_delay_seconds": 5,
+                                                           "timeout_seconds": {"pretrain": 60}}})
+    storage, training = stage(prepare_corpus_task, cfg), stage(pretrain_task, cfg)
+    assert storage.retries == 3 and storage.retry_delay_seconds == [5, 10, 20] and storage.timeout_seconds is None
+    assert training.retries == 1 and training.timeout_seconds == 60 and "babelforge-training" in training.tags
+    assert "babelforge-training" not in storage.tags
+    # retried: network and storage trouble; not retried: what a retry cannot fix
+    assert transient(None, None, SimpleNamespace(data=ConnectionError("reset")))
+    assert transient(None, None, SimpleNamespace(data=OSError("EIO")))
+    assert not transient(None, None, SimpleNamespace(data=FileNotFoundError("no input")))
+    assert not transient(None, None, SimpleNamespace(data=ValueError("bad config")))
+
+
+def test_a_failed_stage_is_reported_with_the_stage_and_the_error(prefect_api, tmp_path):
+    """A run whose corpus stage fails: the flow fails, a `run-failure` artifact names the run,
+    the stage and the error, and an error no retry can fix is not retried."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+
+    from flows.prepare_corpus import prepare_corpus
+    from pipeline.config import PipelineConfig
+
+    cfg = PipelineConfig.model_validate({"run_name": "broken", "output_dir": str(tmp_path),
+                                         "corpus": {"ingest": {"inputs": [str(tmp_path / "nothing-here" / "*.txt")]}}})
+    state = prepare_corpus(cfg, return_state=True)
+    assert state.is_failed()
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["run-failure"])),
+                                           flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    assert "Run `broken` failed in stage **prepare-corpus**" in artifact.data
+    assert "nothing-here" in artifact.data
+    [prepare] = [t for t in task_runs if t.name.startswith("prepare-corpus")]
+    assert prepare.run_count == 1  # FileNotFoundError: no retry

@@ -64,12 +64,22 @@ def test_multilingual_pipeline_end_to_end(tmp_path, ray_local, prefect_api, monk
 
     reg = result["registered"]
     assert reg["version"] == 1 and reg["tracking_uri"].startswith("sqlite:///")
+    assert reg["promoted"] and reg["promotion"]["champion_version"] is None  # the first version: champion
     assert (tmp_path / "mlruns" / "mlflow.db").exists()
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=reg["tracking_uri"], registry_uri=reg["tracking_uri"])
     mv = client.get_model_version(reg["model_name"], "1")
     assert mv.tags["manifest_sha256"] == result["corpus"]["manifest_sha256"] and mv.tags["run_name"] == run.name
+    # lineage: code, config, flow run, and the pretrained model (with the corpus it was trained on)
+    assert len(mv.tags["git_commit"]) in (7, 40) or mv.tags["git_commit"] == "unknown"
+    assert len(mv.tags["config_sha256"]) == 64
+    assert mv.tags["flow_run_id"].replace("-", "")[:8] == run.name.removeprefix("e2e-")  # the DAG's own flow run
+    assert mv.tags["pretrained.manifest_sha256"] == result["corpus"]["manifest_sha256"]
+    from pipeline.storage import sha256_dir
+
+    assert mv.tags["pretrained_sha256"] == sha256_dir(str(run / "model-pretrained"))
+    assert {a.path for a in client.list_artifacts(reg["run_id"])} >= {"model", "pretrained", "eval", "corpus"}
     metrics = client.get_run(reg["run_id"]).data.metrics
     assert all(f"accuracy.{lang}" in metrics for lang in LABELS)
 
@@ -78,10 +88,10 @@ def test_multilingual_pipeline_end_to_end(tmp_path, ray_local, prefect_api, monk
     from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
-        # every filter passed explicitly: Prefect 3.8's server rejects nulls for them
+        # every filter passed explicitly (with FastAPI >= 0.151, Prefect 3.8's server rejected nulls)
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(), flow_run_filter=FlowRunFilter(),
                                           task_run_filter=TaskRunFilter(), sort=ArtifactSort.KEY_ASC,
                                           limit=200, offset=0)
         keys = {a.key for a in artifacts}
     assert {"corpus-languages", "corpus-chart", "corpus-summary", "eval-languages", "registered-model", "pretrain-languages",
-            "tokenizer-fertility"} <= keys
+            "tokenizer-fertility", "promotion-languages"} <= keys

@@ -330,11 +330,16 @@ def test_token_classification_on_masakhaner(shared_data, tmp_path):
     corpus = tmp_path / "corpus"
     # a tokenizer and an untrained encoder from the training sentences themselves
     sents = [" ".join(t) for t in train["tokens"].to_pylist()]
-    manifest = {"languages": {"x": {"train_rows": len(sents), "weight": 1.0}},
-                "shards": [{"lang": "x", "split": "train", "path": "x.parquet"}]}
     corpus.mkdir()
     import pyarrow.parquet as pq
+
+    from pipeline.storage import sha256_file
+
     pq.write_table(pa.table({"text": sents}), corpus / "x.parquet")
+    manifest = {"languages": {"x": {"train_rows": len(sents), "weight": 1.0}},
+                "shards": [{"lang": "x", "split": "train", "path": "x.parquet",
+                            "bytes": (corpus / "x.parquet").stat().st_size,
+                            "sha256": sha256_file(str(corpus / "x.parquet"))}]}
     tok = train_tokenizer(manifest, str(corpus), str(tmp_path / "tok"), TokenizerConfig(vocab_size=2000))
     cfg = PipelineConfig.model_validate({
         "run_name": "ner", "output_dir": str(tmp_path / "runs"),

@@ -61,7 +61,8 @@ class AccountingError(RuntimeError):
 def fingerprint(files: list[str], cfg: CorpusConfig) -> str:
     h = hashlib.sha256()
     # where the units run does not change the corpus: a rerun on Ray reuses a local result
-    h.update(json.dumps(cfg.model_dump(mode="json", exclude={"engine", "cpus_per_unit"}), sort_keys=True).encode())
+    h.update(json.dumps(cfg.model_dump(mode="json", exclude={"engine", "cpus_per_unit", "unit_cache"}),
+                        sort_keys=True).encode())
     h.update(str(VERSION).encode())
     h.update(langid.models_digest(cfg.langid.models).encode())
     for uri in files:
@@ -69,6 +70,16 @@ def fingerprint(files: list[str], cfg: CorpusConfig) -> str:
         h.update(uri.encode())
         h.update(str(fs.ukey(path)).encode())
     return h.hexdigest()
+
+
+def input_files(files: list[str]) -> list[dict]:
+    """Lineage of the inputs: URI, bytes, and the store's version key (ETag on S3; size and
+    modification time for local files), as the unit keys use them."""
+    out = []
+    for uri in files:
+        fs, path = get_fs(uri)
+        out.append({"uri": uri, "bytes": fs.size(path), "ukey": str(fs.ukey(path))})
+    return out
 
 
 class Tally:
@@ -185,7 +196,7 @@ def run_unit(part: ingest.Part, out_dir: str, cfg_json: dict) -> dict:
     """Process a unit unless its committed result exists (resume); `done.json` is written
     last and is the unit's commit point. Runs in-process or as a Ray task."""
     cfg = CorpusConfig.model_validate(cfg_json)
-    unit = join(out_dir, "_units", unit_fingerprint(part, cfg))
+    unit = join(cfg.unit_cache or join(out_dir, "_units"), unit_fingerprint(part, cfg))
     done = join(unit, "done.json")
     if exists(done):
         return {**read_json(done), "resumed": True}
@@ -443,6 +454,9 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     report = build_report(sum(u["input"] for u in units), tally, timings)
     report["renamed_ids"] = {"count": len(renames), "first": list(renames.values())[:10]}
     report["foreign_lines_removed"] = sum(u.get("foreign_lines_removed", 0) for u in units)
+    reused = sum(1 for u in units if u["resumed"])
+    report["units"] = {"total": len(units), "reused": reused, "processed": len(units) - reused,
+                       "cache": cfg.unit_cache or join(out_dir, "_units")}
     und = body["unidentified"]
     report["unidentified_scripts"] = und["scripts"]  # per und_<Script>: rows, files, best candidates
     if pairs_report:
@@ -452,7 +466,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
                     "in %s/unidentified (und_<Script>), with their candidate languages", und["rows"], out_dir)
     write_json(join(out_dir, "report.json"), report)
     charts.corpus_chart(report, join(out_dir, "report.png"))
-    manifest = {"version": VERSION, "fingerprint": fp, "inputs": files, **body}
+    manifest = {"version": VERSION, "fingerprint": fp, "inputs": files, "input_files": input_files(files), **body}
     if pairs_section:
         manifest["parallel"] = pairs_section
     write_json(manifest_uri, manifest)  # commit point

@@ -322,6 +322,8 @@ def verify_corpus(manifest: dict, corpus_dir: str, threads: int = 8) -> int:
 
     def check(entry: dict) -> str | None:
         uri = join(corpus_dir, entry["path"])
+        if "sha256" not in entry or "bytes" not in entry:
+            return f"{uri}: the manifest records no sha256 and size for it (not written by `prepare`)"
         fs, path = get_fs(uri)
         if not fs.exists(path):
             return f"{uri}: missing"

@@ -89,19 +89,18 @@ TRAINED_ON = "babelforge_tokenizer.json"
 def train_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: TokenizerConfig,
                     objective: str = "masked_lm"):
     """Train (or copy from `cfg.pretrained_dir`) the tokenizer and save it in HF format, with
-    what it was made from (`babelforge_tokenizer.json`: corpus manifest sha256, settings). A
+    what it was made from (`babelforge_tokenizer.json`: digest of the corpus manifest, settings). A
     tokenizer already in `out_dir` made from the same is kept as it is: a retried run gets the
     identical tokenizer (and pretraining its identical lineage) without training it again."""
+    import hashlib
     import json
     from pathlib import Path
 
     from transformers import AutoTokenizer
 
-    from ..storage import sha256_file
-
     verify_corpus(manifest, corpus_dir)
-    made_from = {"manifest_sha256": sha256_file(f"{corpus_dir}/manifest.json"), "objective": objective,
-                 "tokenizer": cfg.model_dump(mode="json")}
+    made_from = {"manifest": hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
+                 "objective": objective, "tokenizer": cfg.model_dump(mode="json")}
     marker = Path(out_dir, TRAINED_ON)
     if marker.exists() and json.loads(marker.read_text()) == made_from:
         fast = AutoTokenizer.from_pretrained(out_dir, local_files_only=True)

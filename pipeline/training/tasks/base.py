@@ -19,6 +19,7 @@ class FinetuneTask(ABC):
     title: str  # what the model card calls it
     pipeline_tag: str  # Hugging Face pipeline tag of the model card
     dev_metric: str  # what dev_score measures, for the training log
+    gate_metric: str  # the per-language test metric the promotion gate compares
     peft_task_type: str  # peft.TaskType member name
 
     # --- data -------------------------------------------------------------------------------

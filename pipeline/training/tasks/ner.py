@@ -105,6 +105,7 @@ class TokenClassification(FinetuneTask):
     title = "Named-entity recognition"
     pipeline_tag = "token-classification"
     dev_metric = "entity F1"
+    gate_metric = "f1"
     peft_task_type = "TOKEN_CLS"
 
     def read(self, uri, languages=None):
