@@ -18,6 +18,25 @@ def transient(task, task_run, state) -> bool:
     return not isinstance(error, PERMANENT)
 
 
+def registration_key(context, parameters: dict) -> str:
+    """Cache key of register-model: the registry, the run, the classifier's weights and config
+    (not its model card, which registration writes), the corpus and the evaluation. A retried
+    flow whose registration had already succeeded gets that version back instead of
+    registering a duplicate."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    cfg = parameters["cfg"]
+    h = hashlib.sha256(json.dumps([cfg.registry.model_dump(mode="json"), cfg.run_name, parameters["manifest_sha256"],
+                                   parameters["eval_report"]], sort_keys=True, default=str).encode())
+    for f in sorted(Path(parameters["model_dir"]).glob("*")):
+        if f.is_file() and f.name != "README.md" and f.suffix != ".png":
+            h.update(f.name.encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return "babelforge-register-" + h.hexdigest()
+
+
 def stage(task, cfg):
     """`task` with the run options of `cfg.orchestration` for its stage: retries with exponential
     backoff (storage and network stages, and training, which resumes from its checkpoint), the
@@ -34,6 +53,8 @@ def stage(task, cfg):
                        retry_jitter_factor=0.5, retry_condition_fn=transient)
     if name in TRAINING:
         options["tags"] = {*task.tags, o.training_tag}
+    if name == "register-model":  # idempotent under flow retries: one version per model and evaluation
+        options.update(cache_key_fn=registration_key, persist_result=True)
     return task.with_options(**options)
 
 

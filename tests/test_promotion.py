@@ -78,3 +78,34 @@ def test_versions_take_the_champion_alias_only_through_the_gate(tmp_path, monkey
     assert client.get_model_version("gate-model", "2").tags["promotion.reasons"].startswith("forced by hand")
     with pytest.raises(SystemExit):
         main(["promote", *sets])  # --version is required
+
+
+def test_a_retried_registration_returns_the_version_instead_of_a_duplicate(tmp_path, monkeypatch, prefect_api):
+    """register-model under Prefect is cached on the registry, run, weights and evaluation: a
+    flow retried after its registration succeeded gets the same version back."""
+    from mlflow import MlflowClient
+    from prefect import flow
+
+    from tasks import run_stage
+    from tasks.register import register_task
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = PipelineConfig.model_validate({"run_name": "retry", "output_dir": str(tmp_path / "runs"),
+                                         "registry": {"tracking_uri": uri, "model_name": "retry-model"}})
+    manifest = {"alpha": 0.3, "languages": {lang: {"rows": 10, "weight": 1 / 3} for lang in LANGS}}
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.safetensors").write_bytes(b"weights-1")
+
+    @flow
+    def registration(report: dict) -> dict:
+        return run_stage(register_task, cfg, str(model_dir), report, manifest, "1" * 64, cfg)
+
+    report = _report({"eng_Latn": 0.6, "fra_Latn": 0.5, "yor_Latn": 0.3})
+    first, again = registration(report), registration(report)  # the second as a retried flow would
+    assert first["version"] == again["version"] == 1
+    (model_dir / "model.safetensors").write_bytes(b"weights-2")  # other weights: a new version
+    assert registration(report)["version"] == 2
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert len(client.search_model_versions("name='retry-model'")) == 2
