@@ -118,16 +118,23 @@ def lineage(cfg: PipelineConfig, pretrained_dir: str | None) -> dict[str, str]:
     return out
 
 
-def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig,
-             pretrained_dir: str | None = None) -> dict:
+def client_for(cfg: PipelineConfig):
+    """An MLflow client on the configured registry, with the fluent API pointed at it too."""
     import mlflow
     from mlflow import MlflowClient
 
-    rcfg = cfg.registry
-    uri = tracking_uri(rcfg.tracking_uri)
+    uri = tracking_uri(cfg.registry.tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+
+
+def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig,
+             pretrained_dir: str | None = None) -> dict:
+    import mlflow
+
+    rcfg = cfg.registry
+    client, uri = client_for(cfg)
     exp = client.get_experiment_by_name(rcfg.experiment)
     if exp is None:
         # beside a SQLite store, artifacts go next to the database file (mlruns/artifacts)
@@ -192,12 +199,10 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
 
 def record_decision(client, model_name: str, version, decision: dict, alias: str, promote: bool) -> None:
     """The gate's decision as tags on the version (and on its run); the alias moved if `promote`."""
-    import json as _json
-
     tags = {"promotion": "promoted" if promote else "passed" if decision["promote"] else "rejected",
             "promotion.reasons": "; ".join(decision["reasons"])[:5000],
             "promotion.against": str(decision.get("champion_version") or ""),
-            "promotion.deltas": _json.dumps({k: v.get("delta") for k, v in decision["languages"].items()})[:5000]}
+            "promotion.deltas": json.dumps({k: v.get("delta") for k, v in decision["languages"].items()})[:5000]}
     for k, v in tags.items():
         client.set_model_version_tag(model_name, str(version), k, v)
     mv = client.get_model_version(model_name, str(version))
@@ -207,19 +212,11 @@ def record_decision(client, model_name: str, version, decision: dict, alias: str
         client.set_registered_model_alias(model_name, alias, str(version))
 
 
-def client_for(cfg: PipelineConfig):
-    from mlflow import MlflowClient
-
-    uri = tracking_uri(cfg.registry.tracking_uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
 
 
 def compare_versions(cfg: PipelineConfig, version: int, against: int | None = None) -> dict:
     """The gate's decision for a registered `version` against `against` (default: the champion)."""
-    import mlflow
-
-    client, uri = client_for(cfg)
-    mlflow.set_tracking_uri(uri)
+    client, _ = client_for(cfg)
     rcfg = cfg.registry
     task = tasks.get(cfg.finetune.task)
     metric = rcfg.gate_metric or task.gate_metric

@@ -132,13 +132,15 @@ def sha256_file(uri: str) -> str:
     return h.hexdigest()
 
 
-def sha256_dir(uri: str) -> str:
-    """One sha256 over a folder's files (relative names and contents, in name order): the
-    identity of a saved tokenizer or model."""
+def sha256_dir(uri: str, skip=lambda name: False) -> str:
+    """One sha256 over a folder's files (relative names and contents, in name order), leaving
+    out those whose relative name `skip` accepts: the identity of a saved tokenizer or model."""
     fs, path = get_fs(uri)
     h = hashlib.sha256()
     root = path.rstrip("/")
     for f in sorted(fs.find(root)):
+        if skip(f[len(root):].lstrip("/")):
+            continue
         h.update(f[len(root):].lstrip("/").encode() + b"\0")
         with fs.open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -25,16 +25,14 @@ def registration_key(context, parameters: dict) -> str:
     registering a duplicate."""
     import hashlib
     import json
-    from pathlib import Path
+
+    from pipeline.storage import sha256_dir
 
     cfg = parameters["cfg"]
-    h = hashlib.sha256(json.dumps([cfg.registry.model_dump(mode="json"), cfg.run_name, parameters["manifest_sha256"],
-                                   parameters["eval_report"]], sort_keys=True, default=str).encode())
-    for f in sorted(Path(parameters["model_dir"]).glob("*")):
-        if f.is_file() and f.name != "README.md" and f.suffix != ".png":
-            h.update(f.name.encode())
-            h.update(hashlib.sha256(f.read_bytes()).digest())
-    return "babelforge-register-" + h.hexdigest()
+    weights = sha256_dir(parameters["model_dir"], skip=lambda name: name == "README.md" or name.endswith(".png"))
+    key = json.dumps([cfg.registry.model_dump(mode="json"), cfg.run_name, parameters["manifest_sha256"],
+                      parameters["eval_report"], weights], sort_keys=True, default=str)
+    return "babelforge-register-" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def stage(task, cfg):
