@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(BIN)/babelforge run --config $(CONFIG)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=15
 
 # Benchmarks against the peers (datatrove, raw fastText); needs ../shared/data. Results: bench/RESULTS.md
 bench: $(STAMP)

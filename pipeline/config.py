@@ -500,6 +500,12 @@ class OrchestrationConfig(_Model):
     training_tag: str = Field(default="babelforge-training", description="Tag on the training stages: "
                               "`prefect concurrency-limit create babelforge-training 1` lets one train at a time "
                               "across all runs.")
+    result_storage: str | None = Field(
+        default=None, description="Where Prefect persists the results of cached stages (register-model), so "
+        "a retried flow on another worker finds them: a local path, a URI (s3://bucket/prefix, through "
+        "fsspec; credentials from the environment as for every s3:// path) or block:<type>/<name> (a saved "
+        "Prefect file-system block, e.g. block:remote-file-system/results). Default: Prefect's own "
+        "(PREFECT_LOCAL_STORAGE_PATH, or the default result-storage block).")
 
 
 RUN_NAME_FIELDS = ("flow_run", "date", "time")

@@ -53,7 +53,32 @@ def stage(task, cfg):
         options["tags"] = {*task.tags, o.training_tag}
     if name == "register-model":  # idempotent under flow retries: one version per model and evaluation
         options.update(cache_key_fn=registration_key, persist_result=True)
+        if o.result_storage:
+            options["result_storage"] = result_storage(o.result_storage)
     return task.with_options(**options)
+
+
+def result_storage(uri: str):
+    """Prefect result storage for `orchestration.result_storage`: `block:<type>/<name>` names a
+    saved file-system block (credentials kept in the block); a URI (s3:// and the other fsspec
+    protocols) becomes a RemoteFileSystem block, saved under a name derived from the URI (Prefect
+    needs result storage saved server-side; the credentials stay in the environment, as for every
+    s3:// path); a local path is used as it is."""
+    import hashlib
+    from pathlib import Path
+
+    from prefect.filesystems import RemoteFileSystem
+
+    from pipeline.storage import absolute, is_remote
+
+    if uri.startswith("block:"):
+        return uri.removeprefix("block:")
+    if not is_remote(uri):
+        return Path(absolute(uri))
+    basepath = uri.rstrip("/")
+    block = RemoteFileSystem(basepath=basepath)
+    block.save(f"babelforge-results-{hashlib.sha256(basepath.encode()).hexdigest()[:12]}", overwrite=True)
+    return block
 
 
 def failed_stage(name: str, run_name: str, error: BaseException) -> None:

@@ -1,5 +1,6 @@
 """The whole DAG as a Prefect flow (ephemeral API) on the sample corpus, with real Ray Train
-fits (2 CPU workers, gloo), evaluation and MLflow registration. The slowest test (~2 min)."""
+fits (2 CPU workers, gloo), evaluation and MLflow registration; then a second run of the same
+flow on a changed input, as the next night's scheduled run. The slowest test (~4 min)."""
 
 import json
 
@@ -27,7 +28,12 @@ def test_multilingual_pipeline_end_to_end(tmp_path, ray_local, prefect_api, monk
     cfg = load_yaml(ROOT / "configs" / "demo.yaml").model_copy(deep=True)
     cfg.run_name = "e2e-{flow_run}"  # a run of its own, named by the flow run
     cfg.output_dir = str(tmp_path / "runs")
-    cfg.corpus.ingest.inputs = [str(SAMPLE / "corpus" / "*")]
+    import shutil
+
+    inputs = tmp_path / "inputs"
+    shutil.copytree(SAMPLE / "corpus", inputs)
+    cfg.corpus.ingest.inputs = [str(inputs / "*")]
+    cfg.corpus.unit_cache = str(tmp_path / "unit-cache")  # shared by the runs, as in the nightly deployment
     cfg.finetune.train_path = str(SAMPLE / "labelled" / "train.tsv")
     cfg.finetune.test_path = str(SAMPLE / "labelled" / "test.tsv")
     cfg.pretrain.max_steps = 12
@@ -95,3 +101,28 @@ def test_multilingual_pipeline_end_to_end(tmp_path, ray_local, prefect_api, monk
         keys = {a.key for a in artifacts}
     assert {"corpus-languages", "corpus-chart", "corpus-summary", "eval-languages", "registered-model", "pretrain-languages",
             "tokenizer-fertility", "promotion-languages"} <= keys
+
+    # The next night: one input changed. A run of its own (new flow run, new run id) that redoes
+    # only the changed input, trains on its own corpus and registers version 2 with that corpus's
+    # checksum; the gate compares it with the champion (version 1).
+    with open(inputs / "forum.txt", "a", encoding="utf-8") as f:
+        f.write("The night train to the coast was late again, so we walked along the harbour until dawn.\n"
+                "Le boulanger du village ouvre sa boutique à cinq heures et vend tout son pain avant midi.\n"
+                "El museo de la ciudad abrió una sala nueva dedicada a los mapas antiguos del puerto.\n")
+    second = multilingual_pipeline(cfg)
+    run2 = Path(second["run_dir"])
+    assert run2 != run and run2.name.startswith("e2e-")
+    assert second["corpus"]["units"] == {"total": 4, "reused": 3, "processed": 1, "cache": cfg.corpus.unit_cache}
+    assert result["corpus"]["units"]["processed"] == 4
+    sha2 = second["corpus"]["manifest_sha256"]
+    assert sha2 != result["corpus"]["manifest_sha256"]
+    ckpt2 = sorted(p for p in (run2 / "ray" / f"{run2.name}-pretrain").glob("checkpoint_*") if p.is_dir())[-1]
+    assert json.loads((ckpt2 / "trainer_meta.json").read_text())["lineage"]["manifest_sha256"] == sha2
+    reg2 = second["registered"]
+    assert reg2["version"] == 2 and reg2["promotion"]["champion_version"] in (1, "1")
+    client = MlflowClient(tracking_uri=reg2["tracking_uri"], registry_uri=reg2["tracking_uri"])
+    mv2 = client.get_model_version(reg2["model_name"], "2")
+    assert mv2.tags["manifest_sha256"] == sha2 and mv2.tags["pretrained.manifest_sha256"] == sha2
+    assert mv2.tags["run_name"] == run2.name and mv2.tags["flow_run_id"] != mv.tags["flow_run_id"]
+    champion = client.get_model_version_by_alias(reg2["model_name"], cfg.registry.champion_alias)
+    assert str(champion.version) == ("2" if reg2["promoted"] else "1")

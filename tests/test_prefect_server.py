@@ -104,23 +104,29 @@ def test_deploy_the_project_and_run_a_custom_ui_run_on_a_worker(server, tmp_path
     run = _api(server, f"/deployments/{deployments['prepare-corpus']['id']}/create_flow_run",
                {"parameters": {"config": config}})
     assert run["parameters"]["config"]["run_name"] == "ui-custom"
+    # two runs of the same deployment with a run id from the flow run (as the nightly one has):
+    # each gets its own run; they share a unit cache, so the later one redoes no work unit
+    config = {**config, "run_name": "ui-{flow_run}", "corpus": {**config["corpus"], "unit_cache": str(out / "cache")}}
+    twins = [_api(server, f"/deployments/{deployments['prepare-corpus']['id']}/create_flow_run",
+                  {"parameters": {"config": config}}) for _ in range(2)]
+    runs = [run, *twins]
 
     worker_log = tmp_path / "worker.log"
     with open(worker_log, "wb") as log:
         worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "babelforge-process", "--limit", "1"],
                                   env=server["env"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300
-        state = None
+        deadline = time.monotonic() + 420
         while time.monotonic() < deadline:
-            state = _api(server, f"/flow_runs/{run['id']}")["state"]
-            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            ended = [_api(server, f"/flow_runs/{r['id']}") for r in runs]
+            if all(r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in ended):
                 break
             time.sleep(2)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-    assert state and state["type"] == "COMPLETED", f"flow run ended {state}:\n{worker_log.read_text()[-4000:]}"
+    states = [r["state"]["type"] for r in ended]
+    assert states == ["COMPLETED"] * 3, f"flow runs ended {states}:\n{worker_log.read_text()[-4000:]}"
 
     # the run's outputs and its artifacts
     manifest = json.loads((out / "ui-custom" / "corpus" / "manifest.json").read_text())
@@ -131,3 +137,13 @@ def test_deploy_the_project_and_run_a_custom_ui_run_on_a_worker(server, tmp_path
     table = next(a for a in artifacts if a["key"] == "corpus-languages")
     rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
     assert set(manifest["languages"]) <= {r["language"] for r in rows}
+
+    # the twins: a run id each, from their own flow run, in the flow-run name the UI lists
+    ids = [r["id"].replace("-", "")[:8] for r in ended[1:]]
+    assert ids[0] != ids[1]
+    assert [r["name"] for r in ended[1:]] == [f"prepare_corpus: ui-{i}" for i in ids]
+    reports = [json.loads((out / f"ui-{i}" / "corpus" / "report.json").read_text()) for i in ids]
+    assert sorted(r["units"]["reused"] for r in reports) == [0, reports[0]["units"]["total"]]
+    first, second = (json.loads((out / f"ui-{i}" / "corpus" / "manifest.json").read_text()) for i in ids)
+    assert [(s["path"], s["rows"], s["sha256"]) for s in first["shards"]] == \
+        [(s["path"], s["rows"], s["sha256"]) for s in second["shards"]]
