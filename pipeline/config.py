@@ -193,31 +193,61 @@ class DedupConfig(_Model):
 class TranslationModel(_Model):
     source: LanguageLabel = Field(description="Language of the text fed to the model, e.g. 'en' (eng_Latn).")
     target: LanguageLabel = Field(description="Low-resource language the model writes, e.g. 'sw' (swh_Latn).")
-    model_dir: str = Field(description="Local directory of a MarianMT / M2M100 / NLLB model.")
-    target_token: str | None = Field(
-        default=None,
-        description="Forced BOS token of the target language (M2M100 '__sw__', NLLB 'swh_Latn'); "
-        "none for MarianMT.",
-    )
-    prefix: str = Field(default="", description="Text prefix, e.g. '>>swh<< ' for multi-target Marian.")
+    model_dir: str = Field(description="Local directory of a MarianMT / M2M100 / NLLB model (Hugging Face "
+                           "format); its language codes are found in its tokenizer.")
+    reverse_model_dir: str | None = Field(
+        default=None, description="A target -> source model (the same directory for a many-to-many NLLB / "
+        "M2M100): enables the round-trip chrF check (augment.min_roundtrip_chrf).")
 
 
 class AugmentConfig(_Model):
+    """Back-translation (pipeline/corpus/augment.py): source-language documents translated into
+    low-resource target languages, sentence by sentence, as Ray actors (or in-process)."""
     models: list[TranslationModel] = Field(
         default_factory=list, description="Empty: augmentation is skipped (logged)."
     )
-    max_new_per_language: int = Field(default=200, ge=0)
-    batch_size: int = Field(default=16, ge=1)
-    max_new_tokens: int = Field(default=128, ge=1)
+    backend: Literal["ct2", "hf"] = Field(
+        default="ct2", description="ct2: CTranslate2 (converted once, cached by content; int8 on CPU, "
+        "int8_float16 on GPU); hf: transformers generate.")
+    device: str = Field(default="auto", description="auto (CUDA when the actor has a GPU), cpu, cuda.")
+    compute_type: str = Field(default="auto", description="CTranslate2 compute type (auto: int8 / int8_float16).")
+    threads: int = Field(default=0, ge=0, description="Threads per translator (0: the library's default).")
+    ct2_cache: str | None = Field(default=None, description="Where CTranslate2 conversions are kept "
+                                  "(default: BABELFORGE_CT2_CACHE or ~/.cache/babelforge/ctranslate2).")
+    actors: int = Field(default=1, ge=1, description="Translator actors on Ray (each loads the model once).")
+    cpus_per_actor: float = Field(default=1.0, gt=0)
+    gpus_per_actor: float = Field(default=0.0, ge=0, description="GPU share of each actor (0.25: four actors "
+                                  "share a GPU); 0: CPU.")
+    docs_per_unit: int = Field(default=64, ge=1, description="Source documents per work unit (the unit of "
+                               "commit and resume).")
+    token_budget: int = Field(default=4096, ge=64, description="Padded input tokens per batch (rows x the "
+                              "longest row): sentences are sorted by length and cut into batches by it.")
+    max_input_tokens: int = Field(default=200, ge=8, description="Longest sentence piece fed to the model "
+                                  "(lowered to the model's own limit); longer sentences are split, not truncated.")
+    max_new_tokens: int = Field(default=256, ge=1)
     num_beams: int = Field(default=1, ge=1)
     sample_top_k: int = Field(
-        default=10, ge=0, description="Top-k sampling (Edunov et al. 2018); 0 for greedy/beam."
-    )
-    max_length_ratio: float = Field(default=2.0, ge=1.0)
+        default=0, ge=0, description="Top-k sampling (Edunov et al. 2018), seeded per batch with the hf "
+        "backend; 0: greedy / beam search. CTranslate2's sampling is not reproducible (its seed does not "
+        "reach its worker threads): a resumed run may then differ in the units it redoes.")
+    seed: int = 0
+    max_new_per_language: int = Field(default=200, ge=0, description="Most source documents translated per "
+                                      "target language and run.")
+    max_synthetic_share: float = Field(
+        default=0.5, ge=0, le=1, description="Synthetic tokens may be at most this share of a target "
+        "language's training tokens (real + synthetic); 1: no cap.")
+    fill_to_floor: bool = Field(
+        default=True, description="Translate until the target language reaches its shard.token_floor (within "
+        "the caps); a target with no floor gets max_new_per_language documents.")
+    max_length_ratio: float = Field(default=3.0, ge=1.0)
+    max_repeats: int = Field(default=4, ge=2, description="An n-gram (n <= 4) repeated this many times in a "
+                             "row is a hallucination loop (reject).")
     check_language: bool = Field(
         default=True, description="Reject outputs whose language ID is not the target language."
     )
-    seed: int = 0
+    min_roundtrip_chrf: float | None = Field(
+        default=None, ge=0, le=100, description="Reject outputs whose translation back (reverse_model_dir) "
+        "scores below this chrF against the source (none: no round trip).")
 
 
 class ParallelInput(_Model):

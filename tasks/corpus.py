@@ -19,7 +19,15 @@ def _language_rows(report: dict) -> list[dict]:
                      "unidentified": info["unidentified"],
                      "rejected": info["input"] - info["kept"] - info["unidentified"],
                      "reasons": ", ".join(f"{k}: {v}" for k, v in info["rejected"].items()),
-                     "back_translated": report["augmented"]["languages"].get(lang, {}).get("kept", 0)})
+                     "back_translated": report["augmented"]["languages"].get(lang, {}).get("kept", 0),
+                     "back_translation_rejects": ", ".join(
+                         f"{k}: {v}" for k, v in report["augmented"]["languages"].get(lang, {})
+                         .get("rejected_by_reason", {}).items())})
+    for lang, info in report["augmented"]["languages"].items():  # a target with no real text at all
+        if lang not in report["languages"]:
+            rows.append({"language": lang, "input": 0, "kept": 0, "unidentified": 0, "rejected": 0, "reasons": "",
+                         "back_translated": info["kept"],
+                         "back_translation_rejects": ", ".join(f"{k}: {v}" for k, v in info["rejected_by_reason"].items())})
     return rows
 
 

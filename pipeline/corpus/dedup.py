@@ -166,7 +166,7 @@ def dedup_key(text: str) -> str:
 
 def global_dedup(units: list[dict], cfg: CorpusConfig, renames: dict[int, str] | None = None) -> dict[int, tuple[str, int, str]]:
     """Exact, then near-duplicate decisions over every unit, from keys and signatures only,
-    read unit by unit. Returns {global row: (reason, row of the document kept instead, detail)}."""
+    read unit by unit. Returns {global row: (reason, row of the document kept instead, detail, its id)}."""
     decisions: dict[int, tuple[str, int, str]] = {}
     first: dict[str, int] = {}
     ids: dict[int, str] = {}
@@ -180,7 +180,7 @@ def global_dedup(units: list[dict], cfg: CorpusConfig, renames: dict[int, str] |
         for i, key in enumerate(t["dedup_key"].to_pylist()):
             row = offset + i
             if key in first:
-                decisions[row] = ("exact_duplicate", first[key], f"duplicate of {ids[first[key]]}")
+                decisions[row] = ("exact_duplicate", first[key], f"duplicate of {ids[first[key]]}", ids[first[key]])
             else:
                 first[key] = row
                 ids[row] = (renames or {}).get(row, unit_ids[i])
@@ -198,5 +198,6 @@ def global_dedup(units: list[dict], cfg: CorpusConfig, renames: dict[int, str] |
         for i in np.flatnonzero(roots != np.arange(len(rows))):
             kept_row = int(rows[roots[i]])
             decisions[int(rows[i])] = ("near_duplicate", kept_row,
-                                       f"near duplicate of {ids[kept_row]} (estimated Jaccard {similarity[i]:.2f})")
+                                       f"near duplicate of {ids[kept_row]} (estimated Jaccard {similarity[i]:.2f})",
+                                       ids[kept_row])
     return decisions

@@ -501,23 +501,6 @@ class PairSink:
                            "pairs": len(pairs), "shards": len(files)}}
 
 
-def synthetic_pairs(sources: pa.Table, synthetic_docs: pa.Table) -> pa.Table:
-    """Back-translated documents as pairs (the source document, its translation), synthetic."""
-    if not synthetic_docs.num_rows:
-        return PAIR_SCHEMA.empty_table()
-    by_id = {r["id"]: r for r in sources.select(["id", "text", "lang", "script", "lang_score"]).to_pylist()}
-    rows = []
-    for d in synthetic_docs.to_pylist():
-        src = by_id.get(d["origin_id"])
-        if src is None:
-            continue
-        rows.append({"id": d["id"], "src_lang": src["lang"], "tgt_lang": d["lang"], "src_text": src["text"],
-                     "tgt_text": d["text"], "src_score": src["lang_score"], "tgt_score": d["lang_score"],
-                     "src_script": src["script"], "tgt_script": d["script"], "source": d["source"],
-                     "synthetic": True, "origin_id": d["origin_id"]})
-    return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA) if rows else PAIR_SCHEMA.empty_table()
-
-
 def build_report(n_input: int, kept: Counter, rejected: Counter) -> dict:
     """Per language pair: input = kept + rejected by reason."""
     pairs: dict[str, dict] = {}

@@ -42,6 +42,7 @@ from ..storage import (
     read_json,
     read_parquet,
     remove,
+    sha256_dir,
     sha256_file,
     write_json,
     write_parquet,
@@ -65,6 +66,8 @@ def fingerprint(files: list[str], cfg: CorpusConfig) -> str:
                         sort_keys=True).encode())
     h.update(str(VERSION).encode())
     h.update(langid.models_digest(cfg.langid.models).encode())
+    for m in cfg.augment.models:  # a retrained translation model under the same path changes the corpus
+        h.update(sha256_dir(m.model_dir).encode())
     for uri in files:
         fs, path = get_fs(uri)
         h.update(uri.encode())
@@ -104,7 +107,7 @@ def build_report(n_input: int, tally: Tally, timings: dict) -> dict:
     by_stage: Counter[str] = Counter()
     by_reason: Counter[str] = Counter()
     aug_kept: Counter[str] = Counter()
-    aug_rej: Counter[str] = Counter()
+    aug_rej: dict[str, Counter[str]] = defaultdict(Counter)
     for (lang, synthetic), n in tally.kept.items():
         if synthetic:
             aug_kept[lang] += n
@@ -112,7 +115,7 @@ def build_report(n_input: int, tally: Tally, timings: dict) -> dict:
             langs[lang]["unidentified" if is_unidentified(lang) else "kept"] += n
     for (lang, stage, reason, synthetic), n in sorted(tally.rejected.items()):
         if synthetic:
-            aug_rej[lang] += n
+            aug_rej[lang][reason] += n
             continue
         langs[lang]["rejected"][reason] = langs[lang]["rejected"].get(reason, 0) + n
         by_stage[stage] += n
@@ -128,10 +131,11 @@ def build_report(n_input: int, tally: Tally, timings: dict) -> dict:
         "rejected_by_reason": dict(sorted(by_reason.items())),
         "languages": dict(sorted(langs.items())),
         "augmented": {
-            "generated": sum(aug_kept.values()) + sum(aug_rej.values()),
+            "generated": sum(aug_kept.values()) + sum(sum(c.values()) for c in aug_rej.values()),
             "kept": sum(aug_kept.values()),
-            "rejected": sum(aug_rej.values()),
-            "languages": {l: {"kept": aug_kept.get(l, 0), "rejected": aug_rej.get(l, 0)}
+            "rejected": sum(sum(c.values()) for c in aug_rej.values()),
+            "languages": {l: {"kept": aug_kept.get(l, 0), "rejected": sum(aug_rej[l].values()),
+                              "rejected_by_reason": dict(sorted(aug_rej[l].items()))}
                           for l in sorted(set(aug_kept) | set(aug_rej))},
         },
         "seconds": {k: round(v, 3) for k, v in timings.items()},
@@ -302,30 +306,28 @@ def forced_heldout(units: list[dict], decisions: dict, fraction: float, renames:
     return forced.ids
 
 
-def dedup_units(units: list[dict], decisions: dict[int, tuple[str, int, str]], renames: dict[int, str]):
-    """Stream the units again, one at a time: yield (kept rows with their duplicate-cluster
-    size, dedup rejects naming the document kept instead)."""
+def dedup_units(units: list[dict], decisions: dict[int, tuple[str, int, str, str]], renames: dict[int, str],
+                start: int = 0):
+    """Stream the units (from `units[start]` on) again, one at a time: yield (kept rows with
+    their duplicate-cluster size, dedup rejects naming the document kept instead)."""
     def final(row: int) -> int:
         while row in decisions:
             row = decisions[row][1]
         return row
 
     cluster = Counter(final(r) for r in decisions)
-    targets = {d[1] for d in decisions.values()}
-    ids: dict[int, str] = {}  # ids of the rows others duplicate: always earlier rows
-    offset = 0
-    for u in units:
+    offset = sum(u["kept"] for u in units[:start])
+    for u in units[start:]:
         docs = read_parquet(join(u["dir"], "docs.parquet")).drop_columns(["dedup_key", "minhash"])
         rows = range(offset, offset + docs.num_rows)
         docs = _renamed(docs, rows, renames)
-        ids.update((r, i) for r, i in zip(rows, docs["id"].to_pylist()) if r in targets)
         drop = [r in decisions for r in rows]
         kept, dropped = split(docs, [not d for d in drop])
         sizes = pa.array([1 + cluster.get(r, 0) for r, d in zip(rows, drop) if not d], pa.int32())
         kept = kept.set_column(kept.schema.get_field_index("cluster_size"), "cluster_size", sizes)
         hits = [decisions[r] for r, d in zip(rows, drop) if d]
         rejects = rejects_from_docs(dropped, "dedup", [h[0] for h in hits], [h[2] for h in hits],
-                                    [ids[h[1]] for h in hits])
+                                    [h[3] for h in hits])
         offset += docs.num_rows
         yield kept, rejects
 
@@ -351,32 +353,10 @@ class RejectSink:
             w.close()
 
 
-class AugmentSources:
-    """The kept documents back-translation reads: the first `max_new_per_language` of each
-    configured source language, collected while the corpus streams past."""
-
-    def __init__(self, cfg: CorpusConfig):
-        self.langs = {m.source for m in cfg.augment.models}
-        self.limit = cfg.augment.max_new_per_language
-        self.parts: list[pa.Table] = []
-        self.counts: Counter[str] = Counter()
-
-    def add(self, kept: pa.Table) -> None:
-        for lang in self.langs:
-            room = self.limit - self.counts[lang]
-            if room > 0:
-                part = kept.filter(pc.equal(kept["lang"], lang)).slice(0, room)
-                self.parts.append(part)
-                self.counts[lang] += part.num_rows
-
-    def table(self) -> pa.Table:
-        return concat(self.parts, DOC_SCHEMA)
-
-
-def prepare_parallel(out_dir: str, cfg: CorpusConfig, sources: pa.Table, synthetic: pa.Table) -> tuple[dict, dict]:
-    """Translation pairs (`corpus.parallel.inputs`, and back-translations as synthetic pairs)
-    -> pairs/<a>-<b>/ shards and rejects/parallel.parquet; ({}, {}) when there are none."""
-    extra = parallel.synthetic_pairs(sources, synthetic)
+def prepare_parallel(out_dir: str, cfg: CorpusConfig, extra: pa.Table) -> tuple[dict, dict]:
+    """Translation pairs (`corpus.parallel.inputs`, and the sentence pairs of back-translations
+    as synthetic pairs) -> pairs/<a>-<b>/ shards and rejects/parallel.parquet; ({}, {}) when
+    there are none."""
     if not cfg.parallel.inputs and not extra.num_rows:
         remove(join(out_dir, parallel.PAIRS))
         return {}, {}
@@ -425,7 +405,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     tally = Tally()
     shards = ShardSink(out_dir, cfg.shard, DOC_SCHEMA, forced_heldout(units, decisions, cfg.shard.heldout_fraction, renames))
     rejects = RejectSink(out_dir, tally)
-    sources = AugmentSources(cfg)
+    sources = augment_mod.Sources(cfg, shards.forced)
     for u in units:
         rejects.write(read_parquet(join(u["dir"], "rejects.parquet")))
     for kept, dedup_rejects in dedup_units(units, decisions, renames):
@@ -436,15 +416,29 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
         sources.add(kept)
     timings["shard"] += time.monotonic() - t
 
+    # Back-translation: units of translated documents, deduplicated against the real documents
+    # (which come first, so a translation that repeats real text is the one rejected) and each
+    # other with the same global step; real documents' decisions stay as they were.
     t = time.monotonic()
-    synthetic, synthetic_rej = augment_mod.augment(sources.table(), cfg.augment, cfg.langid.models)
+    train_tokens = {lang: info["train_tokens"] for lang, info in shards.stats.items()}
+    synthetic, augment_section = augment_mod.augment(sources, train_tokens, out_dir, cfg,
+                                                     resolve_engine(cfg, ray_cfg), ray_cfg)
+    kept_synthetic: set[str] = set()
+    if synthetic:
+        n_real = sum(u["kept"] for u in units)
+        every = dedup.global_dedup(units + synthetic, cfg, renames)
+        for u in synthetic:
+            rejects.write(read_parquet(join(u["dir"], "rejects.parquet")))
+        for kept, dedup_rejects in dedup_units(units + synthetic, {r: d for r, d in every.items() if r >= n_real},
+                                               renames, start=len(units)):
+            rejects.write(dedup_rejects)
+            tally.add_kept(kept)
+            shards.add(kept)
+            kept_synthetic.update(kept["id"].to_pylist())
     timings["augment"] += time.monotonic() - t
-    tally.add_kept(synthetic)
-    shards.add(synthetic)
-    rejects.write(synthetic_rej)
 
     t = time.monotonic()
-    pairs_section, pairs_report = prepare_parallel(out_dir, cfg, sources.table(), synthetic)
+    pairs_section, pairs_report = prepare_parallel(out_dir, cfg, augment_mod.read_pairs(synthetic, kept_synthetic))
     timings["parallel"] += time.monotonic() - t
 
     t = time.monotonic()
@@ -454,6 +448,8 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     report = build_report(sum(u["input"] for u in units), tally, timings)
     report["renamed_ids"] = {"count": len(renames), "first": list(renames.values())[:10]}
     report["foreign_lines_removed"] = sum(u.get("foreign_lines_removed", 0) for u in units)
+    if augment_section:
+        report["augmented"]["plan"] = augment_section
     reused = sum(1 for u in units if u["resumed"])
     report["units"] = {"total": len(units), "reused": reused, "processed": len(units) - reused,
                        "cache": cfg.unit_cache or join(out_dir, "_units")}
