@@ -1,8 +1,8 @@
 """Back-translation throughput: CTranslate2 int8 vs the transformers `generate` loop on the same
 sentences and the same model, and the Ray stage vs the same backend called directly.
 
-The model is MarianMT-shaped at a small but realistic size (d_model 256, 3 + 3 layers, 8 heads,
-FFN 1024, an 8k SentencePiece vocabulary trained on the sentences' language), random weights:
+The model is MarianMT-shaped, by default at a small size (d_model 256, 3 + 3 layers, 8 heads,
+FFN 4 x d_model; `--d-model 512 --layers 6` is the shape of the OPUS-MT models), with an 8k SentencePiece vocabulary trained on the sentences' language), random weights:
 no trained model can be downloaded here, and throughput does not depend on what the weights
 say, only on how many tokens are decoded. Both backends decode greedily up to the same
 `max_new_tokens`; tokens generated are counted and reported, so a backend that stops earlier
@@ -43,7 +43,7 @@ def sentences(n: int) -> list[str]:
     return [t for v in DOCS["en"].values() for t in v] * (n // 16 + 1)
 
 
-def build_model(out: Path, texts: list[str]) -> str:
+def build_model(out: Path, texts: list[str], d_model: int = 256, layers: int = 3) -> str:
     import sentencepiece as spm
     import torch
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
@@ -63,9 +63,9 @@ def build_model(out: Path, texts: list[str]) -> str:
     tok = MarianTokenizer(source_spm=str(work / "spm.model"), target_spm=str(work / "spm.model"),
                           vocab=str(work / "vocab.json"))
     torch.manual_seed(0)
-    config = MarianConfig(vocab_size=len(vocab), d_model=256, encoder_layers=3, decoder_layers=3,
-                          encoder_attention_heads=8, decoder_attention_heads=8, encoder_ffn_dim=1024,
-                          decoder_ffn_dim=1024, max_position_embeddings=512, pad_token_id=vocab["<pad>"],
+    config = MarianConfig(vocab_size=len(vocab), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+                          encoder_attention_heads=8, decoder_attention_heads=8, encoder_ffn_dim=4 * d_model,
+                          decoder_ffn_dim=4 * d_model, max_position_embeddings=512, pad_token_id=vocab["<pad>"],
                           eos_token_id=vocab["</s>"], decoder_start_token_id=vocab["<pad>"],
                           forced_eos_token_id=vocab["</s>"], scale_embedding=True)
     MarianMTModel(config).save_pretrained(out)
@@ -88,6 +88,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--token-budget", type=int, default=2048)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--layers", type=int, default=3)
     p.add_argument("--ray", action="store_true", help="also: the Ray stage (1 actor) vs translate_unit in-process")
     args = p.parse_args()
     import torch
@@ -98,9 +100,10 @@ def main() -> None:
     texts = sentences(args.sentences)
     work = Path(tempfile.mkdtemp(prefix="translate-bench-"))
     os.environ.setdefault("BABELFORGE_CT2_CACHE", str(work / "ct2"))
-    model = build_model(work / "marian", texts)
+    model = build_model(work / "marian", texts, args.d_model, args.layers)
     kw = {"max_new_tokens": args.max_new_tokens, "batch_tokens": args.token_budget, "threads": args.threads}
-    results = {"sentences": len(texts), "threads": args.threads, "device": "cpu", **{k: v for k, v in kw.items()}}
+    results = {"sentences": len(texts), "threads": args.threads, "device": "cpu", "d_model": args.d_model,
+               "layers": args.layers, **kw}
     hf = load("hf", model, **kw)
     timed(hf, texts[:16])  # warm-up
     results["hf_generate"] = timed(hf, texts)
