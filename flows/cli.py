@@ -4,6 +4,7 @@
     babelforge prepare INPUT... --out DIR [--config F]  the corpus phase alone (no Prefect)
     babelforge pretrain --config FILE                  tokenizer + Ray Train pretraining + held-out loss
     babelforge finetune --config FILE                  Ray Train fine-tuning + per-language evaluation
+    babelforge translate-train --config FILE           labelled examples translated (and paraphrased), labels kept
     babelforge evaluate --config FILE                  the evaluation suite on a run's existing models
     babelforge langid train INPUT... --out DIR         train + evaluate a fastText language-ID model
     babelforge profiles derive INPUT...                per-language filter thresholds from clean text
@@ -189,6 +190,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from pipeline.training import finetune
 
     cfg = _with_overrides(args)
+    if cfg.finetune.translate_train or cfg.finetune.paraphrase:
+        made = _translate_train(cfg)
+        cfg = cfg.model_copy(deep=True)
+        cfg.finetune.extra_train_paths = [*cfg.finetune.extra_train_paths, made["path"]]
     finetune.finetune(args.pretrained or cfg.path("model-pretrained"), cfg.path("model"), cfg)
     key, test = evaluate.evaluate_finetuned(cfg.path("model"), cfg)
     evaluate.write_report(cfg.path("eval"), {key: test})
@@ -197,6 +202,26 @@ def cmd_finetune(args: argparse.Namespace) -> int:
           f"(also in {cfg.path('eval', 'report.md')}):")
     for line in evaluate.language_lines({key: test}):
         print(line)
+    return 0
+
+
+def _translate_train(cfg: PipelineConfig) -> dict:
+    from pipeline.translation.labelled import augment_labelled
+
+    report = augment_labelled(cfg, cfg.path("labelled"))
+    print(f"translate-train / paraphrase: {report['kept']} examples kept, {report['rejected']} rejected -> "
+          f"{report['path']}")
+    for key, info in report["languages"].items():
+        print(f"  {key}: kept {info['kept']}, rejected {info['rejected'] or 0}")
+    return report
+
+
+def cmd_translate_train(args: argparse.Namespace) -> int:
+    cfg = _with_overrides(args)
+    if not (cfg.finetune.translate_train or cfg.finetune.paraphrase):
+        cfg = cfg.model_copy(deep=True)
+        cfg.finetune.translate_train = True
+    _translate_train(cfg)
     return 0
 
 
@@ -270,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--pretrained", help="pretrained model directory (default: <run>/model-pretrained)")
         _set_option(p)
         p.set_defaults(func=func)
+    p = sub.add_parser("translate-train", help="translate the labelled training set (and round-trip paraphrase "
+                                               "it) with corpus.augment.models, labels kept: <run>/labelled/")
+    p.add_argument("--config", help="YAML config (default: embedded defaults)")
+    p.add_argument("--run-name", help="override run_name")
+    p.add_argument("--output-dir", help="override output_dir")
+    _set_option(p)
+    p.set_defaults(func=cmd_translate_train)
     p = sub.add_parser("evaluate", help="run the evaluation suite on a run's existing models (compare runs)")
     p.add_argument("--config", help="YAML config (default: embedded defaults)")
     p.add_argument("--run-name", help="override run_name")

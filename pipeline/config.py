@@ -245,6 +245,10 @@ class AugmentConfig(_Model):
     check_language: bool = Field(
         default=True, description="Reject outputs whose language ID is not the target language."
     )
+    tag: str | None = Field(
+        default=None, description="Tagged back-translation (Caswell et al. 2019): a reserved token, e.g. '<BT>', "
+        "put before every synthetic document in pretraining, so the model can tell translated from natural "
+        "text; recorded in the manifest (synthetic_tag) and made a special token of the trained tokenizer.")
     min_roundtrip_chrf: float | None = Field(
         default=None, ge=0, le=100, description="Reject outputs whose translation back (reverse_model_dir) "
         "scores below this chrF against the source (none: no round trip).")
@@ -466,6 +470,15 @@ class FinetuneConfig(_Model):
         default=None, description="With other_language_weight: this language's examples weigh 1, the "
         "others lambda (e.g. main English, lambda 0.1 for a little target-language data).")
     other_language_weight: float = Field(default=1.0, ge=0, description="lambda: loss weight of non-main languages.")
+    translate_train: bool = Field(
+        default=False, description="Translate the training examples of each corpus.augment model's source "
+        "language into its target (labels kept) and train on them too (sequence classification).")
+    paraphrase: bool = Field(
+        default=False, description="Round-trip paraphrases (X -> target -> X, with reverse_model_dir) of those "
+        "examples, labels kept, trained on too.")
+    extra_train_paths: list[str] = Field(
+        default_factory=list, description="More labelled training files (lang/label/text TSV), read whatever "
+        "train_languages says: translated data is in the target languages on purpose.")
     strategy: Literal["full", "linear_probe", "lora"] = Field(
         default="full", description="full fine-tune; linear_probe: frozen encoder, only the head trains; "
         "lora: low-rank adapters (peft) on the attention projections plus the head.")

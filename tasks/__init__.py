@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 TRAINING = ("pretrain", "finetune")
-STORAGE = ("prepare-corpus", "train-tokenizer", "evaluate", "register-model")
+STORAGE = ("prepare-corpus", "train-tokenizer", "translate-train", "evaluate", "register-model")
 
 
 # errors that a retry cannot fix: bad input or config, a missing or corrupted corpus, a run

@@ -45,3 +45,18 @@ def pretrain_task(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: 
 @task(name="finetune")
 def finetune_task(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     return finetune.finetune(pretrained_dir, out_dir, cfg)
+
+
+@task(name="translate-train")
+def translate_train_task(out_dir: str, cfg: PipelineConfig) -> dict:
+    """Translate-train and paraphrase examples for fine-tuning (finetune.translate_train / paraphrase)."""
+    from pipeline.translation.labelled import augment_labelled
+
+    report = augment_labelled(cfg, out_dir)
+    create_table_artifact(key="translate-train-languages",
+                          table=[{"kind_language": k, "kept": v["kept"],
+                                  "rejected": ", ".join(f"{r}: {n}" for r, n in v["rejected"].items())}
+                                 for k, v in report["languages"].items()],
+                          description=f"Fine-tuning examples made by translation: {report['kept']} kept, "
+                                      f"{report['rejected']} rejected")
+    return report

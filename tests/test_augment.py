@@ -79,7 +79,7 @@ def test_no_model_configured_says_so_in_one_line_and_the_rest_runs(corpus, tmp_p
 
 def test_back_translation_sentence_by_sentence_reassembled_filtered_and_deduplicated(bt_model, corpus, tmp_path):
     out = tmp_path / "out"
-    report = prepare([corpus], str(out), config(bt_model))
+    report = prepare([corpus], str(out), config(bt_model, tag="<BT>"))
     assert report["input"] == report["kept"] + report["unidentified"] + report["rejected"]
     a = report["augmented"]
     plan = a["plan"]["eng_Latn->swh_Latn"]
@@ -112,6 +112,21 @@ def test_back_translation_sentence_by_sentence_reassembled_filtered_and_deduplic
     expected = {(EN[i], SW[i]) for o in origins for i in TRIPLES[int(o.removeprefix("en-"))]}
     assert all(p["synthetic"] for p in pairs) and len(pairs) == len(expected)  # pairs are deduplicated too
     assert {(p["src_text"], p["tgt_text"]) for p in pairs} == expected
+
+    # tagged back-translation: the manifest's tag is one special token of the trained tokenizer,
+    # and the first token of every synthetic document in the pretraining stream, of no natural one
+    from pipeline.config import TokenizerConfig
+    from pipeline.training.pretrain import tokenize_batch
+    from pipeline.training.tokenizer import train_tokenizer
+
+    assert manifest["synthetic_tag"] == "<BT>"
+    tok = train_tokenizer(manifest, str(out), str(tmp_path / "tok"), TokenizerConfig(vocab_size=400), "masked_lm")
+    tag_id = tok.convert_tokens_to_ids("<BT>")
+    assert tok("<BT> Habari")["input_ids"][1] == tag_id
+    sw = shards(out, "swh_Latn")
+    assert any(sw["augmented"].to_pylist()) and not all(sw["augmented"].to_pylist())
+    seqs = tokenize_batch(sw, str(tmp_path / "tok"), "masked_lm", 48, synthetic_tag="<BT>")["input_ids"]
+    assert [int(row[1]) == tag_id for row in seqs] == sw["augmented"].to_pylist()
 
 
 def test_ctranslate2_backend_translates_like_transformers(bt_model, corpus, tmp_path):
@@ -159,6 +174,10 @@ def test_budget_floor_share_cap_and_diversity():
     assert chosen(floor=300)["plan"]["documents"] == -(-100 // per_doc)  # 200 wanted, capped at 100 by the share
     assert chosen(floor=1100, max_synthetic_share=1.0)["plan"]["documents"] == -(-1000 // per_doc)
     assert chosen(max_synthetic_share=1.0, max_new_per_language=7)["plan"]["documents"] == 7
+    many = aug.Sources(cfg, None)  # memory: about 2 x cap candidates per language, however many files
+    for f in range(40):
+        many.add(docs.set_column(5, "source", pa.array([f"file-{f}.txt"] * 60)).slice(f, 20))
+    assert sum(len(h) for h in many.heaps.values()) <= 2 * 50 + 40 and len(many.ranked("eng_Latn")) >= 50
     again = aug.Sources(cfg, None)
     again.add(docs)
     assert [r["id"] for r in again.ranked("eng_Latn")] == [r["id"] for r in ranked]  # seeded: the same choice
@@ -236,3 +255,43 @@ def test_long_documents_with_a_short_model_are_cut_not_crashed(tmp_path):
     assert not errors[0] and outputs[0] and len(pieces[0]) > 11
     assert max(backend.lengths([p.text for p in pieces[0]], "eng_Latn", "swh_Latn")) <= 32
     assert len(flat) == len(pieces[0]) and all(flat)
+
+
+def test_translate_train_keeps_labels_and_paraphrases_are_checked(bt_model, tmp_path):
+    """finetune.translate_train / paraphrase: the main language's labelled examples translated
+    (labels kept; the memorised model gives the real Swahili sentence), and round trips through a
+    reverse model (random weights here: every paraphrase must be rejected, each with a reason);
+    the TSV it writes is what fine-tuning reads."""
+    from tiny_models import build_tiny_marian
+
+    from pipeline.config import PipelineConfig
+    from pipeline.training.tasks.classification import read_labelled
+    from pipeline.translation.labelled import augment_labelled
+
+    topics = [topic for topic, texts in DOCS["en"].items() for _ in texts]
+    train = tmp_path / "train.tsv"
+    train.write_text("lang\tlabel\ttext\n" + "".join(f"en\t{t}\t{x}\n" for t, x in zip(topics, EN))
+                     + "fr\tsports\tLe match était très serré.\n", encoding="utf-8")
+    reverse = str(build_tiny_marian(tmp_path / "reverse", SW * 3, EN * 3))
+    cfg = PipelineConfig.model_validate({
+        "run_name": "tt", "output_dir": str(tmp_path / "runs"),
+        "corpus": {"augment": {"backend": "hf", "models": [{"source": "en", "target": "sw", "model_dir": bt_model,
+                                                            "reverse_model_dir": reverse}]}},
+        "finetune": {"train_path": str(train), "translate_train": True, "paraphrase": True}})
+    report = augment_labelled(cfg, cfg.path("labelled"))
+    made = read_labelled(report["path"])
+    sw_rows = [r for r in made.to_pylist() if r["lang"] == "swh_Latn"]
+    tt = report["languages"]["translate-train:swh_Latn"]
+    assert len(sw_rows) == tt["kept"] >= 12 and tt["kept"] + sum(tt["rejected"].values()) == 16
+    for r in sw_rows:  # label kept, text the memorised translation of its example
+        i = SW.index(r["text"])
+        assert r["label"] == topics[i]
+    para = report["languages"]["paraphrase:eng_Latn"]
+    assert para["kept"] == 0 and sum(para["rejected"].values()) == 16
+    assert set(para["rejected"]) <= {"wrong_language", "length_ratio", "repetition_loop", "empty_output",
+                                     "copy_of_source", "no_pivot"}
+    rejects = pq.read_table(Path(cfg.path("labelled")) / "translated-train-rejects.parquet")
+    assert rejects.num_rows == report["rejected"] == 16 + sum(tt["rejected"].values())
+    with pytest.raises(ValueError, match="sequence classification only"):
+        augment_labelled(cfg.model_copy(update={"finetune": cfg.finetune.model_copy(
+            update={"task": "token_classification"})}), str(tmp_path / "x"))

@@ -109,3 +109,14 @@ def test_a_failing_batch_costs_only_its_failing_sentence(families):
     clean, _ = load("hf", families["marian"], max_new_tokens=6).translate([texts[0], texts[2], texts[3]],
                                                                            "eng_Latn", "swh_Latn")
     assert [out[0], out[2], out[3]] == clean
+
+
+def test_multi_target_marian_gets_its_target_token_before_the_text(tmp_path):
+    model = str(build_tiny_marian(tmp_path / "multi", TEXTS, TEXTS, language_tokens=(">>swh<<", ">>fra<<")))
+    b = load("hf", model, max_new_tokens=4)
+    assert b.codes.family == "marian" and b.codes.target("swh_Latn") == ">>swh<<" and b.codes.target("fr") == ">>fra<<"
+    with pytest.raises(LanguageNotSupported, match=">>deu<<"):
+        b.codes.target("deu_Latn")
+    ids = b.tokenizer(b._prefixed(["The cat sat."], "swh_Latn"))["input_ids"][0]
+    assert b.tokenizer.convert_ids_to_tokens(ids)[0] == ">>swh<<"
+    assert b.lengths(["The cat sat."], "eng_Latn", "swh_Latn") == [len(ids)]

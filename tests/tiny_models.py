@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def build_tiny_marian(out: Path, source_texts: list[str], target_texts: list[str], seed: int = 0,
-                      d_model: int = 32, max_positions: int = 128) -> Path:
+                      d_model: int = 32, max_positions: int = 128, language_tokens: tuple[str, ...] = ()) -> Path:
     """A MarianMT model (random weights, d_model 32, one layer per side) with real
     SentencePiece tokenizers trained on the given texts, saved with save_pretrained."""
     import sentencepiece as spm
@@ -27,6 +27,8 @@ def build_tiny_marian(out: Path, source_texts: list[str], target_texts: list[str
         sp = spm.SentencePieceProcessor(model_file=str(work / f"{side}.model"))
         pieces += [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     vocab = {"</s>": 0, "<unk>": 1}
+    for p in language_tokens:  # multi-target Marian: `>>xxx<<` target tokens written before the source text
+        vocab[p] = len(vocab)
     for p in pieces:
         vocab.setdefault(p, len(vocab))
     vocab["<pad>"] = len(vocab)
@@ -157,15 +159,20 @@ def build_tiny_nllb(out: Path, texts: list[str], seed: int = 0, max_positions: i
 
 
 def train_tiny_marian(out: Path, pairs: list[tuple[str, str]], steps: int = 250, seed: int = 0,
-                      max_positions: int = 128) -> Path:
+                      max_positions: int = 128, language_tokens: tuple[str, ...] = ()) -> Path:
     """A tiny MarianMT that has learnt `pairs` by heart (full-batch AdamW from random weights):
     it translates those sentences as a real model would, so tests can check what comes out
     (language, order, reassembly), not only that something does. Saved with save_pretrained."""
     import torch
     from transformers import MarianMTModel, MarianTokenizer
 
-    out = build_tiny_marian(Path(out), [s for s, _ in pairs] * 3, [t for _, t in pairs] * 3, seed=seed, d_model=64,
-                            max_positions=max_positions)
+    strip = [p + " " for p in language_tokens]
+
+    def bare(text: str) -> str:
+        return next((text[len(p):] for p in strip if text.startswith(p)), text)
+
+    out = build_tiny_marian(Path(out), [bare(s) for s, _ in pairs] * 3, [t for _, t in pairs] * 3, seed=seed,
+                            d_model=64, max_positions=max_positions, language_tokens=language_tokens)
     tok = MarianTokenizer.from_pretrained(out)
     model = MarianMTModel.from_pretrained(out)
     torch.manual_seed(seed)

@@ -5,8 +5,8 @@ languages, as work units on Ray actors (or in-process), resumable, then treated 
    held-out ones) of each model's source language, ranked by a seeded rule: weighted sampling
    without replacement (Efraimidis-Spirakis: key = u^(1/w), u a hash of the seed and the id,
    w the language-ID confidence, so cleaner text is likelier) within each input source, and the
-   sources interleaved round-robin so every source contributes. Only the best
-   `max_new_per_language` per (language, source) are held, never the corpus.
+   sources interleaved round-robin so every source contributes. Only the best few per
+   (language, source) are held (about 2 x `max_new_per_language` per language), never the corpus.
 2. **How many** (`plan`): enough to lift the target language to its `shard.token_floor` (in
    estimated tokens), capped by `max_synthetic_share` of its training tokens and by
    `max_new_per_language`; a target with no floor gets `max_new_per_language` documents.
@@ -51,7 +51,7 @@ from ..schema import DOC_SCHEMA, PAIR_SCHEMA, REJECT_SCHEMA, concat, rejects_fro
 from ..storage import absolute, exists, join, read_json, read_parquet, sha256_dir, write_json, write_parquet
 from ..translation import quality, sentences
 from . import clean, dedup, langid
-from .shard import estimate_tokens, heldout_mask
+from .shard import CHARS_PER_TOKEN, DEFAULT_CHARS_PER_TOKEN, heldout_mask
 
 log = logging.getLogger(__name__)
 STAGE = "augment"
@@ -87,12 +87,26 @@ class Sources:
         for row, h in zip(part.select(SOURCE_COLUMNS).to_pylist(), held):
             if h:
                 continue  # a held-out document's translation in training would leak the test set
-            heap = self.heaps[(row["lang"], row["source"] or "")]
+            lang = row["lang"]
+            heap = self.heaps[(lang, row["source"] or "")]
             item = (self.key(row["id"], row["lang_score"] or 0.0), row["id"], row)
-            if len(heap) < self.cap:
+            if len(heap) < self.limit(lang):
                 heapq.heappush(heap, item)
-            elif item[:2] > heap[0][:2]:
+            elif heap and item[:2] > heap[0][:2]:
                 heapq.heapreplace(heap, item)
+        for lang in {r for r in langs if r in self.langs}:  # a new source shrinks every source's share
+            limit = self.limit(lang)
+            for (l, _), heap in self.heaps.items():
+                while l == lang and len(heap) > limit:
+                    heapq.heappop(heap)
+
+    def limit(self, lang: str) -> int:
+        """Candidates kept per input source of `lang`: twice its share of `cap` (so sources
+        smaller than their share leave room that the others can fill), at most `cap`, at least
+        one: memory holds about max(2 x cap, input sources) documents per language, however
+        large the corpus."""
+        sources = sum(1 for (l, _) in self.heaps if l == lang) or 1
+        return min(self.cap, -(-2 * self.cap // sources))
 
 
     def ranked(self, lang: str) -> list[dict]:
@@ -124,7 +138,8 @@ def plan(sources: Sources, train_tokens: dict[str, int], cfg: CorpusConfig) -> l
                 if len(chosen) >= a.max_new_per_language or tokens >= want:
                     break
                 chosen.append(row)
-                tokens += estimate_tokens(pa.table({"text": [row["text"]], "script": [row["script"]]}))
+                tokens += len(row["text"]) / CHARS_PER_TOKEN.get(row["script"], DEFAULT_CHARS_PER_TOKEN)
+        tokens = int(tokens + 0.5)
         planned[tm.target] += tokens
         why = {"target_train_tokens": real, "token_floor": floor,
                "share_cap_tokens": None if math.isinf(share_cap) else int(share_cap),
@@ -183,6 +198,35 @@ def model_label(tm: TranslationModel, backend: str, model_sha: str) -> str:
     return f"backtranslation:{tm.source}->{tm.target}:{os.path.basename(tm.model_dir.rstrip('/'))}@{model_sha[:8]}:{backend}"
 
 
+def check_translations(texts: list[str], scripts: list[str], outputs: list[str | None], errors: list[str | None],
+                       tm: TranslationModel, cfg: CorpusConfig, translators: "Translators",
+                       direction: tuple[str, str] | None = None) -> list[tuple[str, str] | None]:
+    """(reason, detail) per translation that fails quality control, None where it passes:
+    `quality.check`, then language ID of the output, then the optional round trip (`direction`:
+    (source, target) labels when they are not the model's own, e.g. the way back of a paraphrase)."""
+    a = cfg.augment
+    src, tgt = direction or (tm.source, tm.target)
+    tgt_script = tgt.partition("_")[2]
+    verdicts = [quality.check(t, o, (src, s), (tgt, tgt_script), max_length_ratio=a.max_length_ratio,
+                              max_repeats=a.max_repeats, error=e)
+                for t, o, s, e in zip(texts, outputs, scripts, errors)]
+    if a.check_language:
+        idx = [i for i, v in enumerate(verdicts) if v is None]
+        if idx:
+            predicted, scores = langid.predict([outputs[i] for i in idx], cfg.langid)
+            for i, lab, sc in zip(idx, predicted, scores):
+                if language(lab) != language(tgt):
+                    verdicts[i] = ("wrong_language", f"{lab}:{sc:.3f}, expected {tgt}")
+    if a.min_roundtrip_chrf is not None and tm.reverse_model_dir and direction is None:
+        idx = [i for i, v in enumerate(verdicts) if v is None]
+        back, _, _, _ = _translate_docs(translators.get(tm.reverse_model_dir), [outputs[i] for i in idx],
+                                        [tgt_script] * len(idx), tm.target, tm.source)
+        for i, score in zip(idx, quality.roundtrip_chrf([texts[i] for i in idx], back)):
+            if score < a.min_roundtrip_chrf:
+                verdicts[i] = ("roundtrip_chrf", f"{score:.1f} < {a.min_roundtrip_chrf}")
+    return verdicts
+
+
 class Translators:
     """The translation models of one process (an actor, or the driver), each loaded once."""
 
@@ -235,7 +279,6 @@ def translate_unit(unit_dir: str, tm: TranslationModel, cfg: CorpusConfig, trans
     if exists(done_uri):
         return {**read_json(done_uri), "resumed": True}
     t0 = time.monotonic()
-    a = cfg.augment
     src_docs = read_parquet(join(unit_dir, "sources.parquet"))
     rows = src_docs.to_pylist()
     backend = translators.get(tm.model_dir)
@@ -254,24 +297,7 @@ def translate_unit(unit_dir: str, tm: TranslationModel, cfg: CorpusConfig, trans
         "cluster_size": pa.array([1] * len(rows), pa.int32())}, schema=DOC_SCHEMA)
 
     # quality control of the translation itself
-    src_side = [(tm.source, r["script"] or "Zyyy") for r in rows]
-    verdicts = [quality.check(r["text"], o, s, (tm.target, tgt_script), max_length_ratio=a.max_length_ratio,
-                              max_repeats=a.max_repeats, error=e)
-                for r, o, s, e in zip(rows, outputs, src_side, errors)]
-    if a.check_language:
-        idx = [i for i, v in enumerate(verdicts) if v is None]
-        if idx:
-            predicted, scores = langid.predict([outputs[i] for i in idx], cfg.langid)
-            for i, lab, sc in zip(idx, predicted, scores):
-                if language(lab) != language(tm.target):
-                    verdicts[i] = ("wrong_language", f"{lab}:{sc:.3f}, expected {tm.target}")
-    if a.min_roundtrip_chrf is not None and tm.reverse_model_dir:
-        idx = [i for i, v in enumerate(verdicts) if v is None]
-        back, _, _, _ = _translate_docs(translators.get(tm.reverse_model_dir), [outputs[i] for i in idx],
-                                        [tgt_script] * len(idx), tm.target, tm.source)
-        for i, score in zip(idx, quality.roundtrip_chrf([texts[i] for i in idx], back)):
-            if score < a.min_roundtrip_chrf:
-                verdicts[i] = ("roundtrip_chrf", f"{score:.1f} < {a.min_roundtrip_chrf}")
+    verdicts = check_translations(texts, [r["script"] or "Zyyy" for r in rows], outputs, errors, tm, cfg, translators)
     passed, failed = split(docs, [v is None for v in verdicts])
     rejects = [rejects_from_docs(failed, STAGE, [v[0] for v in verdicts if v], [v[1] for v in verdicts if v])]
 
@@ -343,10 +369,13 @@ class TranslateActor:
 def run_units(units: list[Unit], cfg: CorpusConfig, engine: str, ray_cfg: RayConfig | None = None) -> list[dict]:
     """Every unit committed, in unit order (in-process, or on a Ray actor pool per model)."""
     results: dict[str, dict] = {}
-    todo = [u for u in units if not exists(join(u.dir, "done.json"))]
+    todo = []
     for u in units:
-        if u not in todo:
-            results[u.dir] = {**read_json(join(u.dir, "done.json")), "resumed": True}
+        done = join(u.dir, "done.json")
+        if exists(done):
+            results[u.dir] = {**read_json(done), "resumed": True}
+        else:
+            todo.append(u)
     by_model: dict[str, list[Unit]] = defaultdict(list)
     for u in todo:
         by_model[u.model.model_dump_json()].append(u)
@@ -362,7 +391,7 @@ def run_units(units: list[Unit], cfg: CorpusConfig, engine: str, ray_cfg: RayCon
         for u in group:
             info = translate_unit(u.dir, tm, cfg, translators)
             progress(u.rows)
-            results[u.dir] = info
+            results[u.dir] = {**info, "finished_at": time.monotonic()}
     return [results[u.dir] for u in units]
 
 
@@ -384,7 +413,7 @@ def _run_on_ray(group: list[Unit], tm: TranslationModel, cfg: CorpusConfig, ray_
     start, sentences_done = time.monotonic(), 0
     for row in out.iter_rows():
         info = json.loads(row["info"])
-        results[info["dir"]] = info
+        results[info["dir"]] = {**info, "finished_at": time.monotonic()}
         progress(rows[info["dir"]])
         sentences_done += info.get("sentences", 0)
     log.info("augment %s: %d sentences in %.1f s on Ray (%.1f sentences/s)", what, sentences_done,

@@ -465,6 +465,8 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     manifest = {"version": VERSION, "fingerprint": fp, "inputs": files, "input_files": input_files(files), **body}
     if pairs_section:
         manifest["parallel"] = pairs_section
+    if cfg.augment.tag:
+        manifest["synthetic_tag"] = cfg.augment.tag  # training puts it before every augmented document
     write_json(manifest_uri, manifest)  # commit point
     report["manifest_sha256"] = sha256_file(manifest_uri)
     log.info("prepare: %d input, %d kept, %d unidentified, %d rejected, %d languages -> %s", report["input"],

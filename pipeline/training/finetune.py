@@ -201,6 +201,10 @@ def finetune(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     train = task.read(fcfg.train_path, fcfg.train_languages)
     if train.num_rows == 0:
         raise ValueError(f"{fcfg.train_path}: no training rows for languages {fcfg.train_languages}")
+    for extra in fcfg.extra_train_paths:  # translate-train / paraphrase output: in the target languages on purpose
+        more = task.read(extra)
+        log.info("finetune: %d more training examples from %s", more.num_rows, extra)
+        train = pa.concat_tables([train, more.select(train.column_names)])
     labels = task.labels(train)
     label2id = {l: i for i, l in enumerate(labels)}
     train = train.append_column("weight", pa.array(example_weights(train["lang"].to_pylist(), fcfg), pa.float32()))

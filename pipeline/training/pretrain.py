@@ -90,14 +90,17 @@ def _tokenizer(path: str):
 
 
 def tokenize_batch(batch: pa.Table, tokenizer_dir: str, objective: str, seq_len: int,
-                   seed: int = 0) -> dict[str, np.ndarray]:
+                   seed: int = 0, synthetic_tag: str | None = None) -> dict[str, np.ndarray]:
     """Documents -> fixed-length training sequences with their language. Masked LM: one
     sequence per document, truncated and padded. Causal LM: the documents of each language
     are joined with </s> and cut into sequences of exactly `seq_len` tokens (packing; the tail
     of each language in a batch, shorter than one sequence, is dropped), then the sequences
-    are put in a seeded random order so training batches mix languages."""
+    are put in a seeded random order so training batches mix languages. With `synthetic_tag`
+    (the manifest's, tagged back-translation), augmented documents start with that token."""
     tok = _tokenizer(tokenizer_dir)
     texts, langs = batch["text"].to_pylist(), batch["lang"].to_pylist()
+    if synthetic_tag and "augmented" in batch.column_names:
+        texts = [f"{synthetic_tag} {t}" if a else t for t, a in zip(texts, batch["augmented"].to_pylist())]
     if objective == "masked_lm":
         enc = tok(texts, truncation=True, max_length=seq_len, padding="max_length")
         return {"input_ids": np.array(enc["input_ids"], np.int32).reshape(-1, seq_len),
@@ -131,13 +134,13 @@ def training_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: flo
     if not paths:
         raise ValueError(f"{corpus_dir}: manifest lists no training shards")
     log.info("pretrain: language mix for %d documents: %s", total_rows, plan)
-    ds = ray.data.read_parquet(paths, columns=["id", "text", "lang"])
+    ds = ray.data.read_parquet(paths, columns=["id", "text", "lang", "augmented"])
     ds = ds.map_batches(mix_batch, fn_kwargs={"rates": rates, "seed": seed}, batch_format="pyarrow")
     ds = ds.random_shuffle(seed=seed)
     if tokenizer_dir:
         ds = ds.map_batches(tokenize_batch, batch_size=256, batch_format="pyarrow",
                             fn_kwargs={"tokenizer_dir": tokenizer_dir, "objective": objective, "seq_len": seq_len,
-                                       "seed": seed})
+                                       "seed": seed, "synthetic_tag": manifest.get("synthetic_tag")})
     return ds
 
 

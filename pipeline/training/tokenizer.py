@@ -121,6 +121,10 @@ def _make_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: Tokenize
         missing = [k for k in SPECIALS[objective] if getattr(fast, k) is None and k != "unk_token"]
         if missing:
             raise ValueError(f"tokenizer.pretrained_dir {cfg.pretrained_dir}: no {', '.join(missing)} for {objective}")
+        tag = manifest.get("synthetic_tag")
+        if tag and tag not in fast.get_vocab():
+            raise ValueError(f"tokenizer.pretrained_dir {cfg.pretrained_dir} has no token {tag!r} for the corpus's "
+                             "synthetic_tag (corpus.augment.tag): use one of its reserved tokens as the tag, or none")
         fast.save_pretrained(out_dir)
         log.info("tokenizer: using %s (%d pieces) -> %s", cfg.pretrained_dir, len(fast), out_dir)
         return fast
@@ -129,7 +133,9 @@ def _make_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: Tokenize
     texts = [t for lang in sorted(per_lang) for t in per_lang[lang]]
     if not texts:
         raise ValueError(f"{corpus_dir}: the manifest lists no training text to train a tokenizer on")
-    special_list = list(dict.fromkeys(specials.values()))
+    # the corpus's tag of synthetic documents (tagged back-translation) is one reserved token
+    special_list = list(dict.fromkeys([*specials.values(), *([manifest["synthetic_tag"]] if manifest.get("synthetic_tag")
+                                                              else [])]))
     if cfg.model == "bpe":
         tok = Tokenizer(models.BPE(unk_token=None if cfg.byte_fallback else specials["unk_token"]))
         tok.normalizer = normalizers.NFC()

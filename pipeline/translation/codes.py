@@ -38,6 +38,10 @@ class ModelCodes:
         """ISO 639 names of a label's language, most specific first: the label's own code, the
         two-letter code, the macrolanguage or its FLORES individual language."""
         lang = lc.language(label)
+        try:
+            lang = lc.language_code(lang)  # 'fr' -> 'fra': any ISO 639 form
+        except ValueError:
+            pass
         names = [lang] + [b for macro, individual in lc.MACRO.items()
                           for a, b in ((individual, macro), (macro, individual)) if lang == a]
         import langcodes
