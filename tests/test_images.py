@@ -34,7 +34,7 @@ def _dockerfile() -> list[tuple[str, str]]:
 
 def _babelforge_commands() -> set[str]:
     r = subprocess.run([str(BIN / "babelforge"), "--help"], capture_output=True, text=True, timeout=120)
-    return set(re.search(r"\{([\w,]+)\}", r.stdout).group(1).split(","))
+    return set(re.search(r"\{([\w,-]+)\}", r.stdout).group(1).split(","))
 
 
 def _check_command(argv: list[str], commands: set[str]) -> None:
