@@ -40,6 +40,7 @@ import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -177,7 +178,7 @@ def make_units(planned: list[dict], out_dir: str, cfg: CorpusConfig) -> list[Uni
     units = []
     for p in planned:
         tm, docs = p["model"], p["docs"]
-        model_sha = sha256_dir(tm.model_dir) + (f"/{sha256_dir(tm.reverse_model_dir)}" if tm.reverse_model_dir else "")
+        model_sha = model_digest(tm.model_dir) + (f"/{model_digest(tm.reverse_model_dir)}" if tm.reverse_model_dir else "")
         step = cfg.augment.docs_per_unit
         for start in range(0, len(docs), step):
             chunk = docs[start : start + step]
@@ -193,6 +194,21 @@ def make_units(planned: list[dict], out_dir: str, cfg: CorpusConfig) -> list[Uni
 
 
 # -- 4. one unit ---------------------------------------------------------------------------
+
+def model_digest(model_dir: str) -> str:
+    """sha256 of a model directory's files, computed once per process and directory state (a
+    multi-GB model is not hashed again for every unit; a changed file changes the listing)."""
+    from pathlib import Path
+
+    listing = tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in Path(model_dir).rglob("*")
+                           if p.is_file())) if Path(model_dir).is_dir() else ()
+    return _digest(model_dir, listing)
+
+
+@lru_cache(maxsize=16)
+def _digest(model_dir: str, listing: tuple) -> str:
+    return sha256_dir(model_dir)
+
 
 def model_label(tm: TranslationModel, backend: str, model_sha: str) -> str:
     return f"backtranslation:{tm.source}->{tm.target}:{os.path.basename(tm.model_dir.rstrip('/'))}@{model_sha[:8]}:{backend}"
@@ -286,7 +302,7 @@ def translate_unit(unit_dir: str, tm: TranslationModel, cfg: CorpusConfig, trans
     outputs, errors, pieces, flat_out = _translate_docs(backend, texts, [r["script"] for r in rows], tm.source,
                                                         tm.target, progress)
     tgt_script = tm.target.partition("_")[2]
-    label = model_label(tm, backend.name, sha256_dir(tm.model_dir))
+    label = model_label(tm, backend.name, model_digest(tm.model_dir))
     ids = [f"bt-{tm.target}-{r['id']}" for r in rows]
     docs = pa.table({
         "id": pa.array(ids, pa.string()), "text": pa.array([o or "" for o in outputs], pa.string()),

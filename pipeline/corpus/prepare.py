@@ -42,7 +42,6 @@ from ..storage import (
     read_json,
     read_parquet,
     remove,
-    sha256_dir,
     sha256_file,
     write_json,
     write_parquet,
@@ -67,7 +66,7 @@ def fingerprint(files: list[str], cfg: CorpusConfig) -> str:
     h.update(str(VERSION).encode())
     h.update(langid.models_digest(cfg.langid.models).encode())
     for m in cfg.augment.models:  # a retrained translation model under the same path changes the corpus
-        h.update(sha256_dir(m.model_dir).encode())
+        h.update(augment_mod.model_digest(m.model_dir).encode())
     for uri in files:
         fs, path = get_fs(uri)
         h.update(uri.encode())
