@@ -163,8 +163,10 @@ class Unit:
 
 
 def _settings(cfg: CorpusConfig) -> dict:
-    keep = {"backend", "max_input_tokens", "max_new_tokens", "num_beams", "sample_top_k", "seed",
-            "max_length_ratio", "max_repeats", "check_language", "min_roundtrip_chrf"}
+    # what a unit's output depends on (the numeric precision and the batching included), not
+    # where or how fast it runs (threads, actors, GPUs per actor)
+    keep = {"backend", "device", "compute_type", "token_budget", "max_input_tokens", "max_new_tokens", "num_beams",
+            "sample_top_k", "seed", "max_length_ratio", "max_repeats", "check_language", "min_roundtrip_chrf"}
     dumped = cfg.model_dump(mode="json")
     return {"augment": {k: v for k, v in dumped["augment"].items() if k in keep},
             "clean": dumped["clean"], "dedup": dumped["dedup"], "langid": dumped["langid"]}
