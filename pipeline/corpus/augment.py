@@ -397,15 +397,15 @@ def run_units(units: list[Unit], cfg: CorpusConfig, engine: str, ray_cfg: RayCon
     by_model: dict[str, list[Unit]] = defaultdict(list)
     for u in todo:
         by_model[u.model.model_dump_json()].append(u)
-    for key, group in by_model.items():
+    for group in by_model.values():
         tm = group[0].model
         what = f"{tm.source}->{tm.target}"
-        if engine == "ray" and len(group) > 0:
+        if engine == "ray":
             results.update(_run_on_ray(group, tm, cfg, ray_cfg, what))
             continue
         translators = Translators(cfg)
-        sentences_total = sum(u.rows for u in group)
-        progress = Progress(f"{what} ({len(group)} units, ~{sentences_total} documents)", sentences_total, "documents")
+        documents = sum(u.rows for u in group)
+        progress = Progress(f"{what} ({len(group)} units, {documents} documents)", documents, "documents")
         for u in group:
             info = translate_unit(u.dir, tm, cfg, translators)
             progress(u.rows)

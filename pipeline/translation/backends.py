@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from .codes import ModelCodes, model_codes
@@ -35,8 +36,9 @@ def device_of(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class Backend:
-    """Common part: tokenizer, language codes, length limits, batching, error isolation."""
+class Backend(ABC):
+    """Common part: tokenizer, language codes, length limits, batching, error isolation; a
+    backend implements `generate` (one batch of sentences -> their translations)."""
 
     name = "base"
 
@@ -115,8 +117,9 @@ class Backend:
             for i in idx:
                 self._run([i], texts, src, tgt, out, errors)
 
+    @abstractmethod
     def generate(self, texts: list[str], src: str, tgt: str, seed: int) -> list[str]:
-        raise NotImplementedError
+        """Translations of one batch, decoded with `seed`."""
 
 
 class HFBackend(Backend):
