@@ -342,7 +342,11 @@ class TokenizerConfig(_Model):
     byte_fallback: bool = Field(
         default=True, description="Never emit [UNK]: unigram spells unseen characters as UTF-8 byte pieces "
         "<0x00>..<0xFF>; BPE works on bytes (GPT-2 style byte-level).")
-    max_sentences: int = Field(default=200_000, ge=1)
+    max_sentences: int = Field(default=200_000, ge=1, description="Texts in the training sample, shared among "
+                               "languages by the temperature plan.")
+    max_bytes: int = Field(default=200_000_000, ge=1000, description="UTF-8 bytes in the training sample, shared "
+                           "the same way: the sample is drawn by a streaming reader (a seeded hash sample per "
+                           "language), so memory stays within this however large the corpus.")
     alpha: float | None = Field(
         default=None, gt=0, le=1,
         description="Language-mixing temperature of the tokenizer's training text (none: the manifest's weights).")
@@ -428,6 +432,11 @@ class PretrainConfig(_Model):
         default=4, ge=1, description="Rows of each kind (documents, pair sides, TLM pairs) go through the model "
         "in this many buckets of similar length, each trimmed to its longest row: short sentences padded to a "
         "batch's longest were two thirds padding (1: one pass per kind).")
+    shuffle_buffer: int = Field(
+        default=8192, ge=1, description="Rows shuffled together: the training streams read the corpus chunk by "
+        "chunk (Parquet row groups, ~1,000 rows, one language or language pair each) in a seeded order and "
+        "shuffle the rows within windows of this many (no global shuffle); a batch mixes about "
+        "shuffle_buffer / 1000 languages. Memory per read task grows with it.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         default="auto", description="bf16 autocast (auto: on GPU only; CPU trains in fp32).")
     compile: bool = Field(default=False, description="torch.compile the model.")

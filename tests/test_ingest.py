@@ -1,9 +1,12 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import read_file, write
+from conftest import SHARED_DATA, read_file, write
 
+from pipeline.config import CorpusConfig
 from pipeline.storage import expand
+
+UDHR = SHARED_DATA / "udhr"
 
 
 def test_jsonl_keeps_ids_and_rejects_bad_lines_without_losing_the_rest(tmp_path):
@@ -154,6 +157,37 @@ def test_hugging_face_dataset_saved_to_disk(tmp_path):
     assert rej["reason"].to_pylist() == ["missing_text"]
     report = prepare([str(tmp_path / "hf")], str(tmp_path / "out"))
     assert report["input"] == 3 and report["kept"] + report["unidentified"] + report["rejected"] == 3
+
+
+def test_a_large_hugging_face_dataset_is_read_in_row_ranges(tmp_path):
+    """A saved dataset larger than a work unit is split into row ranges of each split: every
+    row read exactly once, ids and reject rows numbered over the whole split, and `prepare`
+    gives the same corpus as with one unit."""
+    import datasets
+
+    from pipeline.corpus.ingest import plan, read_part
+    from pipeline.corpus.prepare import prepare
+
+    lines = [l for l in (UDHR / "fra_Latn.txt").read_text().splitlines() if len(l) > 40] if UDHR.exists() else \
+        [f"Phrase numéro {i} : le lac gèle en hiver et la neige couvre les collines." for i in range(80)]
+    train = [t if i % 17 else None for i, t in enumerate(lines * 3)]  # every 17th row empty: a reject
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": train}),
+                          "test": datasets.Dataset.from_dict({"text": lines[:10]})}).save_to_disk(str(tmp_path / "hf"))
+    parts = plan(str(tmp_path / "hf"), unit_bytes=4000)
+    assert len(parts) > 5 and {p.split for p in parts} == {"train", "test"}
+    read = [read_part(p) for p in parts]
+    ids = [i for d, _ in read for i in d["id"].to_pylist()]
+    assert len(ids) == len(set(ids)) == sum(t is not None for t in train) + 10
+    assert sorted(i for i in ids if i.startswith("train:")) == sorted(
+        f"train:{k + 1}" for k, t in enumerate(train) if t is not None)
+    rejected = [r for _, rej in read for r in rej["detail"].to_pylist()]
+    assert rejected == [f"{tmp_path}/hf#train:{k + 1}: row {k + 1}: 'text' is null or empty"  # file, split, row
+                        for k, t in enumerate(train) if t is None]
+    one = prepare([str(tmp_path / "hf")], str(tmp_path / "one"))
+    many = prepare([str(tmp_path / "hf")], str(tmp_path / "many"),
+                   CorpusConfig.model_validate({"ingest": {"unit_bytes": 4000}}))
+    assert many["units"]["total"] == len(parts) and one["units"]["total"] == 2
+    assert {k: v["kept"] for k, v in one["languages"].items()} == {k: v["kept"] for k, v in many["languages"].items()}
 
 
 def _concat_parts(parts):

@@ -39,6 +39,48 @@ def test_tokenizer_round_trip_and_serves_every_language(corpus_and_tokenizer):
         assert 0 < f["tokens_per_char"] <= 1.0
 
 
+def test_tokenizer_sample_is_bounded_seeded_and_does_not_depend_on_read_order():
+    """The tokenizer's streaming sample: at most its bytes (plus one text) and count whatever
+    the stream's size; the same texts in any read order; a repeated text counts once; roughly
+    uniform (each half of the stream gives about half the sample)."""
+    import random
+
+    from pipeline.training.tokenizer import Sample
+
+    texts = [f"sentence number {i} " + "x" * (i % 50) for i in range(20_000)]
+
+    def draw(order, count=500, max_bytes=10_000, seed=0):
+        s = Sample(count, max_bytes, seed)
+        for t in order:
+            s.add(t)
+        return s
+
+    a = draw(texts)
+    shuffled = texts[:]
+    random.Random(1).shuffle(shuffled)
+    assert a.texts() == draw(shuffled + texts[:3000]).texts()      # read order and repeats do not matter
+    assert a.bytes - max(len(t) for t in a.texts()) < 10_000 <= a.bytes
+    assert len(a.texts()) < 500 and len(set(a.texts())) == len(a.texts())
+    first_half = sum(int(t.split()[2]) < 10_000 for t in a.texts()) / len(a.texts())
+    assert 0.35 < first_half < 0.65
+    assert len(draw(texts, count=50, max_bytes=10**9).texts()) == 50    # the count bound
+    assert draw(texts, seed=1).texts() != a.texts()
+
+
+def test_tokenizer_sample_stays_within_its_byte_budget_and_keeps_every_language(corpus_and_tokenizer):
+    from pipeline.training.tokenizer import sample_texts
+
+    root, manifest, _ = corpus_and_tokenizer
+    langs = {k for k, v in manifest["languages"].items() if v.get("train_rows", 0) > 0}
+    full = sample_texts(manifest, str(root / "corpus"), 200_000)
+    small = sample_texts(manifest, str(root / "corpus"), 200_000, max_bytes=4_000)
+    assert set(full) == set(small) == langs
+    biggest = max(len(t.encode()) for texts in full.values() for t in texts)
+    assert sum(len(t.encode()) for texts in small.values() for t in texts) < 4_000 + len(langs) * biggest
+    assert sum(len(t.encode()) for texts in full.values() for t in texts) > 3 * 4_000
+    assert all(small[lang] for lang in langs)
+
+
 def test_mask_tokens_never_masks_specials_and_masks_every_sequence(corpus_and_tokenizer):
     _, _, tok = corpus_and_tokenizer
     enc = encode(tok, ["a", "The lake freezes in winter and snow covers the hills"], 32)

@@ -64,15 +64,19 @@ def _doc_id(source: str, line: int) -> str:
 class Part:
     """A work unit's share of an input: the whole file, or for a file larger than the unit
     size a line-aligned byte range [start, end) (.jsonl/.txt, `first` = line number of its
-    first line) or a range of Parquet row groups [start, end) (`first` = its first row)."""
+    first line) or a range of Parquet row groups [start, end) (`first` = its first row). For a
+    saved Hugging Face dataset, rows [start, end) of one split (`split`; "" for a plain
+    `Dataset`)."""
 
     uri: str
     start: int | None = None
     end: int | None = None
     first: int = 1
+    split: str | None = None
 
     def __str__(self) -> str:
-        return self.uri if self.start is None else f"{self.uri}[{self.start}:{self.end}]"
+        where = "" if self.start is None else f"[{self.start}:{self.end}]"
+        return f"{self.uri}#{self.split}{where}" if self.split is not None else f"{self.uri}{where}"
 
 
 def _line_parts(uri: str, f, unit_bytes: int, block: int = 16 << 20) -> list[Part]:
@@ -100,10 +104,11 @@ def _line_parts(uri: str, f, unit_bytes: int, block: int = 16 << 20) -> list[Par
 
 
 def plan(uri: str, unit_bytes: int) -> list[Part]:
-    """The parts of one input: the whole input when it is at most `unit_bytes` (or a saved HF
-    dataset, which is memory-mapped), else line-aligned byte ranges or Parquet row groups."""
+    """The parts of one input: the whole input when it is at most `unit_bytes`, else
+    line-aligned byte ranges or Parquet row groups; a saved HF dataset by row ranges of each
+    split (`_hf_parts`)."""
     if is_hf_dataset(uri):
-        return [Part(uri)]
+        return _hf_parts(uri, unit_bytes)
     fs, path = get_fs(uri)
     fmt, compression = _format(uri)
     # compressed text is rarely smaller than a tenth: only then can it exceed a unit
@@ -189,20 +194,35 @@ def is_hf_dataset(uri: str) -> bool:
     return fs.isdir(path) and (fs.exists(f"{path}/state.json") or fs.exists(f"{path}/dataset_dict.json"))
 
 
-def _read_hf_dataset(uri: str, text_field: str, id_field: str):
-    """Every split of a saved Hugging Face dataset, memory-mapped; rows are `<split>:<row>`
-    when the dataset has no id column."""
+def _hf_splits(uri: str):
+    """(split name, Dataset) of a saved HF dataset ("" for a plain Dataset), memory-mapped."""
     import datasets
 
     loaded = datasets.load_from_disk(uri)
-    splits = loaded.items() if isinstance(loaded, datasets.DatasetDict) else [("", loaded)]
-    ids, texts, rejects = [], [], []
-    for name, ds in splits:
-        source = f"{uri}#{name}" if name else uri
-        i, t, r = _read_table(source, ds.data.table, text_field, id_field)
-        ids += [x if id_field in ds.column_names else f"{name or 'train'}:{x.rsplit(':', 1)[1]}" for x in i]
-        texts += t
-        rejects += r
+    return sorted(loaded.items()) if isinstance(loaded, datasets.DatasetDict) else [("", loaded)]
+
+
+def _hf_parts(uri: str, unit_bytes: int) -> list[Part]:
+    """Row ranges of each split of about `unit_bytes` of Arrow data each (one per split when
+    it is smaller): a 100 GB dataset becomes units that workers read in parallel, each only
+    its own rows."""
+    parts = []
+    for name, ds in _hf_splits(uri):
+        n = ds.num_rows
+        rows = max(1, int(unit_bytes * n / max(1, ds.data.nbytes)))
+        parts += [Part(uri, a, min(a + rows, n), a + 1, name) for a in range(0, n, rows)] or [Part(uri, 0, 0, 1, name)]
+    return parts
+
+
+def _read_hf_part(part: Part, text_field: str, id_field: str):
+    """The rows of one part of a saved HF dataset (memory-mapped: only these rows are
+    decoded); rows are `<split>:<row>` when the dataset has no id column."""
+    ds = dict(_hf_splits(part.uri))[part.split]
+    source = f"{part.uri}#{part.split}" if part.split else part.uri
+    table = ds.data.table.slice(part.start, part.end - part.start)
+    ids, texts, rejects = _read_table(source, table, text_field, id_field, part.first)
+    if id_field not in ds.column_names:
+        ids = [f"{part.split or 'train'}:{x.rsplit(':', 1)[1]}" for x in ids]
     return ids, texts, rejects
 
 
@@ -241,8 +261,11 @@ def read_part(part: Part, text_field: str = "text", id_field: str = "id") -> tup
     """Read one part of an input (see `plan`) into (documents, rejects); ids and reject
     locations use the line or row numbers of the whole file."""
     uri = part.uri
-    if part.start is None and is_hf_dataset(uri):
-        ids, texts, rejects = _read_hf_dataset(uri, text_field, id_field)
+    if part.split is not None or (part.start is None and is_hf_dataset(uri)):  # a whole dataset: every split
+        ids, texts, rejects = [], [], []
+        for p in [part] if part.split is not None else _hf_parts(uri, 1 << 62):
+            a, b, c = _read_hf_part(p, text_field, id_field)
+            ids, texts, rejects = ids + a, texts + b, rejects + c
         return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)
     fmt, compression = _format(uri)
     if fmt is None:

@@ -17,9 +17,9 @@
   pairs meet the negatives of all workers: the loss equals the one-worker loss on the whole
   global batch (tested), and the negatives grow with the number of workers.
 
-The pair stream is a Ray Dataset like the document stream: each language pair resampled to
-its rows of the temperature plan (`corpus.parallel.alpha` unless `pretrain.pair_alpha`),
-shuffled, tokenised on CPU workers.
+The pair stream is a Ray Dataset like the document stream: each language pair drawn at its
+rate of the temperature plan (`corpus.parallel.alpha` unless `pretrain.pair_alpha`), in
+shuffled chunk order with a local shuffle window (`stream`), tokenised on CPU workers.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from ..corpus.parallel import pair_paths
 from ..corpus.shard import plan_rows, temperature_weights
+from ..storage import join
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,6 @@ def pair_plan(manifest: dict, total_rows: int, alpha: float | None = None) -> di
 
 def _pair_keys(batch: pa.Table) -> list[str]:
     return ["-".join(sorted(p)) for p in zip(batch["src_lang"].to_pylist(), batch["tgt_lang"].to_pylist())]
-
-
-def mix_pairs(batch: pa.Table, rates: dict[str, float], seed: int) -> pa.Table:
-    """Resample pair rows by their language pair's rate (`pretrain.resample` keyed by pair)."""
-    from .pretrain import resample
-
-    return resample(batch, _pair_keys(batch) if batch.num_rows else [], rates, seed)
 
 
 def special_ids(tok, causal: bool) -> tuple[int, int]:
@@ -108,21 +101,21 @@ def tokenize_pairs(batch: pa.Table, tokenizer_dir: str, objective: str, seq_len:
 
 
 def pair_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: float | None, seed: int,
-                tokenizer_dir: str, objective: str, seq_len: int):
-    """The whole pair stream of a run as one Ray Dataset (one pass is the run)."""
-    import ray.data
+                tokenizer_dir: str, objective: str, seq_len: int, buffer_rows: int = 8192):
+    """The whole pair stream of a run as one Ray Dataset (one pass is the run): each language
+    pair drawn at its rate, shuffled chunk order, local shuffle window (`stream`)."""
+    from .stream import mixed_stream
 
     plan = pair_plan(manifest, total_rows, alpha)
-    paths = pair_paths(manifest, corpus_dir, "train")
-    if not plan or not paths:
+    files = [(join(corpus_dir, f["path"]), f["pair"]) for f in (manifest.get("parallel") or {}).get("files", [])
+             if f["split"] == "train"]
+    if not plan or not files:
         raise ValueError(f"{corpus_dir}: alignment objectives need translation pairs, and the manifest lists none "
                          f"(set corpus.parallel.inputs and prepare the corpus again)")
     pairs = manifest["parallel"]["pairs"]
     rates = {k: n / pairs[k]["train_rows"] for k, n in plan.items()}
     log.info("pretrain: pair mix for %d pairs over %d language pairs", total_rows, len(plan))
-    ds = ray.data.read_parquet(paths, columns=["id", "src_lang", "tgt_lang", "src_text", "tgt_text"])
-    ds = ds.map_batches(mix_pairs, fn_kwargs={"rates": rates, "seed": seed + 1}, batch_format="pyarrow")
-    ds = ds.random_shuffle(seed=seed + 1)
+    ds = mixed_stream(files, rates, ["id", "src_lang", "tgt_lang", "src_text", "tgt_text"], seed + 1, buffer_rows)
     return ds.map_batches(tokenize_pairs, batch_size=256, batch_format="pyarrow",
                           fn_kwargs={"tokenizer_dir": tokenizer_dir, "objective": objective, "seq_len": seq_len})
 

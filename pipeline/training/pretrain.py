@@ -1,9 +1,10 @@
 """Pretraining on the corpus shards with Ray Train: masked LM (BERT / XLM-R style encoder) or
 causal LM (Llama-style decoder), DDP or FSDP, CPU (gloo) or GPU (NCCL, bf16 autocast).
 
-Data path, all in Ray Data on CPU workers: read the manifest's training shards -> resample each
-language to its rows of the temperature-sampling plan (`mix_batch`; alpha from the config or the
-manifest) -> seeded shuffle -> tokenise (`tokenize_batch`: one padded sequence per document for
+Data path, all in Ray Data on CPU workers: the manifest's training shards read chunk by chunk
+(row groups) in a seeded order, each language drawn at its rate of the temperature-sampling plan
+(alpha from the config or the manifest), rows shuffled within windows of `pretrain.shuffle_buffer`
+(`stream`: no global shuffle) -> tokenise (`tokenize_batch`: one padded sequence per document for
 masked LM; for causal LM documents of one language are concatenated with </s> and cut into
 full sequences, "packing") -> each training worker's equal split via
 `ray.train.get_dataset_shard`. Masking is dynamic (drawn per step on the worker).
@@ -35,8 +36,8 @@ import pyarrow as pa
 import torch
 
 from ..config import PipelineConfig
-from ..corpus.shard import mixing_plan, shard_paths, verify_corpus
-from ..storage import absolute
+from ..corpus.shard import mixing_plan, verify_corpus
+from ..storage import absolute, join
 from . import alignment, raytrain
 from .model import (
     SelectiveLM,
@@ -64,23 +65,6 @@ def peak_flops(device: torch.device) -> float | None:
 
 
 # ---------------------------------------------------------------- data path (Ray Data, CPU)
-
-def resample(batch: pa.Table, keys: list[str], rates: dict[str, float], seed: int) -> pa.Table:
-    """Resample the rows of a batch by the rate of their key (language, or language pair): rate
-    2.5 repeats a row 2 or 3 times (2.5 on average), rate 0.3 keeps it with probability 0.3.
-    Seeded by the batch's first id, so the stream is the same on every run."""
-    if batch.num_rows == 0:
-        return batch
-    rng = np.random.default_rng([seed, zlib.crc32(str(batch["id"][0]).encode())])
-    rate = np.array([rates.get(k, 0.0) for k in keys])
-    copies = np.floor(rate).astype(np.int64) + (rng.random(batch.num_rows) < rate - np.floor(rate))
-    return batch.take(np.repeat(np.arange(batch.num_rows), copies))
-
-
-def mix_batch(batch: pa.Table, rates: dict[str, float], seed: int) -> pa.Table:
-    """Resample documents by their language's rate (`resample`)."""
-    return resample(batch, batch["lang"].to_pylist(), rates, seed)
-
 
 @lru_cache(maxsize=4)
 def _tokenizer(path: str):
@@ -120,23 +104,21 @@ def tokenize_batch(batch: pa.Table, tokenizer_dir: str, objective: str, seq_len:
 
 
 def training_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: float | None, seed: int,
-                    tokenizer_dir: str | None = None, objective: str = "masked_lm", seq_len: int = 64):
-    """One Ray Dataset holding the whole training stream: every language resampled to its rows
-    in the temperature-sampling plan (`mixing_plan`), shuffled, and (with `tokenizer_dir`)
-    tokenised into training sequences. One pass over it is the run: no epoch restarts."""
-    import ray.data
+                    tokenizer_dir: str | None = None, objective: str = "masked_lm", seq_len: int = 64,
+                    buffer_rows: int = 8192):
+    """One Ray Dataset holding the whole training stream: every language drawn at its rate in
+    the temperature-sampling plan (`mixing_plan`), in shuffled chunk order with a local
+    shuffle window of ~`buffer_rows` documents (`stream`; no global shuffle), and (with
+    `tokenizer_dir`) tokenised into training sequences. One pass over it is the run."""
+    from .stream import mixed_stream
 
-    # Blocks are otherwise handed on in completion order, which changes the stream run to run
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
     plan = mixing_plan(manifest, total_rows, alpha)
     rates = {lang: n / manifest["languages"][lang]["train_rows"] for lang, n in plan.items()}
-    paths = shard_paths(manifest, corpus_dir, "train")
-    if not paths:
+    files = [(join(corpus_dir, s["path"]), s["lang"]) for s in manifest["shards"] if s["split"] == "train"]
+    if not files:
         raise ValueError(f"{corpus_dir}: manifest lists no training shards")
     log.info("pretrain: language mix for %d documents: %s", total_rows, plan)
-    ds = ray.data.read_parquet(paths, columns=["id", "text", "lang", "augmented"])
-    ds = ds.map_batches(mix_batch, fn_kwargs={"rates": rates, "seed": seed}, batch_format="pyarrow")
-    ds = ds.random_shuffle(seed=seed)
+    ds = mixed_stream(files, rates, ["id", "text", "lang", "augmented"], seed, buffer_rows)
     if tokenizer_dir:
         ds = ds.map_batches(tokenize_batch, batch_size=256, batch_format="pyarrow",
                             fn_kwargs={"tokenizer_dir": tokenizer_dir, "objective": objective, "seq_len": seq_len,
@@ -480,12 +462,12 @@ def pretrain(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, 
             1, sum(v.get("train_rows", 0) for v in manifest["languages"].values()))
         rows = int(rows * max(1.0, 1.5 * seq_len / max(tokens_per_doc, 1.0))) + 1
     ds = training_stream(manifest, corpus_dir, rows, pcfg.alpha, pcfg.seed, absolute(tokenizer_dir),
-                         cfg.model.objective, seq_len)
+                         cfg.model.objective, seq_len, pcfg.shuffle_buffer)
     datasets, pairs = {"train": ds}, []
     if pcfg.reads_pairs:  # translation pairs for TLM / contrastive, one pair micro-batch per micro-batch
         datasets["pairs"] = alignment.pair_stream(manifest, corpus_dir, micro_batches * pcfg.pair_batch_size,
                                                   pcfg.pair_alpha, pcfg.seed, absolute(tokenizer_dir),
-                                                  cfg.model.objective, seq_len)
+                                                  cfg.model.objective, seq_len, pcfg.shuffle_buffer)
         pairs = sorted(manifest["parallel"]["pairs"])
     run_dir = absolute(cfg.run_dir) if "://" not in cfg.run_dir else cfg.run_dir
     lineage = pretrain_lineage(corpus_dir, tokenizer_dir, cfg)

@@ -7,12 +7,14 @@ Saved in Hugging Face format (`tokenizer.json` + config), loadable by `AutoToken
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import logging
-import random
 
 from ..config import TokenizerConfig
+from ..corpus.parallel import pair_paths
 from ..corpus.shard import mixing_plan, shard_paths, verify_corpus
-from ..storage import read_parquet
+from ..storage import get_fs
 
 log = logging.getLogger(__name__)
 # Special tokens per objective: BERT-style for the masked-LM encoder, Llama-style for the decoder.
@@ -24,47 +26,90 @@ SPECIALS = {
 BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
 
 
+class Sample:
+    """A seeded uniform sample of a stream of texts, in bounded memory: the texts with the
+    smallest keys (key: a seeded hash of the text, so the sample does not depend on the order
+    the texts are read in, and a repeated text counts once), up to `count` texts and no more
+    texts than it takes to reach `max_bytes` of UTF-8. Memory: `max_bytes` plus one text."""
+
+    def __init__(self, count: int, max_bytes: int, seed: int = 0):
+        self.count, self.max_bytes, self.salt = count, max_bytes, seed.to_bytes(8, "little", signed=True)
+        self.heap: list[tuple[int, str, int]] = []  # (-key, text, bytes): the largest key on top
+        self.seen: set[int] = set()
+        self.bytes = 0
+
+    def add(self, text: str) -> None:
+        data = text.encode()
+        key = int.from_bytes(hashlib.blake2b(data, digest_size=8, key=self.salt).digest(), "little")
+        if key in self.seen or (self._full() and key > -self.heap[0][0]):
+            return
+        heapq.heappush(self.heap, (-key, text, len(data)))
+        self.seen.add(key)
+        self.bytes += len(data)
+        while len(self.heap) > self.count or (len(self.heap) > 1 and self.bytes - self.heap[0][2] >= self.max_bytes):
+            k, _, n = heapq.heappop(self.heap)
+            self.seen.discard(-k)
+            self.bytes -= n
+
+    def _full(self) -> bool:
+        return len(self.heap) >= self.count or self.bytes >= self.max_bytes
+
+    def texts(self) -> list[str]:
+        """The sample in key order (a seeded random order)."""
+        return [t for _, t, _ in sorted(self.heap, reverse=True)]
+
+
+def _stream_texts(uri: str, columns: list[str]):
+    """Record batches of a Parquet file, row group by row group (never the whole file)."""
+    import pyarrow.parquet as pq
+
+    fs, path = get_fs(uri)
+    with fs.open(path, "rb") as f:
+        yield from pq.ParquetFile(f).iter_batches(columns=columns, batch_size=1024)
+
+
 def sample_texts(manifest: dict, corpus_dir: str, max_sentences: int, seed: int = 0,
-                 alpha: float | None = None) -> dict[str, list[str]]:
+                 alpha: float | None = None, max_bytes: int = 200_000_000) -> dict[str, list[str]]:
     """Per language, training texts drawn in proportion to the manifest weights (or to the
-    temperature `alpha` given here); then the sentences of the training translation pairs,
-    so that a language met only in pairs has pieces of its own (up to an equal share of
-    `max_sentences` per language, documents counted first)."""
-    rng = random.Random(seed)
+    temperature `alpha` given here), read as a stream with a budget per language of texts
+    (its share of `max_sentences`) and of bytes (its share of `max_bytes`): `Sample`, so memory
+    is bounded by `max_bytes` whatever the corpus size. A language with fewer texts than its
+    share is repeated up to it. Then the sentences of the training translation pairs, so that
+    a language met only in pairs has pieces of its own (up to an equal share per language,
+    documents counted first)."""
     available = sum(v.get("train_rows", 0) for v in manifest["languages"].values())
     plan = mixing_plan(manifest, min(max_sentences, available), alpha)
+    total = max(1, sum(plan.values()))
     out: dict[str, list[str]] = {}
     for lang, budget in plan.items():
-        texts: list[str] = []
+        budget, byte_budget = max(1, budget), max(1, int(max_bytes * budget / total))
+        sample = Sample(budget, byte_budget, seed)
         for uri in shard_paths(manifest, corpus_dir, "train", [lang]):
-            texts.extend(read_parquet(uri, ["text"])["text"].to_pylist())
-        budget = max(1, budget)
-        if len(texts) > budget:
-            texts = rng.sample(texts, budget)
-        elif texts:  # upsample a small language to its share of the mix
-            texts = texts * (budget // len(texts)) + rng.sample(texts, budget % len(texts))
+            for batch in _stream_texts(uri, ["text"]):
+                for t in batch.column(0).to_pylist():
+                    sample.add(t)
+        texts = sample.texts()
+        if texts and len(texts) < budget:  # a small language repeated up to its share (texts and bytes)
+            times = max(1, min(budget // len(texts), byte_budget // max(1, sample.bytes)))
+            rest = budget - len(texts) * times if times == budget // len(texts) else 0
+            texts = texts * times + texts[:rest]  # texts are in a seeded random order: a prefix is a sample
         out[lang] = texts
-    pair_texts = _pair_texts(manifest, corpus_dir)
-    if pair_texts:  # languages the model meets in translation pairs get their share of the vocabulary
-        share = max(1, max_sentences // max(1, len(set(out) | set(pair_texts))))
-        for lang, texts in sorted(pair_texts.items()):
-            have = out.setdefault(lang, [])
-            room = max(0, share - len(have))
-            have.extend(rng.sample(texts, room) if len(texts) > room else texts)
+    section = manifest.get("parallel") or {}
+    pair_langs = {lang for k in section.get("pairs", {}) for lang in k.split("-", 1)}
+    if pair_langs:  # languages the model meets in translation pairs get their share of the vocabulary
+        n = max(1, len(set(out) | pair_langs))
+        share, byte_share = max(1, max_sentences // n), max(1, max_bytes // n)
+        samples = {lang: Sample(max(0, share - len(out.get(lang, []))), byte_share, seed) for lang in pair_langs}
+        for uri in pair_paths(manifest, corpus_dir, "train"):
+            for batch in _stream_texts(uri, ["src_lang", "tgt_lang", "src_text", "tgt_text"]):
+                cols = batch.to_pydict()
+                for side in ("src", "tgt"):
+                    for lang, text in zip(cols[f"{side}_lang"], cols[f"{side}_text"]):
+                        if lang in samples and samples[lang].count:
+                            samples[lang].add(text)
+        for lang in sorted(samples):
+            out.setdefault(lang, []).extend(samples[lang].texts())
     return out
-
-
-def _pair_texts(manifest: dict, corpus_dir: str) -> dict[str, list[str]]:
-    """Distinct sentences per language of the training translation pairs."""
-    from ..corpus.parallel import pair_paths
-
-    out: dict[str, dict[str, None]] = {}
-    for uri in pair_paths(manifest, corpus_dir, "train"):
-        t = read_parquet(uri, ["src_lang", "tgt_lang", "src_text", "tgt_text"])
-        for side in ("src", "tgt"):
-            for lang, text in zip(t[f"{side}_lang"].to_pylist(), t[f"{side}_text"].to_pylist()):
-                out.setdefault(lang, {})[text] = None
-    return {lang: list(texts) for lang, texts in out.items()}
 
 
 def _with_byte_fallback(tok, unk: str):
@@ -129,7 +174,7 @@ def _make_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: Tokenize
         log.info("tokenizer: using %s (%d pieces) -> %s", cfg.pretrained_dir, len(fast), out_dir)
         return fast
     specials = SPECIALS[objective]
-    per_lang = sample_texts(manifest, corpus_dir, cfg.max_sentences, alpha=cfg.alpha)
+    per_lang = sample_texts(manifest, corpus_dir, cfg.max_sentences, alpha=cfg.alpha, max_bytes=cfg.max_bytes)
     texts = [t for lang in sorted(per_lang) for t in per_lang[lang]]
     if not texts:
         raise ValueError(f"{corpus_dir}: the manifest lists no training text to train a tokenizer on")
