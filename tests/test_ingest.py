@@ -237,3 +237,88 @@ def test_large_parquet_split_by_row_groups(tmp_path):
     assert docs["id"].to_pylist() == whole_docs["id"].to_pylist()
     assert rej["detail"].to_pylist() == whole_rej["detail"].to_pylist()
     assert plan(str(tmp_path / "big.parquet"), 1 << 30)[0].start is None   # small: one part
+
+
+def _warc_record(kind: str, uri: str, payload: bytes, http: bool = False):
+    from fastwarc.warc import WarcRecord, WarcRecordType
+
+    rec = WarcRecord()
+    rec.init_headers(record_type=getattr(WarcRecordType, kind))
+    rec.headers["WARC-Target-URI"] = uri
+    if http:
+        rec.headers["Content-Type"] = "application/http; msgtype=response"
+    rec.set_bytes_content(payload)
+    return rec
+
+
+def _page(paragraphs: list[str], lang: str) -> str:
+    """An HTML page as crawled: navigation, a cookie banner and a footer around the article."""
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return (f'<html lang="{lang}"><head><title>{paragraphs[0][:30]}</title><script>var x = 1;</script></head><body>'
+            '<nav><a href="/">Home</a> | <a href="/about">About</a> | <a href="/login">Login</a></nav>'
+            '<div class="cookie">We use cookies. Accept all cookies</div>'
+            f'<main><article><h1>{paragraphs[0][:40]}</h1>{body}</article></main>'
+            '<footer>Copyright 2026 Example Ltd. All rights reserved. Privacy | Terms</footer></body></html>')
+
+
+UDHR_PAGES = {"fra_Latn": "utf-8", "rus_Cyrl": "windows-1251", "hin_Deva": "utf-8", "tha_Thai": "utf-8",
+              "yor_Latn": "utf-8", "arb_Arab": "utf-8", "ell_Grek": "utf-8",
+              "pol_Latn": "iso-8859-2"}
+
+
+@pytest.mark.skipif(not UDHR.exists(), reason="needs ../shared/data/udhr (real text in many scripts)")
+def test_warc_and_wet_files_become_documents_and_rejects(tmp_path):
+    """Common Crawl's formats: HTML pages in WARC response records (7 scripts, charsets given
+    in the HTTP header or left to detection) give their main text without the boilerplate;
+    WET conversion records give theirs; request records are not documents; a redirect, an
+    image and an empty page are rejects naming the file and record; a file cut off mid-record
+    keeps what came before; `prepare` identifies every page's language."""
+    import gzip
+    import io
+
+    from pipeline.corpus.prepare import prepare
+
+    paras = {lang: [l for l in (UDHR / f"{lang}.txt").read_text().splitlines() if len(l) > 60][8:12]
+             for lang in [*UDHR_PAGES, "swh_Latn", "jpn_Jpan", "kat_Geor"]}
+    buf, n = io.BytesIO(), 0
+    for k, (lang, charset) in enumerate(UDHR_PAGES.items()):
+        html = _page(paras[lang], lang).encode(charset, errors="ignore")
+        header = f"text/html; charset={charset}" if k % 2 == 0 else "text/html"  # odd pages: detect the charset
+        url = f"https://example.org/{lang}"
+        _warc_record("request", url, b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n").write(buf)
+        _warc_record("response", url, f"HTTP/1.1 200 OK\r\nContent-Type: {header}\r\n\r\n".encode() + html,
+                     http=True).write(buf)
+        n += 1
+    _warc_record("response", "https://example.org/old", b"HTTP/1.1 301 Moved Permanently\r\nLocation: /new\r\n\r\n",
+                 http=True).write(buf)
+    _warc_record("response", "https://example.org/a.png", b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n\r\n"
+                 + b"\x89PNG\r\n\x1a\n" + bytes(range(256)), http=True).write(buf)
+    _warc_record("response", "https://example.org/empty", b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"
+                 b"<html><body><nav>Home</nav></body></html>", http=True).write(buf)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "crawl.warc.gz").write_bytes(gzip.compress(buf.getvalue()))
+    wet = io.BytesIO()
+    for lang in ("swh_Latn", "jpn_Jpan", "kat_Geor"):
+        _warc_record("conversion", f"https://example.org/{lang}", "\n".join(paras[lang]).encode()).write(wet)
+    whole = wet.getvalue()
+    (tmp_path / "in" / "crawl.warc.wet.gz").write_bytes(gzip.compress(whole))
+    (tmp_path / "in" / "cut.warc.wet").write_bytes(whole[: len(whole) - 300])   # breaks off in the last record
+
+    docs, rej = read_file(str(tmp_path / "in" / "crawl.warc.gz"))
+    assert docs.num_rows == n and all(i.startswith("urn:uuid:") for i in docs["id"].to_pylist())
+    for text, lang in zip(docs["text"].to_pylist(), UDHR_PAGES):
+        assert paras[lang][1][:25] in text, (lang, text[:200])              # the article, decoded right
+        assert "cookies" not in text and "Copyright" not in text and "Login" not in text  # no boilerplate
+    assert rej["reason"].to_pylist() == ["http_status", "unsupported_content_type", "no_text"]
+    assert [d.split(": ", 1)[0] for d in rej["detail"].to_pylist()] == [
+        f"{tmp_path}/in/crawl.warc.gz:{k}" for k in (n + 1, n + 2, n + 3)]   # file and record number
+    assert "HTTP status 301" in rej["detail"][0].as_py() and "image/png" in rej["detail"][1].as_py()
+    docs, rej = read_file(str(tmp_path / "in" / "crawl.warc.wet.gz"))
+    assert docs["text"].to_pylist() == ["\n".join(paras[lang]) for lang in ("swh_Latn", "jpn_Jpan", "kat_Geor")]
+    docs, rej = read_file(str(tmp_path / "in" / "cut.warc.wet"))
+    assert docs.num_rows == 2 and rej["reason"].to_pylist() == ["truncated_record"]
+    assert rej["detail"][0].as_py().startswith(f"{tmp_path}/in/cut.warc.wet:3: urn:uuid:")
+
+    report = prepare([str(tmp_path / "in")], str(tmp_path / "out"))
+    kept = {lang: v["kept"] for lang, v in report["languages"].items() if v["kept"]}
+    assert {lang for lang in kept} >= {*UDHR_PAGES, "swh_Latn", "jpn_Jpan", "kat_Geor"}, kept

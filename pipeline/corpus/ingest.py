@@ -1,6 +1,15 @@
 """Ingest: files (.jsonl, .txt, .parquet; plain or compressed .gz .bz2 .xz .zst; local, glob
-or fsspec URI) and Hugging Face datasets saved to disk (`save_to_disk` folders) -> Arrow
-documents.
+or fsspec URI), Common Crawl's WARC and WET files (.warc, .wet, .warc.wet; usually .gz) and
+Hugging Face datasets saved to disk (`save_to_disk` folders) -> Arrow documents.
+
+WARC / WET (`_read_warc`, FastWARC): a WET conversion record is one document (its text); a
+WARC response record of an HTML page is one document, its main text extracted by Resiliparse
+(boilerplate such as navigation, headers and footers left out), the bytes decoded by the HTTP
+charset or, without one, a detected encoding; a text/plain response is taken as it is. Request,
+metadata and other records are not documents. A response that is not a 200, a content type
+that is not text, a page without main text, a record cut off by the end of the file or a file
+that cannot be parsed further are rejects naming the file and the record's number (its
+WARC-Record-ID and URL in the detail).
 
 Bad input never crashes the run and never disappears: a malformed JSON line, invalid UTF-8,
 a missing or non-string `text`, an empty file, a file of an unsupported format, or a Parquet
@@ -23,7 +32,7 @@ from ..storage import get_fs
 
 log = logging.getLogger(__name__)
 STAGE = "ingest"
-FORMATS = (".jsonl", ".json", ".txt", ".parquet")
+FORMATS = (".jsonl", ".json", ".txt", ".parquet", ".warc", ".wet")
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}  # line files, streamed
 _BOM = b"\xef\xbb\xbf"
 
@@ -36,6 +45,7 @@ def _format(uri: str) -> tuple[str | None, str | None]:
     if compression:
         lower = lower.rsplit(".", 1)[0]
     fmt = next((f for f in FORMATS if lower.endswith(f)), None)
+    fmt = ".warc" if fmt == ".wet" else fmt  # one reader: the record types tell them apart
     if fmt == ".parquet" and compression:
         fmt = None  # Parquet compresses inside; an externally compressed Parquet is not readable by row group
     return fmt, compression
@@ -111,8 +121,9 @@ def plan(uri: str, unit_bytes: int) -> list[Part]:
         return _hf_parts(uri, unit_bytes)
     fs, path = get_fs(uri)
     fmt, compression = _format(uri)
-    # compressed text is rarely smaller than a tenth: only then can it exceed a unit
-    if fmt is None or fs.size(path) * (10 if compression else 1) <= unit_bytes:
+    # compressed text is rarely smaller than a tenth: only then can it exceed a unit. A WARC
+    # file is one unit (Common Crawl's are ~1 GB of pages, ~100 MB of extracted text)
+    if fmt in (None, ".warc") or fs.size(path) * (10 if compression else 1) <= unit_bytes:
         return [Part(uri)]
     with _open(fs, path, compression) as f:
         if fmt != ".parquet":  # byte ranges of the decompressed stream, cut after a newline
@@ -257,6 +268,53 @@ def _read_parquet(uri: str, f, groups: range | None, first: int, text_field: str
     return ids, texts, rejects
 
 
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def _read_warc(uri: str, f):
+    """Documents of a WARC or WET stream (module docstring); record numbers count the
+    response and conversion records from 1."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+
+    ids, texts, rejects = [], [], []
+    k = 0
+    records = ArchiveIterator(f, record_types=WarcRecordType.response | WarcRecordType.conversion, parse_http=True)
+    try:
+        for k, rec in enumerate(records, start=1):
+            rid = (rec.record_id or "").strip("<>") or _doc_id(uri, k)
+            target = rec.headers.get("WARC-Target-URI", "")
+            body = rec.reader.read()
+            if len(body) < rec.content_length:  # the file breaks off inside this record
+                rejects.append(_reject(uri, k, "truncated_record", f"{rid} {target}: the file ends after "
+                                       f"{len(body)} of the record's {rec.content_length} bytes", None))
+                continue
+            if rec.record_type == WarcRecordType.conversion:
+                text = bytes_to_str(body, "utf-8")
+            else:
+                status = rec.http_headers.status_code if rec.http_headers is not None else None
+                ctype = (rec.http_content_type or "").lower()
+                if status != 200:
+                    rejects.append(_reject(uri, k, "http_status", f"{rid} {target}: HTTP status {status}", None))
+                    continue
+                if ctype not in HTML_TYPES and not ctype.startswith("text/plain"):
+                    rejects.append(_reject(uri, k, "unsupported_content_type",
+                                           f"{rid} {target}: content type {ctype or 'missing'}", None))
+                    continue
+                text = bytes_to_str(body, rec.http_charset or detect_encoding(body))
+                if ctype in HTML_TYPES:
+                    text = extract_plain_text(text, main_content=True, alt_texts=False)
+            if not text.strip():
+                rejects.append(_reject(uri, k, "no_text", f"{rid} {target}: no main text", None))
+                continue
+            ids.append(rid)
+            texts.append(text)
+    except Exception as e:  # noqa: BLE001 - a corrupt or truncated file: keep what was read
+        rejects.append(_reject(uri, k + 1, "unreadable_warc", f"cannot read record {k + 1}: {e}", None))
+    return ids, texts, rejects
+
+
 def read_part(part: Part, text_field: str = "text", id_field: str = "id") -> tuple[pa.Table, pa.Table]:
     """Read one part of an input (see `plan`) into (documents, rejects); ids and reject
     locations use the line or row numbers of the whole file."""
@@ -270,7 +328,7 @@ def read_part(part: Part, text_field: str = "text", id_field: str = "id") -> tup
     fmt, compression = _format(uri)
     if fmt is None:
         log.warning("ingest: %s: unsupported input format; recorded as a reject", uri)
-        known = ", ".join(FORMATS) + " (optionally " + ", ".join(COMPRESSIONS) + " for line files)"
+        known = ", ".join(FORMATS) + " (optionally " + ", ".join(COMPRESSIONS) + " for line and WARC files)"
         return empty_docs(), make_rejects([_reject(uri, None, "unsupported_format",
                                                    f"unsupported input format (expected one of {known})", None)])
     fs, path = get_fs(uri)
@@ -280,6 +338,11 @@ def read_part(part: Part, text_field: str = "text", id_field: str = "id") -> tup
         with fs.open(path, "rb") as f:
             groups = None if part.start is None else range(part.start, part.end)
             ids, texts, rejects = _read_parquet(uri, f, groups, part.first, text_field, id_field)
+    elif fmt == ".warc":
+        with _open(fs, path, compression) as f:
+            ids, texts, rejects = _read_warc(uri, f)
+        if not ids and not rejects:
+            rejects = [_reject(uri, None, "empty_file", "no response or conversion records", None)]
     else:
         with _open(fs, path, compression) as f:
             if part.start is None:
