@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 from . import promotion
 from .config import PipelineConfig
 from .evaluation.evaluate import markdown
-from .storage import get_fs
+from .storage import get_fs, join, local_dir
 from .training import tasks
 
 log = logging.getLogger(__name__)
@@ -144,10 +145,6 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     else:
         exp_id = exp.experiment_id
 
-    for name, chart in eval_report.get("charts", {}).items():  # beside the card, which shows them (<name>.png)
-        fs, path = get_fs(chart)
-        if fs.exists(path):
-            fs.get(path, str(Path(model_dir, f"{name}.png")))
     task = tasks.get(cfg.finetune.task)
     test = eval_report.get(task.key, {})
     # the gate, against the version holding the alias now (before this one exists)
@@ -156,8 +153,16 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     decision = promotion.decide(promotion.scores(eval_report, task.key, metric),
                                 promotion.version_scores(client, current, task.key, metric) if current else None,
                                 rcfg, metric, int(current.version) if current else None)
-    Path(model_dir, "README.md").write_text(
-        model_card(rcfg.model_name, eval_report, manifest, manifest_sha256, cfg, decision), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as card:  # the card and its charts, put beside the weights
+        for name, chart in eval_report.get("charts", {}).items():  # the card shows them (<name>.png)
+            fs, path = get_fs(chart)
+            if fs.exists(path):
+                fs.get(path, str(Path(card, f"{name}.png")))
+        Path(card, "README.md").write_text(
+            model_card(rcfg.model_name, eval_report, manifest, manifest_sha256, cfg, decision), encoding="utf-8")
+        for f in Path(card).iterdir():
+            fs, path = get_fs(join(model_dir, f.name))
+            fs.put_file(str(f), path)
     metrics = task.metrics(test)
     metrics.update({f"lm_loss.{lang}": m["loss"] for lang, m in eval_report.get("lm", {}).get("languages", {}).items()})
     retrieval = eval_report.get("retrieval", {})
@@ -170,10 +175,10 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
         lineage_tags = lineage(cfg, pretrained_dir)
         mlflow.set_tags(lineage_tags)
         if "pretrained_sha256" in lineage_tags:  # the pretrained model and its tokenizer, versioned with this run
-            mlflow.log_artifacts(pretrained_dir, artifact_path="pretrained")
+            mlflow.log_artifacts(local_dir(pretrained_dir), artifact_path="pretrained")
         mlflow.set_tags({"manifest_sha256": manifest_sha256, "task": task.name,
                          "languages": ",".join(sorted(test.get("languages", {})))})
-        mlflow.log_artifacts(model_dir, artifact_path="model")
+        mlflow.log_artifacts(local_dir(model_dir), artifact_path="model")
         mlflow.log_dict(eval_report, "eval/report.json")
         mlflow.log_dict(manifest, "corpus/manifest.json")
         mlflow.log_dict(decision, "eval/promotion.json")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,6 +149,57 @@ def sha256_dir(uri: str, skip=lambda name: False) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def local_dir(uri: str) -> str:
+    """A local folder with the contents of folder `uri` (a tokenizer, a model): a local path
+    as it is (absolute); a remote one downloaded once into the cache (`BABELFORGE_CACHE`, else
+    ~/.cache/babelforge), keyed by the URI and its files' names, sizes and ETags or times, so a
+    changed folder is fetched again. Any process on any node can call it: workers and Ray Data
+    tasks read the run's tokenizer and models from s3:// this way."""
+    if not is_remote(uri):
+        return absolute(uri)
+    fs, path = get_fs(uri)
+    root = path.rstrip("/")
+    listing = sorted((f, d.get("size"), str(d.get("ETag") or d.get("etag") or d.get("LastModified") or d.get("mtime")))
+                     for f, d in fs.find(root, detail=True).items())
+    if not listing:
+        raise FileNotFoundError(f"{uri}: no files")
+    key = hashlib.sha256(json.dumps([uri, listing], default=str).encode()).hexdigest()[:24]
+    cache = Path(os.environ.get("BABELFORGE_CACHE", Path.home() / ".cache" / "babelforge"), "dirs", key)
+    done = cache.with_name(f"{key}.complete")  # beside the copy, not in it
+    if not done.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache.parent))
+        for f, _, _ in listing:
+            target = tmp / f[len(root):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fs.get(f, str(target))
+        try:
+            os.replace(tmp, cache)
+        except OSError:  # another process got there first: its copy is the same
+            shutil.rmtree(tmp, ignore_errors=True)
+        done.write_text(uri)
+    return str(cache)
+
+
+@contextmanager
+def writable_dir(uri: str) -> Iterator[str]:
+    """A local folder to write the contents of folder `uri` into (a tokenizer, a model): a local
+    `uri` itself (created); for a remote one a temporary folder, uploaded to `uri` (replacing
+    what was there) when the block ends without an error."""
+    if not is_remote(uri):
+        Path(absolute(uri)).mkdir(parents=True, exist_ok=True)
+        yield absolute(uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="babelforge-out-") as d:
+        yield d
+        fs, path = get_fs(uri)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        for f in sorted(Path(d).rglob("*")):
+            if f.is_file():
+                fs.put_file(str(f), f"{path.rstrip('/')}/{f.relative_to(d).as_posix()}")
 
 
 def put_local(local_path: str, uri: str) -> dict:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-_TEMP = {"PREFECT_HOME": "babelforge-prefect-", "BABELFORGE_CT2_CACHE": "babelforge-ct2-"}  # not the user's
+_TEMP = {"PREFECT_HOME": "babelforge-prefect-", "BABELFORGE_CT2_CACHE": "babelforge-ct2-",  # not the user's
+         "BABELFORGE_CACHE": "babelforge-cache-"}
 for _var, _prefix in _TEMP.items():
     if _var not in os.environ:
         os.environ[_var] = tempfile.mkdtemp(prefix=_prefix)

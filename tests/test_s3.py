@@ -1,4 +1,4 @@
-"""The corpus phase reads from and writes to s3:// (a moto S3 server on loopback)."""
+"""Everything on s3:// (a moto S3 server on loopback): the corpus phase, the whole DAG, results."""
 
 import json
 import socket
@@ -56,35 +56,51 @@ def test_prepare_s3_to_s3_matches_local(s3, tmp_path):
     assert s3.exists("babelforge-test/out/rejects/ingest.parquet")
 
 
-def test_training_checkpoints_go_to_s3(s3, tmp_path):
-    """`ray.storage_path: s3://...`: Ray Train writes its checkpoints (safetensors weights,
-    optimizer state) to the bucket, and the final model is exported from there. The model is
-    `torch.compile`d (`pretrain.compile`); the checkpoint holds the plain HF weights."""
+def test_the_whole_dag_runs_with_every_output_on_s3(s3, tmp_path, prefect_api, monkeypatch):
+    """`output_dir: s3://...` with inputs on s3:// too: every stage reads and writes the bucket,
+    the tokenizer and the exported models included, and nothing lands on local disk (Ray Train's
+    checkpoints go to <run>/ray in the bucket). The model is `torch.compile`d
+    (`pretrain.compile`): the checkpoint holds the plain HF weights. The registered model is
+    the one in the bucket (same sha256)."""
     import ray
+    from mlflow import MlflowClient
 
-    from pipeline.config import CorpusConfig, PipelineConfig, TokenizerConfig
-    from pipeline.training.pretrain import pretrain
-    from pipeline.training.tokenizer import train_tokenizer
+    from flows.multilingual_pipeline import multilingual_pipeline
+    from pipeline.storage import sha256_dir
 
     ray.shutdown()  # the workers must start with this module's S3 endpoint in their environment
-    corpus = tmp_path / "corpus"
-    prepare([str(SAMPLE / "corpus" / "*")], str(corpus), CorpusConfig(engine="local"))
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    train_tokenizer(manifest, str(corpus), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1000), "causal_lm")
-    cfg = PipelineConfig.model_validate({
-        "run_name": "s3ckpt", "output_dir": str(tmp_path / "runs"),
-        "model": {"objective": "causal_lm", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
-                  "intermediate_size": 64, "max_length": 32},
-        "pretrain": {"max_steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 2, "compile": True},
-        "ray": {"num_workers": 2, "max_failures": 0, "storage_path": "s3://babelforge-test/ray"}})
+    monkeypatch.chdir(tmp_path)
+    cfg = load_yaml(ROOT / "configs" / "demo.yaml").model_copy(deep=True)
+    cfg.run_name = "s3run"
+    cfg.output_dir = "s3://babelforge-test/runs"
+    cfg.corpus.ingest.inputs = ["s3://babelforge-test/in/*"]
+    cfg.finetune.train_path = str(SAMPLE / "labelled" / "train.tsv")
+    cfg.finetune.test_path = str(SAMPLE / "labelled" / "test.tsv")
+    cfg.pretrain.max_steps = 4
+    cfg.pretrain.checkpoint_every = 2
+    cfg.pretrain.compile = True
+    cfg.finetune.epochs = 1
+    cfg.tokenizer.vocab_size = 1000
+    cfg.registry.tracking_uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     try:
-        result = pretrain(str(corpus), manifest, str(tmp_path / "tok"), str(tmp_path / "model"), cfg)
+        result = multilingual_pipeline(cfg)
     finally:
         ray.shutdown()
-    assert result["step"] == 4 and (tmp_path / "model" / "model.safetensors").exists()
-    stored = s3.find("babelforge-test/ray/s3ckpt-pretrain")
-    assert any(p.endswith("/model.safetensors") for p in stored)
-    assert any(p.endswith("/trainer_state.pt") for p in stored)
+    run = "babelforge-test/runs/s3run"
+    stored = set(s3.find(run))
+    for f in ("corpus/manifest.json", "tokenizer/tokenizer.json", "tokenizer/babelforge_tokenizer.json",
+              "model-pretrained/model.safetensors", "model-pretrained/tokenizer.json", "model/model.safetensors",
+              "model/README.md", "eval/report.json", "eval/report.md"):
+        assert f"{run}/{f}" in stored, f
+    ckpts = [p for p in stored if p.startswith(f"{run}/ray/s3run-pretrain/checkpoint_")]
+    assert any(p.endswith("/model.safetensors") for p in ckpts) and any(p.endswith("/trainer_state.pt") for p in ckpts)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlruns"]  # nothing of the run on local disk
+    assert result["train"]["pretrain"]["step"] == 4
+    reg = result["registered"]
+    client = MlflowClient(tracking_uri=reg["tracking_uri"], registry_uri=reg["tracking_uri"])
+    mv = client.get_model_version(reg["model_name"], str(reg["version"]))
+    assert mv.tags["pretrained_sha256"] == sha256_dir(f"s3://{run}/model-pretrained")
+    assert mv.tags["run_name"] == "s3run"
 
 
 def test_registration_result_persisted_to_s3_and_reused_by_a_retried_flow(s3, tmp_path, prefect_api):

@@ -388,8 +388,10 @@ def test_rerun_with_the_same_run_name_resumes(corpus, tmp_path):
     its step-4 checkpoint (steps 5-6 only: the metrics history shows no restart at step 1);
     the checkpoint records the corpus and tokenizer it was trained on, and the same run on
     other data is refused instead of handing on a model trained on the old.
-    Trained with FSDP (2 workers, gloo) and bf16 autocast: the checkpoint holds the gathered
-    full weights and optimizer state, and the rerun reshards them."""
+    Trained with FSDP (2 workers, gloo) and bf16 autocast: each rank writes its own shard of the
+    weights and optimizer state (torch.distributed.checkpoint, merged by Ray Train into one
+    checkpoint), only the final checkpoint also holds consolidated safetensors, and the rerun
+    resumes on ONE worker: the shards are resharded to the new world size."""
     from pathlib import Path
 
     import ray
@@ -409,7 +411,13 @@ def test_rerun_with_the_same_run_name_resumes(corpus, tmp_path):
     out = str(tmp_path / "runs" / "again" / "model")
     try:
         first = pretrain(str(root / "corpus"), manifest, str(tmp_path / "tok"), out, PipelineConfig.model_validate(raw))
+        ckpts = sorted(p for p in (tmp_path / "runs" / "again" / "ray" / "again-pretrain").glob("checkpoint_*")
+                       if p.is_dir())
+        files = [{f.name for f in c.iterdir()} for c in ckpts]
+        assert len(files) == 2 and all({".metadata", "__0_0.distcp", "__1_0.distcp"} <= f for f in files)
+        assert "model.safetensors" not in files[0] and "model.safetensors" in files[1]   # only the final one
         raw["pretrain"]["max_steps"] = 6
+        raw["ray"]["num_workers"] = 1  # resumed on another number of workers
         # the tokenizer stage of a rerun keeps the tokenizer made from the same corpus and settings
         sha = sha256_dir(str(tmp_path / "tok"))
         train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / "tok"), TokenizerConfig(vocab_size=1000),
@@ -424,6 +432,10 @@ def test_rerun_with_the_same_run_name_resumes(corpus, tmp_path):
     finally:
         ray.shutdown()
     assert first["step"] == 4 and second["step"] == 6
+    last = max(p for p in (tmp_path / "runs" / "again" / "ray" / "again-pretrain").glob("checkpoint_*") if p.is_dir())
+    assert {f.name for f in last.iterdir()} >= {".metadata", "__0_0.distcp", "model.safetensors"}
+    assert not (last / "__1_0.distcp").exists()                 # written by the one worker of the rerun
+    assert not any(f.name.endswith(".distcp") for f in Path(out).iterdir())   # the export: no shards
     lineage = json.loads(Path(out, "trainer_meta.json").read_text())["lineage"]  # in the exported model too
     assert lineage == pretrain_lineage(str(root / "corpus"), str(tmp_path / "tok"), PipelineConfig.model_validate(raw))
     assert lineage["manifest_sha256"] == sha256_file(str(root / "corpus" / "manifest.json"))

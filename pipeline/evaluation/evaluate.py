@@ -14,7 +14,7 @@ import torch
 
 from ..config import ModelConfig
 from ..corpus.shard import read_texts
-from ..storage import atomic_open, exists, join, read_json, write_json
+from ..storage import atomic_open, exists, join, local_dir, read_json, write_json
 from ..training import tasks
 from ..training.model import build_model, encode, load_model, mask_tokens, sequence_losses
 
@@ -67,7 +67,7 @@ def evaluate_lm(model_dir: str, manifest: dict, corpus_dir: str, model_cfg: Mode
     from transformers import AutoTokenizer
 
     causal = model_cfg.objective == "causal_lm"
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(local_dir(model_dir), local_files_only=True)
     trained = load_model(model_dir, model_cfg.objective).eval()
     torch.manual_seed(seed)
     init = (load_model(model_cfg.pretrained_dir, model_cfg.objective) if model_cfg.pretrained_dir

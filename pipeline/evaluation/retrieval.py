@@ -16,6 +16,7 @@ import logging
 import torch
 
 from ..corpus.parallel import read_pairs
+from ..storage import local_dir
 from ..training.alignment import pool, special_ids
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,8 @@ def load_encoder(model_dir: str):
     """The model's body (no LM head) and tokenizer from a saved masked- or causal-LM directory."""
     from transformers import AutoModel, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(local_dir(model_dir), local_files_only=True)
+    model = AutoModel.from_pretrained(local_dir(model_dir), local_files_only=True).eval()
     return model, tok
 
 

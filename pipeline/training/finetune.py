@@ -20,7 +20,7 @@ import torch
 
 from ..config import FinetuneConfig, PipelineConfig
 from ..language_codes import matches
-from ..storage import absolute, exists
+from ..storage import absolute, exists, local_dir
 from . import raytrain, tasks
 from .model import warmup_cosine
 
@@ -69,7 +69,7 @@ def dropout_overrides(model_dir: str, dropout: float | None) -> dict[str, float]
         return {}
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_dir, local_files_only=True).to_dict()
+    config = AutoConfig.from_pretrained(local_dir(model_dir), local_files_only=True).to_dict()
     return {k: dropout for k in config if "dropout" in k and (config[k] is None or isinstance(config[k], float))}
 
 
@@ -101,6 +101,7 @@ def _load(config: dict, fcfg: FinetuneConfig, task):
     label2id = config["label2id"]
     resumed = raytrain.load_state(ray.train.get_checkpoint())
     source = resumed[0] if resumed else config["pretrained_dir"]
+    source = local_dir(source)  # a model on s3:// is read from a local copy
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     torch.manual_seed(fcfg.seed)  # identical head (and adapters) on every rank
     model = task.auto_model().from_pretrained(source, local_files_only=True, pad_token_id=tokenizer.pad_token_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..config import ModelConfig
+from ..storage import local_dir
 
 
 def bert_config(cfg: ModelConfig, tokenizer, **extra):
@@ -61,7 +62,7 @@ def check_pretrained(cfg: ModelConfig):
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
     )
 
-    config = AutoConfig.from_pretrained(cfg.pretrained_dir, local_files_only=True)
+    config = AutoConfig.from_pretrained(local_dir(cfg.pretrained_dir), local_files_only=True)
     encoder = config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False)
     fits = encoder if cfg.objective == "masked_lm" else (config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
                                                           and not encoder)
@@ -79,10 +80,15 @@ def check_pretrained(cfg: ModelConfig):
     return config
 
 
-def load_model(model_dir: str, objective: str):
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+def load_model(model_dir: str, objective: str, weights: bool = True):
+    """A model directory in HF format; `weights=False`: its architecture only (config.json),
+    for a sharded checkpoint whose weights `torch.distributed.checkpoint` loads afterwards."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
     auto = AutoModelForMaskedLM if objective == "masked_lm" else AutoModelForCausalLM
+    model_dir = local_dir(model_dir)  # a checkpoint or model on s3:// is read from a local copy
+    if not weights:
+        return auto.from_config(AutoConfig.from_pretrained(model_dir, local_files_only=True), attn_implementation="sdpa")
     return auto.from_pretrained(model_dir, attn_implementation="sdpa", local_files_only=True)
 
 

@@ -12,8 +12,9 @@ full sequences, "packing") -> each training worker's equal split via
 Each optimizer step accumulates `grad_accum_steps` micro-batches, clips the gradient norm, and
 follows warmup + cosine. Every `log_every` steps the workers report the loss overall and per
 language (summed over all workers), tokens/s, the learning rate and, on GPU, an MFU estimate.
-Every `checkpoint_every` steps rank 0 saves a checkpoint through `ray.train.report`
-(safetensors weights, tokenizer, optimizer, scheduler, step = data position, RNG states); a
+Every `checkpoint_every` steps a checkpoint goes through `ray.train.report` (tokenizer,
+optimizer, scheduler, step = data position, RNG states; weights as safetensors from rank 0
+under DDP, as every rank's own shard under FSDP: `raytrain.report`); a
 failed worker is replaced and training resumes from the latest one (FailureConfig), and
 rerunning with the same run name resumes too.
 """
@@ -37,7 +38,7 @@ import torch
 
 from ..config import PipelineConfig
 from ..corpus.shard import mixing_plan, verify_corpus
-from ..storage import absolute, join
+from ..storage import absolute, is_remote, join, local_dir
 from . import alignment, raytrain
 from .model import (
     SelectiveLM,
@@ -70,7 +71,7 @@ def peak_flops(device: torch.device) -> float | None:
 def _tokenizer(path: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return AutoTokenizer.from_pretrained(local_dir(path), local_files_only=True)
 
 
 def tokenize_batch(batch: pa.Table, tokenizer_dir: str, objective: str, seq_len: int,
@@ -159,11 +160,12 @@ def _load_model(config: dict, mcfg, pcfg, device):
     if resumed:
         ckpt_dir, state = resumed
         tokenizer = AutoTokenizer.from_pretrained(ckpt_dir, local_files_only=True)
-        model = load_model(ckpt_dir, mcfg.objective)
+        # a sharded (FSDP) checkpoint: the architecture here, its weights once sharded (`_restore`)
+        model = load_model(ckpt_dir, mcfg.objective, weights=not raytrain.is_sharded(ckpt_dir))
         state = {**state, "dir": ckpt_dir}
     else:
         state = None
-        tokenizer = AutoTokenizer.from_pretrained(config["tokenizer_dir"], local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(local_dir(config["tokenizer_dir"]), local_files_only=True)
         torch.manual_seed(pcfg.seed)  # identical initial weights on every rank
         model = build_model(mcfg, tokenizer)
     flops_tok = flops_per_token(model)
@@ -178,24 +180,33 @@ def _load_model(config: dict, mcfg, pcfg, device):
 
 
 def _restore(state: dict, model, optimizer, scheduler, gen: torch.Generator, rank: int, world: int) -> int:
-    """Optimizer, scheduler and this rank's RNG from a checkpoint; returns its step (which is
-    also the data position: the stream skips what was trained on)."""
-    raytrain.load_optimizer_state(model, optimizer, state["optimizer"])
+    """Optimizer, scheduler and this rank's RNG from a checkpoint (and, from a sharded one, the
+    weights, resharded over this run's workers); returns its step (which is also the data
+    position: the stream skips what was trained on)."""
+    if raytrain.is_sharded(state["dir"]):
+        raytrain.load_sharded(state["dir"], model, optimizer)
+    else:
+        raytrain.load_optimizer_state(model, optimizer, state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if "rng" in state and state.get("world") == world:
         _set_rng_state(state["rng"][rank], gen)
+    elif rank == 0:
+        log.warning("pretrain: checkpoint of %s workers resumed on %d: weights and optimizer resharded; each worker "
+                    "skips its first %d batches of its new split, so the data position is approximate",
+                    state.get("world"), world, state["step"])
     if rank == 0:
         log.info("pretrain: resumed at step %d", state["step"])
     return state["step"]
 
 
-def _hand_on(state: dict, model, tokenizer, step: int, max_steps: int, rank: int) -> None:
+def _hand_on(state: dict, model, optimizer, tokenizer, step: int, max_steps: int, rank: int) -> None:
     """A rerun of a finished run: report the latest checkpoint on unchanged."""
     if rank == 0:
         log.info("pretrain: already at step %d of %d; nothing to train", step, max_steps)
     meta = json.loads(Path(state["dir"], "trainer_meta.json").read_text())
     metrics = {k: v for k, v in meta.items() if k in ("step", "lr", "tokens_per_s") or k.startswith("loss")}
     ckpt = {k: v for k, v in state.items() if k != "dir"}
+    ckpt.update(final=True, optimizer=raytrain.optimizer_state(model, optimizer))
     raytrain.report(metrics, model, tokenizer,
                     {**ckpt, "meta": {k: meta[k] for k in ("objective", "lineage") if k in meta}})
 
@@ -334,7 +345,7 @@ def _metrics(step: int, lang_acc: torch.Tensor, pair_acc: torch.Tensor, tokens: 
 
 
 def _checkpoint(model, optimizer, scheduler, gen, step: int, world: int, objective: str, accum: int,
-                lineage: dict) -> dict:
+                lineage: dict, final: bool) -> dict:
     """Optimizer, scheduler, step and every rank's RNG state (gathered), for an exact resume."""
     import torch.distributed as dist
 
@@ -344,7 +355,7 @@ def _checkpoint(model, optimizer, scheduler, gen, step: int, world: int, objecti
     else:
         gathered = [_rng_state(gen)]
     return {"optimizer": raytrain.optimizer_state(model, optimizer), "scheduler": scheduler.state_dict(),
-            "step": step, "world": world, "rng": gathered,
+            "step": step, "world": world, "rng": gathered, "final": final,
             "meta": {"objective": objective, "data_position_batches": step * accum * world, "lineage": lineage}}
 
 
@@ -368,7 +379,7 @@ def train_loop(config: dict) -> None:
     gen = torch.Generator().manual_seed(pcfg.seed * 1000 + rank)
     step = _restore(state, model, optimizer, scheduler, gen, rank, world) if state else 0
     if step >= pcfg.max_steps:
-        _hand_on(state, model, tokenizer, step, pcfg.max_steps, rank)
+        _hand_on(state, model, optimizer, tokenizer, step, pcfg.max_steps, rank)
         return
     bf16 = pcfg.precision == "bf16" or (pcfg.precision == "auto" and device.type == "cuda")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
@@ -420,11 +431,20 @@ def train_loop(config: dict) -> None:
                     f.write(json.dumps(metrics) + "\n")
         save = step % pcfg.checkpoint_every == 0 or done
         ckpt = _checkpoint(model, optimizer, scheduler, gen, step, world, mcfg.objective, accum,
-                           config.get("lineage", {})) if save else None
+                           config.get("lineage", {}), done) if save else None
         raytrain.report(metrics, model, tokenizer, ckpt)
         lang_acc.zero_()
         pair_acc.zero_()
         tokens, t0 = 0, time.monotonic()
+
+
+def _failure_marker(out_dir: str, run_name: str) -> str:
+    """Where the fault-injection test notes it has killed a worker (once per run)."""
+    import tempfile
+
+    base = Path(tempfile.gettempdir(), f"babelforge-{run_name}") if is_remote(out_dir) else Path(absolute(out_dir)).parent
+    base.mkdir(parents=True, exist_ok=True)
+    return str(base / ".injected-failure")
 
 
 def _metrics_path(run_dir: str) -> str | None:
@@ -476,7 +496,7 @@ def pretrain(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, 
         train_loop,
         {"pretrain": pcfg.model_dump(), "model": cfg.model.model_dump(), "tokenizer_dir": absolute(tokenizer_dir),
          "threads": cfg.ray.cpus_per_worker, "languages": sorted(manifest["languages"]),
-         "strategy": cfg.ray.strategy, "failure_marker": str(Path(absolute(out_dir)).parent / ".injected-failure"),
+         "strategy": cfg.ray.strategy, "failure_marker": _failure_marker(out_dir, cfg.run_name),
          "metrics_path": _metrics_path(run_dir), "pairs": pairs, "lineage": lineage},
         datasets, f"{cfg.run_name}-pretrain", run_dir, cfg.ray,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..config import RayConfig
-from ..storage import is_remote
+from ..storage import is_remote, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -176,49 +176,95 @@ def _full():
 
 
 def optimizer_state(model, optimizer) -> dict:
-    """The optimizer state to checkpoint; under FSDP gathered unsharded (collective: every rank
-    must call it)."""
+    """The optimizer state to checkpoint; under FSDP this rank's shard of it (DTensors), which
+    `report` writes with torch.distributed.checkpoint (collective: every rank must call it)."""
     if is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-        return get_optimizer_state_dict(model, optimizer, options=_full())
+        return get_optimizer_state_dict(model, optimizer)
     return optimizer.state_dict()
 
 
-def load_optimizer_state(model, optimizer, saved: dict) -> None:
-    """Load a checkpointed optimizer state; under FSDP every rank takes its shard of the full state."""
-    if is_fsdp(model):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+SHARDED = ".metadata"  # torch.distributed.checkpoint's index: the checkpoint holds sharded state
 
-        set_optimizer_state_dict(model, optimizer, saved, options=StateDictOptions(full_state_dict=True))
-        return
+
+def is_sharded(ckpt_dir: str) -> bool:
+    return Path(ckpt_dir, SHARDED).exists()
+
+
+def load_sharded(ckpt_dir: str, model, optimizer) -> None:
+    """Model and optimizer state from a sharded (DCP) checkpoint, resharded to this run's
+    workers, however many wrote it (collective)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
+    dcp.load(state, checkpoint_id=ckpt_dir)
+    set_model_state_dict(model, state["model"])
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
+
+
+def load_optimizer_state(model, optimizer, saved: dict) -> None:
     optimizer.load_state_dict(saved)
 
 
+def _full_weights(model) -> dict:
+    """The unsharded weights of an FSDP model, on CPU, keyed as the inner HF model's (collective)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    full = get_model_state_dict(model, options=_full())
+    inner = unwrap(model)
+    if inner is not model:  # keys of the wrapped model: drop the wrapper's prefix ("model.")
+        prefix = next((n + "." for n, m in model.named_children() if m is inner), "")
+        full = {k.removeprefix(prefix): v for k, v in full.items()}
+    return full
+
+
 def report(metrics: dict, model, tokenizer, state: dict | None) -> None:
-    """Report metrics from every rank; rank 0 attaches a checkpoint (safetensors weights,
-    tokenizer, training state). Every rank must call this the same number of times (under
-    FSDP the full weights are gathered collectively first)."""
+    """Report metrics from every rank, with a checkpoint when `state` is given (training
+    state: optimizer, scheduler, step, RNG; `final`: the run's last). Every rank must call
+    this the same number of times.
+
+    DDP (or one worker): rank 0 writes the whole checkpoint: safetensors weights, tokenizer,
+    training state. FSDP: every rank writes its own shard of the weights and optimizer state
+    with torch.distributed.checkpoint (`__<rank>_0.distcp`; rank 0 adds the `.metadata`
+    index, config, tokenizer and the rest), in parallel and without gathering anything on one
+    rank; Ray Train merges the ranks' files into one checkpoint directory in storage
+    (`ray.storage_path`: local or s3://). A sharded checkpoint resumes on any number of
+    workers. Only the final one also holds the consolidated `model.safetensors` (gathered,
+    collective) that the exported model is made of."""
     import ray.train
     from ray.train import Checkpoint
 
-    full = None
-    if state is not None and is_fsdp(model):  # gather the unsharded weights (collective)
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-        full = get_model_state_dict(model, options=_full())
-        inner = unwrap(model)
-        if inner is not model:  # keys of the wrapped model: drop the wrapper's prefix ("model.")
-            prefix = next((n + "." for n, m in model.named_children() if m is inner), "")
-            full = {k.removeprefix(prefix): v for k, v in full.items()}
-    if ray.train.get_context().get_world_rank() != 0 or state is None:
+    rank = ray.train.get_context().get_world_rank()
+    sharded = state is not None and is_fsdp(model)
+    if not sharded and (rank != 0 or state is None):
         ray.train.report(metrics)
         return
+    full = _full_weights(model) if sharded and state.get("final") else None
+    saved = {k: v for k, v in state.items() if k not in ("meta", "final") and not (sharded and k == "optimizer")}
     with tempfile.TemporaryDirectory() as d:
-        unwrap(model).save_pretrained(d, safe_serialization=True, **({"state_dict": full} if full else {}))
-        tokenizer.save_pretrained(d)
-        torch.save({k: v for k, v in state.items() if k != "meta"}, os.path.join(d, "trainer_state.pt"))
-        Path(d, "trainer_meta.json").write_text(json.dumps({**state.get("meta", {}), **metrics}, indent=2))
+        if sharded:
+            import torch.distributed.checkpoint as dcp
+            from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+            dcp.save({"model": get_model_state_dict(model), "optimizer": state["optimizer"]}, checkpoint_id=d)
+        if rank == 0:
+            if not sharded:
+                unwrap(model).save_pretrained(d, safe_serialization=True)
+            elif full is not None:
+                unwrap(model).save_pretrained(d, safe_serialization=True, state_dict=full)
+            else:
+                unwrap(model).config.save_pretrained(d)
+            tokenizer.save_pretrained(d)
+            torch.save(saved, os.path.join(d, "trainer_state.pt"))
+            Path(d, "trainer_meta.json").write_text(json.dumps({**state.get("meta", {}), "sharded": sharded,
+                                                                **metrics}, indent=2))
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
 
 
@@ -247,15 +293,15 @@ def load_state(checkpoint) -> tuple[str, dict] | None:
 
 
 def export(checkpoint, out_dir: str) -> str:
-    """Copy a final checkpoint's model and tokenizer (no optimizer state) to `out_dir`."""
+    """Copy a final checkpoint's model and tokenizer (no optimizer state, no shards) to
+    `out_dir` (local or s3://), replacing what was there."""
     import shutil
 
     src = Path(checkpoint.to_directory())
-    dst = Path(out_dir)
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.name != "trainer_state.pt":
-            shutil.copy2(f, dst / f.name)
-    return str(dst)
+    if not is_remote(out_dir) and Path(out_dir).exists():
+        shutil.rmtree(out_dir)
+    with writable_dir(out_dir) as dst:
+        for f in src.iterdir():
+            if f.name != "trainer_state.pt" and f.name != SHARDED and not f.name.endswith(".distcp"):
+                shutil.copy2(f, Path(dst, f.name))
+    return out_dir

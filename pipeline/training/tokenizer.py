@@ -14,7 +14,7 @@ import logging
 from ..config import TokenizerConfig
 from ..corpus.parallel import pair_paths
 from ..corpus.shard import mixing_plan, shard_paths, verify_corpus
-from ..storage import get_fs
+from ..storage import exists, get_fs, join, local_dir, read_json, writable_dir
 
 log = logging.getLogger(__name__)
 # Special tokens per objective: BERT-style for the masked-LM encoder, Llama-style for the decoder.
@@ -146,14 +146,15 @@ def train_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: Tokenize
     verify_corpus(manifest, corpus_dir)
     made_from = {"manifest": hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
                  "objective": objective, "tokenizer": cfg.model_dump(mode="json")}
-    marker = Path(out_dir, TRAINED_ON)
-    if marker.exists() and json.loads(marker.read_text()) == made_from:
-        fast = AutoTokenizer.from_pretrained(out_dir, local_files_only=True)
+    marker = join(out_dir, TRAINED_ON)
+    if exists(marker) and read_json(marker) == made_from:
+        fast = AutoTokenizer.from_pretrained(local_dir(out_dir), local_files_only=True)
         log.info("tokenizer: %s already made from this corpus and settings; kept (%d pieces)", out_dir, len(fast))
         return fast
-    marker.unlink(missing_ok=True)
-    fast = _make_tokenizer(manifest, corpus_dir, out_dir, cfg, objective)
-    marker.write_text(json.dumps(made_from, indent=2, sort_keys=True))
+    with writable_dir(out_dir) as d:  # local, or uploaded to s3:// at the end
+        Path(d, TRAINED_ON).unlink(missing_ok=True)
+        fast = _make_tokenizer(manifest, corpus_dir, d, cfg, objective)
+        Path(d, TRAINED_ON).write_text(json.dumps(made_from, indent=2, sort_keys=True))
     return fast
 
 
@@ -162,7 +163,7 @@ def _make_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: Tokenize
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if cfg.pretrained_dir:
-        fast = AutoTokenizer.from_pretrained(cfg.pretrained_dir, local_files_only=True)
+        fast = AutoTokenizer.from_pretrained(local_dir(cfg.pretrained_dir), local_files_only=True)
         missing = [k for k in SPECIALS[objective] if getattr(fast, k) is None and k != "unk_token"]
         if missing:
             raise ValueError(f"tokenizer.pretrained_dir {cfg.pretrained_dir}: no {', '.join(missing)} for {objective}")

@@ -12,7 +12,7 @@ import pyarrow as pa
 import torch
 
 from ...language_codes import matches, normalize
-from ...storage import expand, get_fs
+from ...storage import expand, get_fs, local_dir
 from ..model import encode
 from .base import FinetuneTask, logits
 
@@ -106,8 +106,8 @@ class SequenceClassification(FinetuneTask):
     def evaluate(self, model_dir, test_path, max_length, languages=None):
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        model = self.auto_model().from_pretrained(model_dir, local_files_only=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(local_dir(model_dir), local_files_only=True)
+        model = self.auto_model().from_pretrained(local_dir(model_dir), local_files_only=True).eval()
         id2label = {int(k): v for k, v in model.config.id2label.items()}
         labels = [id2label[i] for i in sorted(id2label)]
         test = self.read(test_path, languages)
