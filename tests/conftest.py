@@ -120,10 +120,16 @@ def ray_head():
     os.environ["RAY_AUTH_MODE"] = "token"
     subprocess.run([ray_bin, "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
     port, dashboard = _free_port(), _free_port()
+    # the node's agents on free ports too: their fixed defaults (52365, ...) may still be held by
+    # a local Ray an earlier test's subprocess started, and a head whose job agent cannot bind
+    # answers every submission with "No available agent to submit job"
+    agents = [f"--{flag}={_free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                        "metrics-export-port", "runtime-env-agent-port",
+                                                        "ray-client-server-port")]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=4",
                     "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180, env=env)
+                    *agents, "--disable-usage-stats"], check=True, capture_output=True, timeout=180, env=env)
     try:
         _wait_for_job_server(ray_bin, f"http://127.0.0.1:{dashboard}", env)
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"

@@ -184,8 +184,8 @@ def _nightly_config(tmp_path: Path, inputs: Path) -> dict:
     cfg.corpus.unit_cache = str(tmp_path / "unit-cache")  # shared by the nights
     cfg.finetune.train_path = str(ROOT / "data" / "sample" / "labelled" / "train.tsv")
     cfg.finetune.test_path = str(ROOT / "data" / "sample" / "labelled" / "test.tsv")
-    cfg.pretrain.max_steps = 12
-    cfg.pretrain.checkpoint_every = 6
+    cfg.pretrain.max_steps = 6
+    cfg.pretrain.checkpoint_every = 3
     cfg.finetune.epochs = 2
     cfg.finetune.checkpoint_every_epochs = 1
     cfg.tokenizer.vocab_size = 1500
@@ -232,7 +232,7 @@ def test_two_nights_of_the_nightly_deployment_register_two_versions(server, depl
         ckpts = sorted(p for p in (run / "ray" / f"{run.name}-pretrain").glob("checkpoint_*") if p.is_dir())
         assert len(ckpts) == 2 and (ckpts[-1] / "model.safetensors").exists()
         meta = json.loads((ckpts[-1] / "trainer_meta.json").read_text())
-        assert meta["step"] == 12 and meta["lineage"]["manifest_sha256"] == sha
+        assert meta["step"] == 6 and meta["lineage"]["manifest_sha256"] == sha
         assert (run / "model-pretrained" / "model.safetensors").exists()
         assert not (run / "model" / "trainer_state.pt").exists()
         ev = json.loads((run / "eval" / "report.json").read_text())
