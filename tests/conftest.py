@@ -103,9 +103,11 @@ def _wait_for_job_server(ray_bin: str, url: str, env: dict, timeout: float = 180
 
 
 @pytest.fixture(scope="module")
-def ray_head():
-    """A Ray head node on loopback (`ray start --head`, dashboard + job server) with token
-    authentication, as Ray 2.59+ sets up local clusters: the token is Ray's default file
+def ray_head(s3):
+    """A two-node Ray cluster on loopback: a head (`ray start --head`, dashboard + job server,
+    2 CPUs) and a second node (`ray start --address`, 2 CPUs, its own agent ports), both
+    started with the S3 server's environment (`s3`), so no work needs a shared local disk;
+    token authentication as Ray 2.59+ sets up clusters: the token is Ray's default file
     (~/.ray/auth_token, created by `ray get-auth-token --generate` when missing), which this
     process and its subprocesses read too (a process caches the token it first loads, so a
     different file per cluster would not work). Yields (GCS address, dashboard URL)."""
@@ -117,25 +119,39 @@ def ray_head():
     ray.shutdown()  # a local Ray of an earlier test would keep this process away from the head
     ray_bin = str(Path(sys.executable).with_name("ray"))
     saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "token"
+    # token mode for this process too: Ray caches its config at first use, and only a new local
+    # cluster (an earlier test's ray.init) would switch it on: run alone, this module's
+    # ray.init(address=...) was refused ("RAY_AUTH_MODE is currently 'disabled'")
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    _enable_token_auth()
     subprocess.run([ray_bin, "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
     port, dashboard = _free_port(), _free_port()
     # the node's agents on free ports too: their fixed defaults (52365, ...) may still be held by
     # a local Ray an earlier test's subprocess started, and a head whose job agent cannot bind
     # answers every submission with "No available agent to submit job"
-    agents = [f"--{flag}={_free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                        "metrics-export-port", "runtime-env-agent-port",
-                                                        "ray-client-server-port")]
+    def agents() -> list[str]:
+        return [f"--{flag}={_free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                          "metrics-export-port", "runtime-env-agent-port")]
+
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=4",
+    subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
                     "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-                    *agents, "--disable-usage-stats"], check=True, capture_output=True, timeout=180, env=env)
+                    f"--ray-client-server-port={_free_port()}", *agents(), "--disable-usage-stats"],
+                   check=True, capture_output=True, timeout=180, env=env)
+    # the second node's own temporary folder (sessions, logs, runtime-env files), as on its own
+    # machine: sharing the head's, its runtime-env agent removed a job's working_dir under the driver
+    node2 = tempfile.mkdtemp(prefix="bfray-")
+    subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                    f"--temp-dir={node2}", *agents(), "--disable-usage-stats"],
+                   check=True, capture_output=True, timeout=180, env=env)
     try:
         _wait_for_job_server(ray_bin, f"http://127.0.0.1:{dashboard}", env)
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
     finally:
         ray.shutdown()
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(node2, ignore_errors=True)
         if saved is None:
             os.environ.pop("RAY_AUTH_MODE", None)
         else:
@@ -174,3 +190,28 @@ def detect_script(text: str) -> str:
     from pipeline.corpus.langid import detect_scripts
 
     return detect_scripts([text])[0]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on loopback with bucket `babelforge-test` (the sample corpus under `in/`);
+    the AWS_* environment points this process (and what it starts) at it. Yields an s3fs."""
+    moto_server = pytest.importorskip("moto.server")
+    port = _free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    mp = pytest.MonkeyPatch()
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+        mp.setenv(k, v)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("babelforge-test")
+    for f in sorted((SAMPLE / "corpus").iterdir()):
+        fs.put(str(f), f"babelforge-test/in/{f.name}")
+    yield fs
+    mp.undo()
+    s3fs.S3FileSystem.clear_instance_cache()
+    server.stop()

@@ -1,4 +1,5 @@
-"""Against a Ray cluster: a head node started on loopback by the fixture (`ray start --head`)."""
+"""Against a Ray cluster of two nodes started on loopback by the fixture (`ray start --head`,
+`ray start --address`), with an S3 server on loopback."""
 
 import json
 import os
@@ -6,25 +7,27 @@ import os
 from conftest import ROOT, SAMPLE
 
 
-def test_prepare_flow_runs_units_on_the_configured_cluster(ray_head, prefect_api, tmp_path):
-    """With `ray.address` set, the Prefect flow's corpus units run as Ray tasks on the cluster
-    (other processes) and the shards are the same as in-process."""
+def test_prepare_flow_runs_units_on_the_configured_cluster(ray_head, s3, prefect_api, tmp_path):
+    """With `ray.address` set, the Prefect flow's corpus units run as Ray tasks on the two
+    nodes of the cluster (other processes), reading the inputs from s3:// and writing the
+    corpus to s3:// (no shared local disk); the shards are byte for byte those of one process."""
     from flows.prepare_corpus import prepare_corpus
     from pipeline.config import load_yaml
     from pipeline.corpus.prepare import prepare
 
     address, _ = ray_head
     cfg = load_yaml(ROOT / "configs" / "demo.yaml")
-    cfg.output_dir = str(tmp_path / "runs")
-    cfg.corpus.ingest.inputs = [str(SAMPLE / "corpus" / "*")]
+    cfg.output_dir = "s3://babelforge-test/cluster"
+    cfg.corpus.ingest.inputs = ["s3://babelforge-test/in/*"]
     cfg.ray.address = address
     result = prepare_corpus(cfg)
-    units = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "demo" / "corpus" / "_units").glob("*/done.json")]
+    units = [json.loads(s3.cat(p)) for p in s3.glob("babelforge-test/cluster/demo/corpus/_units/*/done.json")]
     assert len(units) == 4 and all(u["pid"] != os.getpid() for u in units)
+    assert len({u["node"] for u in units}) == 2          # both nodes did work
 
-    local = cfg.corpus.model_copy(deep=True)
+    local = cfg.corpus.model_copy(deep=True)   # the same inputs, in this one process
     local.engine = "local"
-    prepare([str(SAMPLE / "corpus" / "*")], str(tmp_path / "local"), local)
+    prepare(["s3://babelforge-test/in/*"], str(tmp_path / "local"), local)
     ref = json.loads((tmp_path / "local" / "manifest.json").read_text())
     assert [(s["path"], s["sha256"]) for s in result["manifest"]["shards"]] == \
         [(s["path"], s["sha256"]) for s in ref["shards"]]

@@ -1,42 +1,11 @@
 """Everything on s3:// (a moto S3 server on loopback): the corpus phase, the whole DAG, results."""
 
 import json
-import socket
 
-import pytest
 from conftest import ROOT, SAMPLE
 
 from pipeline.config import load_yaml
 from pipeline.corpus.prepare import prepare
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    moto_server = pytest.importorskip("moto.server")
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    mp = pytest.MonkeyPatch()
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-        mp.setenv(k, v)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem()
-    fs.mkdir("babelforge-test")
-    for f in sorted((SAMPLE / "corpus").iterdir()):
-        fs.put(str(f), f"babelforge-test/in/{f.name}")
-    yield fs
-    mp.undo()
-    s3fs.S3FileSystem.clear_instance_cache()
-    server.stop()
 
 
 def test_prepare_s3_to_s3_matches_local(s3, tmp_path):

@@ -207,9 +207,20 @@ def run_unit(part: ingest.Part, out_dir: str, cfg_json: dict) -> dict:
     write_parquet(join(unit, "docs.parquet"), docs)
     write_parquet(join(unit, "rejects.parquet"), rejects)
     info = {"uri": str(part), "dir": unit, "kept": docs.num_rows, "host": socket.gethostname(),
-            "pid": os.getpid(), **info}
+            "pid": os.getpid(), "node": _ray_node(), **info}
     write_json(done, info)
     return {**info, "resumed": False}
+
+
+def _ray_node() -> str | None:
+    """The Ray node a unit ran on (None in-process)."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return None
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def resolve_engine(cfg: CorpusConfig, ray_cfg: RayConfig | None) -> str:
