@@ -208,10 +208,13 @@ def s3(tmp_path_factory):
 
     s3fs.S3FileSystem.clear_instance_cache()
     fs = s3fs.S3FileSystem()
+    if fs.exists("babelforge-test"):  # moto keeps its state per process: an earlier module's bucket
+        fs.rm("babelforge-test", recursive=True)
     fs.mkdir("babelforge-test")
     for f in sorted((SAMPLE / "corpus").iterdir()):
         fs.put(str(f), f"babelforge-test/in/{f.name}")
     yield fs
+    fs.rm("babelforge-test", recursive=True)
     mp.undo()
     s3fs.S3FileSystem.clear_instance_cache()
     server.stop()

@@ -79,12 +79,22 @@ def _cli(server: dict, *args: str, timeout: float = 300) -> str:
     return r.stdout
 
 
-def _api(server: dict, path: str, body: dict | None = None):
-    req = urllib.request.Request(f"{server['url']}{path}", method="POST" if body is not None else "GET",
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
+def _api(server: dict, path: str, body: dict | None = None, attempts: int = 10):
+    """One REST call; a 503 (the server's SQLite busy with its own services, on a loaded 2-core
+    machine) is retried, as Prefect's own client does."""
+    import urllib.error
+
+    for attempt in range(attempts):
+        req = urllib.request.Request(f"{server['url']}{path}", method="POST" if body is not None else "GET",
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code not in (502, 503) or attempt == attempts - 1:
+                raise
+            time.sleep(2)
 
 
 @pytest.fixture(scope="module")
