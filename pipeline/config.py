@@ -42,6 +42,11 @@ class IngestConfig(_Model):
         description="Input files larger than this are split into several work units (line-aligned "
         "byte ranges of .jsonl/.txt, groups of Parquet row groups), so memory does not grow with "
         "file size; ids and line numbers stay those of the whole file.")
+    batch_bytes: int = Field(
+        default=8 << 20, ge=1 << 10,
+        description="A work unit reads and processes its input in batches of about this many bytes "
+        "(line blocks, Parquet row groups) and appends each batch's output to its files, so a "
+        "worker's memory follows the batch, not the unit. The output does not depend on it.")
 
 
 class LidModel(_Model):
@@ -188,6 +193,15 @@ class DedupConfig(_Model):
     rows_per_band: int = Field(default=4, ge=1)
     threshold: float = Field(default=0.5, gt=0, le=1, description="Estimated Jaccard similarity to link two documents.")
     seed: int = 1
+    # How the decisions are computed, not what they are (pipeline/corpus/dedup_partitioned.py):
+    # left out of the corpus and unit fingerprints.
+    partitions: int = Field(default=0, ge=0, description="Hash partitions of the out-of-core dedup stages "
+                            "(0: one per `partition_rows` documents). The decisions do not depend on it.")
+    partition_rows: int = Field(default=250_000, ge=1, description="Documents per partition when `partitions` "
+                                "is 0: bounds the memory of one dedup task.")
+    spill_dir: str | None = Field(default=None, description="Where the dedup stages spill (local path or URI; "
+                                  "default: <out>/_dedup on Ray or a local out dir, a local temp dir otherwise). "
+                                  "On a multi-node cluster it must be storage every node reaches (s3://).")
 
 
 class TranslationModel(_Model):

@@ -164,6 +164,13 @@ def test_files_split_into_units_give_the_same_shards(prepared, tmp_path):
     second = json.loads((tmp_path / "split" / "manifest.json").read_text())
     assert [(s["path"], s["sha256"]) for s in first["shards"]] == [(s["path"], s["sha256"]) for s in second["shards"]]
     assert again["input"] == report["input"] and again["rejected_by_reason"] == report["rejected_by_reason"]
+    # units read and processed in 1 KB batches (appended to the unit's files): the same shards
+    batched = cfg.model_copy(deep=True)
+    batched.ingest.batch_bytes = 1024
+    third = prepare([str(SAMPLE / "corpus" / "*")], str(tmp_path / "batched"), batched)
+    assert third["input"] == report["input"] and third["rejected_by_reason"] == report["rejected_by_reason"]
+    manifest = json.loads((tmp_path / "batched" / "manifest.json").read_text())
+    assert [(s["path"], s["sha256"]) for s in manifest["shards"]] == [(s["path"], s["sha256"]) for s in first["shards"]]
 
 
 def test_repeated_ids_are_made_unique_and_counted(tmp_path):

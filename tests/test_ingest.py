@@ -225,6 +225,40 @@ def test_large_line_files_split_into_parts_that_read_like_the_whole(tmp_path, un
     assert docs["id"].to_pylist() == read_file(str(txt))[0]["id"].to_pylist()
 
 
+@pytest.mark.parametrize("batch_bytes", [64, 300, 4096])
+def test_a_part_is_read_in_batches_that_read_like_the_whole(tmp_path, batch_bytes):
+    """`iter_part` streams a part in blocks of about `batch_bytes`: together its batches give
+    the documents, ids, line numbers and rejects of reading it at once (a byte-order mark,
+    CRLF and lone CR line ends, blank lines, bad JSON, invalid UTF-8, a line longer than a
+    block), for a whole file and for each part of a split one."""
+    from pipeline.corpus.ingest import iter_part, plan
+
+    lines = [b"\xef\xbb\xbf" + '{"text": "première ligne"}\r\n'.encode()]
+    for i in range(120):
+        if i % 29 == 3:
+            lines.append(b'{"text": "broken\n')
+        elif i % 31 == 4:
+            lines.append(b"\r\n")
+        elif i % 37 == 5:
+            lines.append(b'{"text": "bad \xff byte"}\n')
+        elif i % 43 == 6:
+            lines.append(('{"text": "%s"}\r' % ("long " * 200)).encode())
+        else:
+            lines.append(f'{{"text": "document {i} {"ж" * (i % 11)}"}}\n'.encode())
+    f = write(tmp_path / "b.jsonl", b"".join(lines))
+    whole_docs, whole_rej = read_file(str(f))
+    assert whole_rej.num_rows >= 6 and whole_docs.num_rows > 100
+    for parts in ([plan(str(f), 1 << 30)[0]], plan(str(f), 1500)):
+        batches = [b for p in parts for b in iter_part(p, batch_bytes=batch_bytes)]
+        if batch_bytes < 1000:
+            assert len(batches) > 2 * len(parts)
+        docs = pa.concat_tables([d for d, _ in batches])
+        rej = pa.concat_tables([r for _, r in batches])
+        assert docs["id"].to_pylist() == whole_docs["id"].to_pylist()
+        assert docs["text"].to_pylist() == whole_docs["text"].to_pylist()
+        assert rej["detail"].to_pylist() == whole_rej["detail"].to_pylist()
+
+
 def test_large_parquet_split_by_row_groups(tmp_path):
     from pipeline.corpus.ingest import plan
 

@@ -10,7 +10,8 @@ from conftest import ROOT, SAMPLE
 def test_prepare_flow_runs_units_on_the_configured_cluster(ray_head, s3, prefect_api, tmp_path):
     """With `ray.address` set, the Prefect flow's corpus units run as Ray tasks on the two
     nodes of the cluster (other processes), reading the inputs from s3:// and writing the
-    corpus to s3:// (no shared local disk); the shards are byte for byte those of one process."""
+    corpus to s3:// (no shared local disk), the dedup stages as Ray tasks over partitions
+    spilled to s3://; the shards are byte for byte those of one process (one partition)."""
     from flows.prepare_corpus import prepare_corpus
     from pipeline.config import load_yaml
     from pipeline.corpus.prepare import prepare
@@ -20,10 +21,14 @@ def test_prepare_flow_runs_units_on_the_configured_cluster(ray_head, s3, prefect
     cfg.output_dir = "s3://babelforge-test/cluster"
     cfg.corpus.ingest.inputs = ["s3://babelforge-test/in/*"]
     cfg.ray.address = address
+    cfg.corpus.dedup.partitions = 3  # the dedup stages as Ray tasks over 3 partitions spilled to s3://
     result = prepare_corpus(cfg)
     units = [json.loads(s3.cat(p)) for p in s3.glob("babelforge-test/cluster/demo/corpus/_units/*/done.json")]
     assert len(units) == 4 and all(u["pid"] != os.getpid() for u in units)
     assert len({u["node"] for u in units}) == 2          # both nodes did work
+    report = json.loads(s3.cat("babelforge-test/cluster/demo/corpus/report.json"))
+    assert report["dedup"]["partitions"] == 3 and report["dedup"]["spill_bytes"] > 0
+    assert not s3.exists("babelforge-test/cluster/demo/corpus/_dedup")  # the spill is removed
 
     local = cfg.corpus.model_copy(deep=True)   # the same inputs, in this one process
     local.engine = "local"

@@ -178,7 +178,13 @@ def train_tiny_marian(out: Path, pairs: list[tuple[str, str]], steps: int = 250,
     torch.manual_seed(seed)
     batch = tok([s for s, _ in pairs], text_target=[t for _, t in pairs], return_tensors="pt", padding=True)
     batch["labels"][batch["labels"] == tok.pad_token_id] = -100
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    # Marian's sinusoidal position tables are fixed and never saved: keep them out of training
+    # (transformers 5.24's from_pretrained leaves them requires_grad=True, so the trained model
+    # would depend on positions a reload recomputes)
+    for name, param in model.named_parameters():
+        if "embed_positions" in name:
+            param.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     model.train()
     for _ in range(steps):
         loss = model(**batch).loss

@@ -1,6 +1,7 @@
 """Deduplication across the whole corpus: exact (normalised-text key), then near duplicates
 with MinHash LSH, per language. `global_dedup` makes both decisions over every work unit from
-keys and signatures only (never text).
+keys and signatures only (never text), in one process's memory: the reference semantics,
+which `dedup_partitioned` (what `prepare` runs) reproduces out of core, partition by partition.
 
 0. `dedup_key(text)`: the exact-duplicate key (case, punctuation and whitespace folded).
 
@@ -104,9 +105,15 @@ def signatures(docs: pa.Table, cfg: DedupConfig) -> np.ndarray:
 _BAND_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
+def lang_hashes(langs: list[str]) -> np.ndarray:
+    """A 64-bit hash per language label: the language part of band keys, the same in every
+    process (so partitioned and in-memory dedup group documents alike)."""
+    return np.fromiter((xxhash.xxh64_intdigest((l or "").encode()) for l in langs), np.uint64, len(langs))
+
+
 def _band_keys(cols: np.ndarray, lang_ids: np.ndarray) -> np.ndarray:
-    """One 64-bit key per document for a band (its rows_per_band values and its language),
-    computed for the whole batch at once."""
+    """One 64-bit key per document for a band (its rows_per_band values and its language's
+    hash), computed for the whole batch at once."""
     key = lang_ids.astype(np.uint64)
     with np.errstate(over="ignore"):
         for k in range(cols.shape[1]):
@@ -129,7 +136,7 @@ def clusters(langs: list[str], sigs: np.ndarray, cfg: DedupConfig) -> tuple[np.n
             x = parent[x]
         return x
 
-    _, lang_ids = np.unique(np.array(langs, dtype=object), return_inverse=True)
+    lang_ids = lang_hashes(langs)
     for band in range(cfg.bands):
         keys = _band_keys(sigs[:, band * cfg.rows_per_band : (band + 1) * cfg.rows_per_band], lang_ids)
         order = np.argsort(keys, kind="stable")  # stable: input order inside a group
@@ -162,6 +169,38 @@ def dedup_key(text: str) -> str:
     (NFKC first, so full-width forms match)."""
     folded = _DEDUP_FOLD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
     return hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def rename_repeats(rows: list[int], ids: list[str]) -> dict[int, str]:
+    """{row: new id} for every row whose id an earlier row already has: `<id>~N`, the smallest
+    N >= 2 that is no row's own id and not given to an earlier repeat. Generated names are
+    unique: `<id>~N` splits at its last `~` into its base and N, so two bases never make the
+    same name, and no name equals a document's own id. Decides per family (an id and its
+    `~N` forms), which `ids` must hold whole."""
+    order = np.argsort(np.asarray(rows, dtype=np.int64), kind="stable")
+    originals = set(ids)
+    seen: set[str] = set()
+    next_n: dict[str, int] = {}
+    out: dict[int, str] = {}
+    for k in order:
+        doc_id = ids[k]
+        if doc_id not in seen:
+            seen.add(doc_id)
+            continue
+        n = next_n.get(doc_id, 2)
+        while f"{doc_id}~{n}" in originals:
+            n += 1
+        out[int(rows[k])] = f"{doc_id}~{n}"
+        next_n[doc_id] = n + 1
+    return out
+
+
+def unique_ids(units: list[dict]) -> dict[int, str]:
+    """{global row: new id} for the rows of `units` whose id an earlier row already has
+    (`rename_repeats` over the whole corpus in memory: the reference for the partitioned path,
+    which decides per id family)."""
+    ids = [i for u in units for i in read_parquet(join(u["dir"], "docs.parquet"), ["id"])["id"].to_pylist()]
+    return rename_repeats(list(range(len(ids))), ids)
 
 
 def global_dedup(units: list[dict], cfg: CorpusConfig, renames: dict[int, str] | None = None) -> dict[int, tuple[str, int, str]]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -149,7 +150,10 @@ def _read_lines(source: str, data: bytes, parse_json: bool, text_field: str, id_
     ids, texts, rejects = [], [], []
     if first == 1 and data.startswith(_BOM):
         data = data[len(_BOM):]  # a UTF-8 byte-order mark opens the file, it is not text
-    for lineno, raw in enumerate(data.splitlines(), start=first):
+    # lines end at \n (a \r before it is dropped), as `plan` and editors count them, so a
+    # reject's line number finds the line
+    for lineno, raw in enumerate(data.split(b"\n"), start=first):
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -244,28 +248,25 @@ def _unreadable_row_group(uri: str, meta, i: int, first_row: int, error: Excepti
 
 
 def _read_parquet(uri: str, f, groups: range | None, first: int, text_field: str, id_field: str):
-    """Row group by row group, so one corrupt group becomes a reject and the others are read."""
+    """(ids, texts, rejects) row group by row group, so one corrupt group becomes a reject and
+    the others are read."""
     try:
         pf = pq.ParquetFile(f)
     except (pa.ArrowInvalid, OSError) as e:
-        return [], [], [_reject(uri, None, "unreadable_parquet", str(e), None)]
+        yield [], [], [_reject(uri, None, "unreadable_parquet", str(e), None)]
+        return
     meta = pf.metadata
     groups = groups if groups is not None else range(meta.num_row_groups)
-    ids, texts, rejects = [], [], []
     row = first
     for i in groups:
         try:
             table = pf.read_row_group(i)
         except (pa.ArrowInvalid, OSError) as e:
-            rejects.append(_unreadable_row_group(uri, meta, i, row, e))
+            yield [], [], [_unreadable_row_group(uri, meta, i, row, e)]
             row += meta.row_group(i).num_rows
             continue
-        a, b, c = _read_table(uri, table, text_field, id_field, row)
-        ids += a
-        texts += b
-        rejects += c
+        yield _read_table(uri, table, text_field, id_field, row)
         row += table.num_rows
-    return ids, texts, rejects
 
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -315,45 +316,101 @@ def _read_warc(uri: str, f):
     return ids, texts, rejects
 
 
-def read_part(part: Part, text_field: str = "text", id_field: str = "id") -> tuple[pa.Table, pa.Table]:
-    """Read one part of an input (see `plan`) into (documents, rejects); ids and reject
-    locations use the line or row numbers of the whole file."""
+def _line_blocks(f, first: int, size: int | None, block_bytes: int):
+    """(number of its first line, bytes) blocks of a line stream, each of about `block_bytes`
+    and ending after a newline (a longer line is one block); `size`: bytes to read (None: to
+    the end)."""
+    carry, left = b"", size
+    while True:
+        n = block_bytes if left is None else min(block_bytes, left)
+        data = f.read(n) if n else b""
+        if left is not None:
+            left -= len(data)
+        if not data:
+            if carry:
+                yield first, carry
+            return
+        buf = carry + data
+        cut = buf.rfind(b"\n") + 1
+        if not cut:
+            carry = buf
+            continue
+        block, carry = buf[:cut], buf[cut:]
+        yield first, block
+        first += block.count(b"\n")
+
+
+def iter_part(part: Part, text_field: str = "text", id_field: str = "id",
+              batch_bytes: int = 8 << 20) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Read one part of an input (see `plan`) as batches of (documents, rejects) of about
+    `batch_bytes` of input each (line blocks, Parquet row groups, row ranges of a saved HF
+    dataset; a WARC file is one batch), at least one batch; ids and reject locations use the
+    line or row numbers of the whole file. Memory holds one batch, not the part."""
     uri = part.uri
-    if part.split is not None or (part.start is None and is_hf_dataset(uri)):  # a whole dataset: every split
-        ids, texts, rejects = [], [], []
-        for p in [part] if part.split is not None else _hf_parts(uri, 1 << 62):
-            a, b, c = _read_hf_part(p, text_field, id_field)
-            ids, texts, rejects = ids + a, texts + b, rejects + c
-        return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)
-    fmt, compression = _format(uri)
-    if fmt is None:
-        log.warning("ingest: %s: unsupported input format; recorded as a reject", uri)
-        known = ", ".join(FORMATS) + " (optionally " + ", ".join(COMPRESSIONS) + " for line and WARC files)"
-        return empty_docs(), make_rejects([_reject(uri, None, "unsupported_format",
-                                                   f"unsupported input format (expected one of {known})", None)])
-    fs, path = get_fs(uri)
-    if fmt == ".parquet":
-        if part.start is None and fs.size(path) == 0:
-            return empty_docs(), make_rejects([_reject(uri, None, "empty_file", "file is empty", None)])
-        with fs.open(path, "rb") as f:
-            groups = None if part.start is None else range(part.start, part.end)
-            ids, texts, rejects = _read_parquet(uri, f, groups, part.first, text_field, id_field)
-    elif fmt == ".warc":
-        with _open(fs, path, compression) as f:
-            ids, texts, rejects = _read_warc(uri, f)
-        if not ids and not rejects:
-            rejects = [_reject(uri, None, "empty_file", "no response or conversion records", None)]
-    else:
-        with _open(fs, path, compression) as f:
-            if part.start is None:
-                data = f.read()
-            else:
-                f.seek(part.start)
-                data = f.read(part.end - part.start)
-        if part.start is None and not data.strip():
-            log.warning("ingest: %s is empty; recorded as a reject", uri)
-            return empty_docs(), make_rejects([_reject(uri, None, "empty_file", "file is empty", None)])
-        ids, texts, rejects = _read_lines(uri, data, fmt != ".txt", text_field, id_field, part.first)
-    if rejects:
-        log.warning("ingest: %s: %d row(s) rejected (first: %s)", part, len(rejects), rejects[0]["detail"])
-    return make_docs(ids, texts, [uri] * len(ids)), make_rejects(rejects)
+    n_rejects, first_reject = 0, None
+
+    def batch(ids, texts, rejects, source=uri):
+        nonlocal n_rejects, first_reject
+        n_rejects += len(rejects)
+        first_reject = first_reject or (rejects[0]["detail"] if rejects else None)
+        return make_docs(ids, texts, [source] * len(ids)), make_rejects(rejects)
+
+    def batches():
+        if part.split is not None or (part.start is None and is_hf_dataset(uri)):  # a whole dataset: every split
+            for p in [part] if part.split is not None else _hf_parts(uri, 1 << 62):
+                ds = dict(_hf_splits(p.uri))[p.split]
+                step = max(1, int(len(ds) * batch_bytes / max(ds.data.table.nbytes, 1)))
+                for lo in range(p.start, p.end, step):
+                    sub = Part(p.uri, lo, min(lo + step, p.end), p.first + lo - p.start, p.split)
+                    yield batch(*_read_hf_part(sub, text_field, id_field))
+            return
+        fmt, compression = _format(uri)
+        if fmt is None:
+            log.warning("ingest: %s: unsupported input format; recorded as a reject", uri)
+            known = ", ".join(FORMATS) + " (optionally " + ", ".join(COMPRESSIONS) + " for line and WARC files)"
+            yield empty_docs(), make_rejects([_reject(uri, None, "unsupported_format",
+                                                      f"unsupported input format (expected one of {known})", None)])
+            return
+        fs, path = get_fs(uri)
+        if fmt == ".parquet":
+            if part.start is None and fs.size(path) == 0:
+                yield empty_docs(), make_rejects([_reject(uri, None, "empty_file", "file is empty", None)])
+                return
+            with fs.open(path, "rb") as f:
+                groups = None if part.start is None else range(part.start, part.end)
+                for ids, texts, rejects in _read_parquet(uri, f, groups, part.first, text_field, id_field):
+                    yield batch(ids, texts, rejects)
+        elif fmt == ".warc":
+            with _open(fs, path, compression) as f:
+                ids, texts, rejects = _read_warc(uri, f)
+            if not ids and not rejects:
+                rejects = [_reject(uri, None, "empty_file", "no response or conversion records", None)]
+            yield batch(ids, texts, rejects)
+        else:
+            any_text = False
+            with _open(fs, path, compression) as f:
+                if part.start is not None:
+                    f.seek(part.start)
+                size = None if part.start is None else part.end - part.start
+                for first, data in _line_blocks(f, part.first, size, batch_bytes):
+                    any_text = any_text or bool(data.strip())
+                    yield batch(*_read_lines(uri, data, fmt != ".txt", text_field, id_field, first))
+            if part.start is None and not any_text:
+                log.warning("ingest: %s is empty; recorded as a reject", uri)
+                yield empty_docs(), make_rejects([_reject(uri, None, "empty_file", "file is empty", None)])
+
+    n = 0
+    for docs, rejects in batches():
+        n += 1
+        yield docs, rejects
+    if not n:
+        yield empty_docs(), make_rejects([])
+    if n_rejects:
+        log.warning("ingest: %s: %d row(s) rejected (first: %s)", part, n_rejects, first_reject)
+
+
+def read_part(part: Part, text_field: str = "text", id_field: str = "id") -> tuple[pa.Table, pa.Table]:
+    """The whole part at once (`iter_part`'s batches put together)."""
+    batches = list(iter_part(part, text_field, id_field))
+    return (pa.concat_tables([d for d, _ in batches]).combine_chunks(),
+            pa.concat_tables([r for _, r in batches]).combine_chunks())

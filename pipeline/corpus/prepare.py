@@ -22,36 +22,44 @@ import json
 import logging
 import os
 import socket
+import tempfile
 import time
 from collections import Counter, defaultdict
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .. import charts
 from ..config import CorpusConfig, RayConfig
 from ..language_codes import is_unidentified
-from ..schema import DOC_SCHEMA, PAIR_REJECT_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, concat, rejects_from_docs, split
+from ..schema import DOC_SCHEMA, PAIR_REJECT_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, rejects_from_docs, split
 from ..storage import (
     absolute,
     exists,
     expand,
     get_fs,
+    is_remote,
     join,
+    put_local,
     read_json,
     read_parquet,
     remove,
     sha256_file,
     write_json,
-    write_parquet,
 )
 from . import augment as augment_mod
-from . import clean, dedup, ingest, langid, parallel
-from .shard import MANIFEST, ForcedHeldout, RollingParquet, ShardSink
+from . import clean, dedup, dedup_partitioned, ingest, langid, parallel
+from .shard import MANIFEST, RollingParquet, ShardSink
 
 log = logging.getLogger(__name__)
 VERSION = 4  # bump when the unit output changes (2: lang_top, cluster_size; 3: ISO 639-3 labels; 4: und_<Script>)
+
+
+# settings of how the corpus is computed, not of what it is: outside the fingerprints
+HOW = {"engine": True, "cpus_per_unit": True, "unit_cache": True, "ingest": {"batch_bytes"},
+       "dedup": {"partitions", "partition_rows", "spill_dir"}}
 
 
 class AccountingError(RuntimeError):
@@ -61,8 +69,7 @@ class AccountingError(RuntimeError):
 def fingerprint(files: list[str], cfg: CorpusConfig) -> str:
     h = hashlib.sha256()
     # where the units run does not change the corpus: a rerun on Ray reuses a local result
-    h.update(json.dumps(cfg.model_dump(mode="json", exclude={"engine", "cpus_per_unit", "unit_cache"}),
-                        sort_keys=True).encode())
+    h.update(json.dumps(cfg.model_dump(mode="json", exclude=HOW), sort_keys=True).encode())
     h.update(str(VERSION).encode())
     h.update(langid.models_digest(cfg.langid.models).encode())
     for m in cfg.augment.models:  # a retrained translation model under the same path changes the corpus
@@ -150,39 +157,29 @@ def unit_fingerprint(part: ingest.Part, cfg: CorpusConfig) -> str:
     and the config of the per-unit stages."""
     fs, path = get_fs(part.uri)
     h = hashlib.sha256()
-    unit_cfg = {k: cfg.model_dump(mode="json")[k] for k in ("ingest", "langid", "clean", "dedup")}
+    unit_cfg = {k: cfg.model_dump(mode="json", exclude=HOW)[k] for k in ("ingest", "langid", "clean", "dedup")}
     h.update(json.dumps(unit_cfg, sort_keys=True).encode())
     h.update(f"{VERSION}|{part}|{part.first}|{fs.ukey(path)}|{langid.models_digest(cfg.langid.models)}".encode())
     return h.hexdigest()[:20]
 
 
-def process_unit(part: ingest.Part | str, cfg: CorpusConfig) -> tuple[pa.Table, pa.Table, dict]:
-    """A work unit, pure: one input file (or part of a large one) through ingest -> normalise
-    -> language ID -> quality filters; each kept row also carries its exact-dedup key and
-    MinHash signature, so the global dedup step needs no text."""
-    part = ingest.Part(part) if isinstance(part, str) else part
-    timings: Counter[str] = Counter()
-    lines_removed = 0
-
-    def strip_lines(d: pa.Table) -> tuple[pa.Table, pa.Table]:
-        nonlocal lines_removed
-        d, lines_removed = langid.strip_foreign_lines(d, cfg.langid)
-        return d, REJECT_SCHEMA.empty_table()
-
-    t = time.monotonic()
-    docs, rej = ingest.read_part(part, cfg.ingest.text_field, cfg.ingest.id_field)
-    n_input = docs.num_rows + rej.num_rows
-    rejects = [rej]
-    timings["ingest"] += time.monotonic() - t
+def process_batch(docs: pa.Table, cfg: CorpusConfig, timings: Counter) -> tuple[pa.Table, list[pa.Table], int]:
+    """One batch of a unit's documents through normalise -> language ID -> foreign lines ->
+    quality filters; each kept row also carries its exact-dedup key and MinHash signature, so
+    the global dedup step needs no text. Returns (kept, rejects, foreign lines removed)."""
+    rejects, removed = [], 0
     for name, step in (
         ("normalize", lambda d: clean.normalize(d, cfg.clean)),
         ("langid", lambda d: langid.identify(d, cfg.langid)),
-        ("lines", lambda d: strip_lines(d)),
+        ("lines", lambda d: langid.strip_foreign_lines(d, cfg.langid)),
         ("filter", lambda d: clean.filter_quality(d, cfg.clean)),
     ):
         t = time.monotonic()
-        docs, rej = step(docs)
-        rejects.append(rej)
+        docs, out = step(docs)
+        if name == "lines":
+            removed = out
+        else:
+            rejects.append(out)
         timings[name] += time.monotonic() - t
     t = time.monotonic()
     keys = pa.array([dedup.dedup_key(x) for x in docs["text"].to_pylist()], pa.string())
@@ -191,23 +188,71 @@ def process_unit(part: ingest.Part | str, cfg: CorpusConfig) -> tuple[pa.Table, 
     docs = docs.append_column("dedup_key", keys).append_column(
         "minhash", pa.FixedSizeListArray.from_arrays(pa.array(sigs.ravel(), pa.uint32()), width))
     timings["minhash"] += time.monotonic() - t
-    return docs, concat(rejects, REJECT_SCHEMA), {"input": n_input, "foreign_lines_removed": lines_removed,
-                                                   "seconds": dict(timings)}
+    return docs, rejects, removed
+
+
+class _UnitFile:
+    """A unit's Parquet output written batch by batch (a local temporary file, put in place
+    by `close`), so a unit never holds all its rows."""
+
+    def __init__(self, uri: str, schema: pa.Schema | None = None):
+        self.uri, self.schema, self.rows = uri, schema, 0
+        fd, self.tmp = tempfile.mkstemp(suffix=".parquet")
+        os.close(fd)
+        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd") if schema is not None else None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        if table.num_rows:
+            self.writer.write_table(table.cast(self.schema))
+            self.rows += table.num_rows
+
+    def close(self) -> int:
+        try:
+            self.writer.close()
+            put_local(self.tmp, self.uri)
+        finally:
+            os.remove(self.tmp)
+        return self.rows
 
 
 def run_unit(part: ingest.Part, out_dir: str, cfg_json: dict) -> dict:
-    """Process a unit unless its committed result exists (resume); `done.json` is written
-    last and is the unit's commit point. Runs in-process or as a Ray task."""
+    """Process a unit unless its committed result exists (resume): its input read in batches
+    of `ingest.batch_bytes`, each through the per-unit stages (`process_batch`) and appended
+    to the unit's docs.parquet / rejects.parquet, so memory holds one batch. `done.json` is
+    written last and is the unit's commit point. Runs in-process or as a Ray task."""
     cfg = CorpusConfig.model_validate(cfg_json)
     unit = join(cfg.unit_cache or join(out_dir, "_units"), unit_fingerprint(part, cfg))
     done = join(unit, "done.json")
     if exists(done):
         return {**read_json(done), "resumed": True}
-    docs, rejects, info = process_unit(part, cfg)
-    write_parquet(join(unit, "docs.parquet"), docs)
-    write_parquet(join(unit, "rejects.parquet"), rejects)
-    info = {"uri": str(part), "dir": unit, "kept": docs.num_rows, "host": socket.gethostname(),
-            "pid": os.getpid(), "node": _ray_node(), **info}
+    part = ingest.Part(part) if isinstance(part, str) else part
+    timings: Counter[str] = Counter()
+    docs_out, rejects_out = _UnitFile(join(unit, "docs.parquet")), _UnitFile(join(unit, "rejects.parquet"), REJECT_SCHEMA)
+    n_input = removed = 0
+    try:
+        t = time.monotonic()
+        for docs, rej in ingest.iter_part(part, cfg.ingest.text_field, cfg.ingest.id_field, cfg.ingest.batch_bytes):
+            timings["ingest"] += time.monotonic() - t
+            n_input += docs.num_rows + rej.num_rows
+            kept, rejects, n = process_batch(docs, cfg, timings)
+            removed += n
+            del docs
+            docs_out.write(kept)
+            for r in [rej, *rejects]:
+                rejects_out.write(r)
+            t = time.monotonic()
+        kept = docs_out.close()
+        rejects_out.close()
+    except BaseException:
+        for f in (docs_out, rejects_out):
+            if f.writer is not None and os.path.exists(f.tmp):
+                os.remove(f.tmp)
+        raise
+    info = {"uri": str(part), "dir": unit, "kept": kept, "input": n_input, "foreign_lines_removed": removed,
+            "seconds": dict(timings), "host": socket.gethostname(), "pid": os.getpid(), "node": _ray_node()}
     write_json(done, info)
     return {**info, "resumed": False}
 
@@ -272,73 +317,31 @@ def run_units(files: list[str], out_dir: str, cfg: CorpusConfig, ray_cfg: RayCon
     return results
 
 
-def unique_ids(units: list[dict]) -> dict[int, str]:
-    """{global row: new id} for every unit document whose id an earlier one already has (two
-    files with the same name, a source that repeats ids): `<id>~2`, `<id>~3`... so every
-    document of the corpus has its own id. Nothing is overwritten; the report counts them,
-    and each renamed row keeps its input location in `source`."""
-    seen: set[str] = set()
-    renames: dict[int, str] = {}
-    offset = 0
-    for u in units:
-        ids = read_parquet(join(u["dir"], "docs.parquet"), ["id"])["id"].to_pylist()
-        for i, doc_id in enumerate(ids):
-            if doc_id in seen:
-                n = 2
-                while f"{doc_id}~{n}" in seen:
-                    n += 1
-                doc_id = renames[offset + i] = f"{doc_id}~{n}"
-            seen.add(doc_id)
-        offset += len(ids)
-    return renames
+def spill_root(out_dir: str, cfg: CorpusConfig, engine: str) -> str:
+    """Where the dedup stages spill: `dedup.spill_dir`, else `<out>/_dedup` when Ray tasks
+    (possibly on other nodes) share it or the output is local, else a local temporary folder."""
+    if cfg.dedup.spill_dir:
+        return cfg.dedup.spill_dir
+    if engine == "ray" or not is_remote(out_dir):
+        return join(out_dir, "_dedup")
+    return os.path.join(tempfile.gettempdir(), "babelforge-dedup")
 
 
-def _renamed(table: pa.Table, rows: range, renames: dict[int, str]) -> pa.Table:
-    if not renames or not any(r in renames for r in rows):
-        return table
-    ids = [renames.get(r, i) for r, i in zip(rows, table["id"].to_pylist())]
-    return table.set_column(table.schema.get_field_index("id"), "id", pa.array(ids, pa.string()))
-
-
-def forced_heldout(units: list[dict], decisions: dict, fraction: float, renames: dict[int, str]) -> set[str]:
-    """Ids that `shard.heldout_mask` must hold out so every language of 5+ kept documents has
-    a held-out one, decided over the whole corpus (ids and languages only), so the split does
-    not depend on how the inputs were cut into units."""
-    forced = ForcedHeldout(fraction)
-    offset = 0
-    for u in units:
-        t = read_parquet(join(u["dir"], "docs.parquet"), ["id", "lang"])
-        t = _renamed(t, range(offset, offset + t.num_rows), renames)
-        keep = [offset + i not in decisions for i in range(t.num_rows)]
-        forced.add([l for l, k in zip(t["lang"].to_pylist(), keep) if k],
-                   [i for i, k in zip(t["id"].to_pylist(), keep) if k])
-        offset += t.num_rows
-    return forced.ids
-
-
-def dedup_units(units: list[dict], decisions: dict[int, tuple[str, int, str, str]], renames: dict[int, str],
-                start: int = 0):
+def dedup_units(units: list[dict], result: dedup_partitioned.Result, start: int = 0):
     """Stream the units (from `units[start]` on) again, one at a time: yield (kept rows with
-    their duplicate-cluster size, dedup rejects naming the document kept instead)."""
-    def final(row: int) -> int:
-        while row in decisions:
-            row = decisions[row][1]
-        return row
-
-    cluster = Counter(final(r) for r in decisions)
-    offset = sum(u["kept"] for u in units[:start])
-    for u in units[start:]:
-        docs = read_parquet(join(u["dir"], "docs.parquet")).drop_columns(["dedup_key", "minhash"])
-        rows = range(offset, offset + docs.num_rows)
-        docs = _renamed(docs, rows, renames)
-        drop = [r in decisions for r in rows]
-        kept, dropped = split(docs, [not d for d in drop])
-        sizes = pa.array([1 + cluster.get(r, 0) for r, d in zip(rows, drop) if not d], pa.int32())
+    their final ids and duplicate-cluster sizes, dedup rejects naming the document kept
+    instead)."""
+    for u in range(start, len(units)):
+        docs = read_parquet(join(units[u]["dir"], "docs.parquet")).drop_columns(["dedup_key", "minhash"])
+        d = result.decisions(u)
+        docs = docs.set_column(docs.schema.get_field_index("id"), "id", pa.array(d["ids"], pa.string()))
+        drop = [r is not None for r in d["reason"]]
+        kept, dropped = split(docs, [not x for x in drop])
+        sizes = pa.array(d["size"][~np.array(drop, bool)] if drop else [], pa.int32())
         kept = kept.set_column(kept.schema.get_field_index("cluster_size"), "cluster_size", sizes)
-        hits = [decisions[r] for r, d in zip(rows, drop) if d]
-        rejects = rejects_from_docs(dropped, "dedup", [h[0] for h in hits], [h[2] for h in hits],
-                                    [h[3] for h in hits])
-        offset += docs.num_rows
+        hits = [i for i, x in enumerate(drop) if x]
+        rejects = rejects_from_docs(dropped, "dedup", [d["reason"][i] for i in hits], [d["detail"][i] for i in hits],
+                                    [d["kept_id"][i] for i in hits])
         yield kept, rejects
 
 
@@ -402,28 +405,32 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     for u in units:
         timings.update(u["seconds"])
     t = time.monotonic()
-    renames = unique_ids(units)
-    if renames:
+    engine = resolve_engine(cfg, ray_cfg)
+    spill = spill_root(out_dir, cfg, engine)
+    if spill == join(out_dir, "_dedup"):
+        remove(spill)  # what a killed run left; the stages are redone from the committed units
+    result = dedup_partitioned.dedup(units, cfg, spill, engine, cfg.shard.heldout_fraction)
+    if result.stats["renamed"]:
         log.warning("prepare: %d documents repeat an earlier document's id; renamed <id>~N (first: %s)",
-                    len(renames), next(iter(renames.values())))
-    decisions = dedup.global_dedup(units, cfg, renames)
+                    result.stats["renamed"], result.stats["renamed_first"][0])
     timings["dedup"] += time.monotonic() - t
 
     # One streaming pass: units -> dedup -> shard writers, rejects -> per-stage writers.
     # Memory holds one unit, the writers' buffers, and the back-translation sources.
     t = time.monotonic()
     tally = Tally()
-    shards = ShardSink(out_dir, cfg.shard, DOC_SCHEMA, forced_heldout(units, decisions, cfg.shard.heldout_fraction, renames))
+    shards = ShardSink(out_dir, cfg.shard, DOC_SCHEMA, result.forced)
     rejects = RejectSink(out_dir, tally)
     sources = augment_mod.Sources(cfg, shards.forced)
     for u in units:
         rejects.write(read_parquet(join(u["dir"], "rejects.parquet")))
-    for kept, dedup_rejects in dedup_units(units, decisions, renames):
+    for kept, dedup_rejects in dedup_units(units, result):
         pa.default_memory_pool().release_unused()
         rejects.write(dedup_rejects)
         tally.add_kept(kept)
         shards.add(kept)
         sources.add(kept)
+    result.cleanup()
     timings["shard"] += time.monotonic() - t
 
     # Back-translation: units of translated documents, deduplicated against the real documents
@@ -432,19 +439,20 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     t = time.monotonic()
     train_tokens = {lang: info["train_tokens"] for lang, info in shards.stats.items()}
     synthetic, augment_section = augment_mod.augment(sources, train_tokens, out_dir, cfg,
-                                                     resolve_engine(cfg, ray_cfg), ray_cfg)
+                                                     engine, ray_cfg)
     kept_synthetic: set[str] = set()
     if synthetic:
-        n_real = sum(u["kept"] for u in units)
-        every = dedup.global_dedup(units + synthetic, cfg, renames)
+        every = dedup_partitioned.dedup(units + synthetic, cfg, spill, engine)
         for u in synthetic:
             rejects.write(read_parquet(join(u["dir"], "rejects.parquet")))
-        for kept, dedup_rejects in dedup_units(units + synthetic, {r: d for r, d in every.items() if r >= n_real},
-                                               renames, start=len(units)):
+        for kept, dedup_rejects in dedup_units(units + synthetic, every, start=len(units)):
             rejects.write(dedup_rejects)
             tally.add_kept(kept)
             shards.add(kept)
             kept_synthetic.update(kept["id"].to_pylist())
+        every.cleanup()
+    if spill == join(out_dir, "_dedup"):
+        remove(spill)
     timings["augment"] += time.monotonic() - t
 
     t = time.monotonic()
@@ -456,7 +464,8 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     rejects.close()
     timings["shard"] += time.monotonic() - t
     report = build_report(sum(u["input"] for u in units), tally, timings)
-    report["renamed_ids"] = {"count": len(renames), "first": list(renames.values())[:10]}
+    report["renamed_ids"] = {"count": result.stats["renamed"], "first": result.stats["renamed_first"]}
+    report["dedup"] = {k: v for k, v in result.stats.items() if k not in ("renamed", "renamed_first")}
     report["foreign_lines_removed"] = sum(u.get("foreign_lines_removed", 0) for u in units)
     if augment_section:
         report["augmented"]["plan"] = augment_section
