@@ -43,7 +43,7 @@ class IngestConfig(_Model):
         "byte ranges of .jsonl/.txt, groups of Parquet row groups), so memory does not grow with "
         "file size; ids and line numbers stay those of the whole file.")
     batch_bytes: int = Field(
-        default=8 << 20, ge=1 << 10,
+        default=2 << 20, ge=1 << 10,
         description="A work unit reads and processes its input in batches of about this many bytes "
         "(line blocks, Parquet row groups) and appends each batch's output to its files, so a "
         "worker's memory follows the batch, not the unit. The output does not depend on it.")
@@ -197,8 +197,9 @@ class DedupConfig(_Model):
     # left out of the corpus and unit fingerprints.
     partitions: int = Field(default=0, ge=0, description="Hash partitions of the out-of-core dedup stages "
                             "(0: one per `partition_rows` documents). The decisions do not depend on it.")
-    partition_rows: int = Field(default=250_000, ge=1, description="Documents per partition when `partitions` "
-                                "is 0: bounds the memory of one dedup task.")
+    partition_rows: int = Field(default=100_000, ge=1, description="Documents per partition when `partitions` "
+                                "is 0: bounds the memory of one dedup task (about a default work unit's "
+                                "documents; bench/RESULTS.md, issue 13).")
     spill_dir: str | None = Field(default=None, description="Where the dedup stages spill (local path or URI; "
                                   "default: <out>/_dedup on Ray or a local out dir, a local temp dir otherwise). "
                                   "On a multi-node cluster it must be storage every node reaches (s3://).")

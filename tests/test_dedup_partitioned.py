@@ -91,8 +91,12 @@ def _reference(units, docs, cfg):
     return ids, {r: (d[0], d[2], d[3]) for r, d in decisions.items()}, {i: 1 + sizes.get(i, 0) for i in kept}, forced.ids
 
 
-@pytest.mark.parametrize("parts", [1, 3, 8])
-def test_partitioned_dedup_equals_the_in_memory_reference(shared_data, tmp_path, parts):
+@pytest.mark.parametrize("parts,small_group", [(1, 48), (3, 2), (8, 48)])
+def test_partitioned_dedup_equals_the_in_memory_reference(shared_data, tmp_path, monkeypatch, parts, small_group):
+    # small_group 2: every group of 3+ candidates through the blockwise path of large groups
+    monkeypatch.setattr(dedup_partitioned, "SMALL_GROUP", small_group)
+    monkeypatch.setattr(dedup_partitioned, "PAIR_CHUNK", 64)  # many chunks and blocks
+    monkeypatch.setattr(dedup_partitioned, "COMPACT_EDGES", 16)  # links deduplicated on the way
     units, docs = _corpus(shared_data, tmp_path)
     cfg = CorpusConfig()
     cfg.dedup.partitions = parts

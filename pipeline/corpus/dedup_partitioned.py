@@ -50,6 +50,9 @@ from .shard import ForcedHeldout
 log = logging.getLogger(__name__)
 
 ROW_GROUP = 65_536
+SMALL_GROUP = 48  # candidate groups up to this size are compared pair by pair, all at once
+COMPACT_EDGES = 1 << 20  # links gathered before they are deduplicated
+PAIR_CHUNK = 32_768  # signature pairs compared per NumPy call (~26 MB of signatures)
 _SUFFIX = re.compile(r"(~\d+)+$")
 
 
@@ -218,24 +221,31 @@ def reduce_bands(plan: Plan, p: int, sources: list[int]) -> int:
     """Candidate groups: (group, row) in row order within each group, and the rows whose
     signatures the link step needs."""
     t = _gather(plan.spill, "bands", sources, p, pa.schema([("band", pa.int16()), ("key", pa.uint64()), ("row", pa.int64())]))
-    band, key, row = t["band"].to_numpy(), t["key"].to_numpy(), t["row"].to_numpy()
-    order = np.lexsort((row, key, band))
-    band, key, row = band[order], key[order], row[order]
-    new = np.r_[True, (band[1:] != band[:-1]) | (key[1:] != key[:-1])] if len(row) else np.zeros(0, bool)
-    group = np.cumsum(new) - 1
-    size = np.bincount(group)[group] if len(row) else np.zeros(0, np.int64)
-    members = size > 1
-    group, row = group[members], row[members]
-    _, group = np.unique(group, return_inverse=True)  # dense ids
+    band, key, rows = t["band"].to_numpy(), t["key"].to_numpy(), t["row"].to_numpy()
+    del t
+    groups, members, n = [], [], 0
+    for b in np.unique(band):  # band by band (bands never share a group): one band's sort in memory
+        sel = np.flatnonzero(band == b)
+        k, row = key[sel], rows[sel]
+        order = np.lexsort((row, k))
+        k, row = k[order], row[order]
+        gid = np.cumsum(np.r_[True, k[1:] != k[:-1]]) - 1
+        keep = np.bincount(gid)[gid] > 1
+        _, gid = np.unique(gid[keep], return_inverse=True)  # dense ids, in (key, row) order
+        groups.append(gid + n)
+        members.append(row[keep])
+        n += int(gid.max()) + 1 if len(gid) else 0
+    group = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    row = np.concatenate(members) if members else np.zeros(0, np.int64)
     nbytes = write_parquet(_file(plan.spill, "groups", p),
                            pa.table({"group": pa.array(group, pa.int64()), "row": pa.array(row, pa.int64())}), "lz4")["bytes"]
     nbytes += _write_sorted(plan.spill, "want_link", p, pa.table({"row": pa.array(np.unique(row), pa.int64())}))
     return nbytes
 
 
-def map_lookup(plan: Plan, u: int, unit: Unit, want: str, out: str) -> tuple[list[int], int]:
-    """Signatures and final ids of this unit's rows that partitions asked for in `want/<p>`,
-    sent to `out/<u>-<p>`."""
+def map_lookup(plan: Plan, u: int, unit: Unit, want: str, out: str, with_ids: bool) -> tuple[list[int], int]:
+    """Signatures (and final ids, `with_ids`) of this unit's rows that partitions asked for in
+    `want/<p>`, sent to `out/<u>-<p>`."""
     t = None
     written, nbytes = [], 0
     for p in range(plan.parts):
@@ -243,28 +253,35 @@ def map_lookup(plan: Plan, u: int, unit: Unit, want: str, out: str) -> tuple[lis
         if not len(rows):
             continue
         if t is None:
-            t = _docs(unit, ["minhash"]).append_column(
-                "id", read_parquet(_file(plan.spill, "final_ids", u))["id"])
+            t = _docs(unit, ["minhash"])
+            if with_ids:
+                t = t.append_column("id", read_parquet(_file(plan.spill, "final_ids", u))["id"])
         local = pa.array(rows - unit.offset, pa.int64())
-        part = pa.table({"row": pa.array(rows, pa.int64()), "minhash": t["minhash"].take(local), "id": t["id"].take(local)})
+        part = pa.table({"row": pa.array(rows, pa.int64()), **{c: t[c].take(local) for c in t.column_names}})
         nbytes += write_parquet(_file(plan.spill, out, u, p), part, "lz4")["bytes"]
         written.append(p)
     return written, nbytes
 
 
 class _Lookup:
-    """Row -> (signature, final id) from a lookup's answers for one partition."""
+    """Row -> signature (and final id) from a lookup's answers for one partition: one copy of
+    the signatures, in the order the answers came, found through the sorted rows."""
 
-    def __init__(self, plan: Plan, stage: str, sources: list[int], p: int):
-        t = _gather(plan.spill, stage, sources, p, pa.schema([("row", pa.int64()), ("minhash", pa.list_(pa.uint32(), plan.width)),
-                                                               ("id", pa.string())]))
-        order = np.argsort(t["row"].to_numpy())
-        self.rows = t["row"].to_numpy()[order]
-        self.sigs = _sigs(t, plan.width)[order] if t.num_rows else np.zeros((0, plan.width), np.uint32)
-        self.ids = t["id"].take(pa.array(order, pa.int64()))
+    def __init__(self, plan: Plan, stage: str, sources: list[int], p: int, with_ids: bool):
+        schema = pa.schema([("row", pa.int64()), ("minhash", pa.list_(pa.uint32(), plan.width))]
+                           + ([("id", pa.string())] if with_ids else []))
+        tables = [read_parquet(_file(plan.spill, stage, s, p)) for s in sources] or [schema.empty_table()]
+        rows = np.concatenate([t["row"].to_numpy() for t in tables])
+        self.sigs = np.concatenate([_sigs(t, plan.width) for t in tables])
+        self.ids = pa.chunked_array([t["id"] for t in tables], pa.string()) if with_ids else None
+        del tables
+        pa.default_memory_pool().release_unused()
+        self.order = np.argsort(rows)
+        self.rows = rows[self.order]
 
     def index(self, rows: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.rows, rows)
+        """Positions in `sigs` / `ids` of `rows` (each one of the answered rows)."""
+        return self.order[np.searchsorted(self.rows, rows)]
 
 
 def _edges_out(plan: Plan, stage: str, src: int, a: np.ndarray, b: np.ndarray) -> tuple[list[int], int]:
@@ -274,35 +291,75 @@ def _edges_out(plan: Plan, stage: str, src: int, a: np.ndarray, b: np.ndarray) -
                     _part_u64(u, plan.parts))
 
 
+def _unique_pairs(a_parts: list[np.ndarray], b_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (a, b) pairs of the concatenated parts, sorted by (a, b)."""
+    a = np.concatenate(a_parts) if a_parts else np.zeros(0, np.int64)
+    b = np.concatenate(b_parts) if b_parts else np.zeros(0, np.int64)
+    if not len(a):
+        return a.astype(np.int64), b.astype(np.int64)
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    keep = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
+    return a[keep], b[keep]
+
+
+class _Edges:
+    """Links found so far, deduplicated whenever COMPACT_EDGES new ones have piled up (a pair
+    of documents shares many bands: the same link is found once per band)."""
+
+    def __init__(self):
+        self.a, self.b, self.pending = [], [], 0
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.a.append(a)
+        self.b.append(b)
+        self.pending += len(a)
+        if self.pending >= COMPACT_EDGES:
+            a, b = _unique_pairs(self.a, self.b)
+            self.a, self.b = [a], [b]
+            self.pending = 0
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        return _unique_pairs(self.a, self.b)
+
+
 def reduce_link(plan: Plan, p: int, sources: list[int]) -> tuple[list[int], int, int]:
     """Each candidate linked to the first earlier member of its group whose estimated Jaccard
     reaches the threshold (as `dedup.clusters`); edges out for the components."""
     groups = read_parquet(_file(plan.spill, "groups", p))
-    look = _Lookup(plan, "link_sigs", sources, p)
+    look = _Lookup(plan, "link_sigs", sources, p, with_ids=False)
     group, rows = groups["group"].to_numpy(), groups["row"].to_numpy()
     at = look.index(rows)  # row -> its signature in `look`
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(group) else np.zeros(0, np.int64)
     ends = np.r_[starts[1:], len(group)]
-    a_out, b_out = [], []
-    pairs = starts[ends - starts == 2]  # most groups: one pair, compared in chunks at once
-    for c in range(0, len(pairs), 65_536):
-        first = pairs[c: c + 65_536]
-        sim = np.mean(look.sigs[at[first]] == look.sigs[at[first + 1]], axis=1)
-        ok = first[sim >= plan.threshold]
-        a_out.append(rows[ok])
-        b_out.append(rows[ok + 1])
-    for s, e in zip(starts[ends - starts > 2], ends[ends - starts > 2]):
-        g = look.sigs[at[s:e]]
-        for k in range(1, e - s):
-            hit = np.flatnonzero(np.mean(g[:k] == g[k], axis=1) >= plan.threshold)
-            if len(hit):
-                a_out.append(rows[s + hit[:1]])
-                b_out.append(rows[s + k: s + k + 1])
-    a = np.concatenate(a_out) if a_out else np.zeros(0, np.int64)
-    b = np.concatenate(b_out) if b_out else np.zeros(0, np.int64)
-    if len(a):
-        pairs2 = np.unique(np.stack([a, b], axis=1), axis=0)
-        a, b = pairs2[:, 0], pairs2[:, 1]
+    size = ends - starts
+    edges = _Edges()
+    sigs = look.sigs
+    # groups of up to SMALL members: every (earlier j, later k) pair of every group of a size at
+    # once, compared in chunks; each k keeps its smallest passing j
+    for g in np.unique(size[(size >= 2) & (size <= SMALL_GROUP)]):
+        tj, tk = np.triu_indices(int(g), 1)
+        first = starts[size == g]
+        for c in range(0, len(first), max(1, PAIR_CHUNK // len(tj))):
+            base = first[c: c + max(1, PAIR_CHUNK // len(tj))][:, None]
+            j, k = (base + tj).ravel(), (base + tk).ravel()
+            ok = np.mean(sigs[at[j]] == sigs[at[k]], axis=1) >= plan.threshold
+            j, k = j[ok], k[ok]
+            order = np.lexsort((j, k))
+            j, k = j[order], k[order]
+            head = np.r_[True, k[1:] != k[:-1]] if len(k) else np.zeros(0, bool)
+            edges.add(rows[j[head]], rows[k[head]])
+    for s0, e0 in zip(starts[size > SMALL_GROUP], ends[size > SMALL_GROUP]):  # large groups: blocks of rows
+        g = sigs[at[s0:e0]]
+        n = e0 - s0
+        step = max(1, PAIR_CHUNK // n)
+        for k0 in range(1, n, step):
+            k1 = min(n, k0 + step)
+            ok = np.mean(g[None, :k1] == g[k0:k1, None], axis=2) >= plan.threshold  # (k, j)
+            ok &= np.arange(k1)[None, :] < np.arange(k0, k1)[:, None]
+            has = np.flatnonzero(ok.any(axis=1))
+            edges.add(rows[s0 + ok[has].argmax(axis=1)], rows[s0 + k0 + has])
+    a, b = edges.result()
     written, nbytes = _edges_out(plan, "cc0", p, a, b)
     return written, nbytes, len(a)
 
@@ -311,8 +368,8 @@ def _neighbours(plan: Plan, stage: str, sources: list[int], p: int) -> tuple[np.
     """(u, v) of this partition's nodes, deduplicated and sorted, and a digest of the edges
     with u < v (each undirected edge is counted once over all partitions)."""
     t = _gather(plan.spill, stage, sources, p, pa.schema([("u", pa.int64()), ("v", pa.int64())]))
-    uv = np.unique(np.stack([t["u"].to_numpy(), t["v"].to_numpy()], axis=1), axis=0) if t.num_rows else np.zeros((0, 2), np.int64)
-    u, v = uv[:, 0], uv[:, 1]
+    u, v = _unique_pairs([t["u"].to_numpy()], [t["v"].to_numpy()])
+    del t
     lo = u < v
     with np.errstate(over="ignore"):
         h = _mix(u[lo].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ v[lo].astype(np.uint64))
@@ -366,7 +423,7 @@ def reduce_near(plan: Plan, p: int, sources: list[int]) -> int:
     """Near-duplicate decisions of this partition's roots' members: the root, its id and the
     similarity to it."""
     members = read_parquet(_file(plan.spill, "members", p))
-    look = _Lookup(plan, "root_sigs", sources, p)
+    look = _Lookup(plan, "root_sigs", sources, p, with_ids=True)
     row, root = members["row"].to_numpy(), members["root"].to_numpy()
     i, j = look.index(row), look.index(root)
     sim = np.mean(look.sigs[i] == look.sigs[j], axis=1) if len(row) else np.zeros(0)
@@ -451,7 +508,9 @@ def map_heldout(plan: Plan, u: int, unit: Unit, fraction: float) -> dict:
 
 class _Runner:
     """A stage's tasks: in-process one after the other, or Ray tasks (`cpus` each), with
-    progress (tasks/s, ETA) in the log."""
+    progress (tasks/s, ETA) in the log. A stage of one task (one partition, one unit) runs
+    in-process on Ray too: its memory is still one partition's, and a corpus small enough for
+    one partition does not pay a scheduling round trip per stage."""
 
     def __init__(self, engine: str, cpus: float):
         self.engine, self.cpus = engine, cpus
@@ -459,7 +518,7 @@ class _Runner:
 
     def map(self, name: str, fn, calls: list[tuple]) -> list:
         start = time.monotonic()
-        if self.engine != "ray":
+        if self.engine != "ray" or len(calls) == 1:  # one task: here, without a scheduling round trip
             results = []
             for args in calls:
                 results.append(fn(*args))
@@ -566,7 +625,7 @@ def dedup(units: list[dict], cfg: CorpusConfig, spill_root: str, engine: str = "
     labels = False
     if d.near and total:
         stats["spill_bytes"] += sum(reduced("bands", reduce_bands, mapped("bands_map", map_bands)))
-        out = reduced("link", reduce_link, mapped("link_lookup", map_lookup, ("want_link", "link_sigs")))
+        out = reduced("link", reduce_link, mapped("link_lookup", map_lookup, ("want_link", "link_sigs", False)))
         stats["spill_bytes"] += sum(o[1] for o in out)
         stats["links"] = sum(o[2] for o in out)
         src, stage, digest, rounds = _sources([o[0] for o in out], P), "cc0", None, 0
@@ -587,7 +646,7 @@ def dedup(units: list[dict], cfg: CorpusConfig, spill_root: str, engine: str = "
         stats["spill_bytes"] += sum(o[0] for o in out)
         stats["near_duplicates"] = sum(o[1] for o in out)
         labels = True
-        stats["spill_bytes"] += sum(reduced("near", reduce_near, mapped("near_lookup", map_lookup, ("want_roots", "root_sigs"))))
+        stats["spill_bytes"] += sum(reduced("near", reduce_near, mapped("near_lookup", map_lookup, ("want_roots", "root_sigs", True))))
     t = time.monotonic()
     out = run.map("sizes_map", map_sizes, [(plan, p) for p in range(P)])
     stats["spill_bytes"] += sum(o[1] for o in out)

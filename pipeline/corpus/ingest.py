@@ -316,32 +316,30 @@ def _read_warc(uri: str, f):
     return ids, texts, rejects
 
 
-def _line_blocks(f, first: int, size: int | None, block_bytes: int):
+def _line_blocks(f, first: int, size: int | None, block_bytes: int, read_bytes: int = 16 << 20):
     """(number of its first line, bytes) blocks of a line stream, each of about `block_bytes`
     and ending after a newline (a longer line is one block); `size`: bytes to read (None: to
-    the end)."""
-    carry, left = b"", size
+    the end). Reads at most `read_bytes` at a time (a huge `block_bytes` allocates nothing)."""
+    buf, left, read_bytes = b"", size, min(read_bytes, block_bytes)
     while True:
-        n = block_bytes if left is None else min(block_bytes, left)
+        n = read_bytes if left is None else min(read_bytes, left)
         data = f.read(n) if n else b""
         if left is not None:
             left -= len(data)
-        if not data:
-            if carry:
-                yield first, carry
-            return
-        buf = carry + data
-        cut = buf.rfind(b"\n") + 1
-        if not cut:
-            carry = buf
+        buf += data
+        if data and len(buf) < block_bytes:
             continue
-        block, carry = buf[:cut], buf[cut:]
-        yield first, block
-        first += block.count(b"\n")
+        cut = buf.rfind(b"\n") + 1 if data else len(buf)
+        if cut:
+            block, buf = buf[:cut], buf[cut:]
+            yield first, block
+            first += block.count(b"\n")
+        if not data:
+            return
 
 
 def iter_part(part: Part, text_field: str = "text", id_field: str = "id",
-              batch_bytes: int = 8 << 20) -> Iterator[tuple[pa.Table, pa.Table]]:
+              batch_bytes: int = 2 << 20) -> Iterator[tuple[pa.Table, pa.Table]]:
     """Read one part of an input (see `plan`) as batches of (documents, rejects) of about
     `batch_bytes` of input each (line blocks, Parquet row groups, row ranges of a saved HF
     dataset; a WARC file is one batch), at least one batch; ids and reject locations use the

@@ -243,6 +243,8 @@ def run_unit(part: ingest.Part, out_dir: str, cfg_json: dict) -> dict:
             docs_out.write(kept)
             for r in [rej, *rejects]:
                 rejects_out.write(r)
+            del kept, rejects, rej
+            pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed batches otherwise
             t = time.monotonic()
         kept = docs_out.close()
         rejects_out.close()

@@ -186,7 +186,7 @@ def _restore(state: dict, model, optimizer, scheduler, gen: torch.Generator, ran
     if raytrain.is_sharded(state["dir"]):
         raytrain.load_sharded(state["dir"], model, optimizer)
     else:
-        raytrain.load_optimizer_state(model, optimizer, state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if "rng" in state and state.get("world") == world:
         _set_rng_state(state["rng"][rank], gen)

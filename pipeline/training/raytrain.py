@@ -209,10 +209,6 @@ def load_sharded(ckpt_dir: str, model, optimizer) -> None:
     set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 
-def load_optimizer_state(model, optimizer, saved: dict) -> None:
-    optimizer.load_state_dict(saved)
-
-
 def _full_weights(model) -> dict:
     """The unsharded weights of an FSDP model, on CPU, keyed as the inner HF model's (collective)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
