@@ -508,9 +508,9 @@ def map_heldout(plan: Plan, u: int, unit: Unit, fraction: float) -> dict:
 
 class _Runner:
     """A stage's tasks: in-process one after the other, or Ray tasks (`cpus` each), with
-    progress (tasks/s, ETA) in the log. A stage of one task (one partition, one unit) runs
-    in-process on Ray too: its memory is still one partition's, and a corpus small enough for
-    one partition does not pay a scheduling round trip per stage."""
+    progress (tasks/s, ETA) in the log. A stage of one task runs in-process on Ray too (its
+    memory is still one partition's or one unit's), and so does every stage of a corpus of one
+    partition."""
 
     def __init__(self, engine: str, cpus: float):
         self.engine, self.cpus = engine, cpus
@@ -599,7 +599,9 @@ def dedup(units: list[dict], cfg: CorpusConfig, spill_root: str, engine: str = "
     d = cfg.dedup
     plan = Plan(join(spill_root, uuid.uuid4().hex[:12]), partitions(cfg, total), d.bands * d.rows_per_band, d.bands,
                 d.rows_per_band, d.threshold, d.near)
-    run = _Runner(engine, cfg.cpus_per_unit)
+    # one partition (at most `partition_rows` documents): every stage in this process, whose
+    # memory that bounds as it bounds a task's; no scheduling round trips for a small corpus
+    run = _Runner(engine if plan.parts > 1 else "local", cfg.cpus_per_unit)
     P, U = plan.parts, range(len(us))
     stats: dict = {"partitions": P, "rows": total, "spill_bytes": 0, "seconds": {}}
     t0 = time.monotonic()
