@@ -25,7 +25,10 @@ group statistics prune the rest). The stages, P partitions:
               lookup) and its id; cluster sizes counted where they end.
 
 Memory per task: one partition's share of a stage (rows / P) or one unit; the driver keeps
-the unit list and per-stage file lists only.
+the unit list and per-stage file lists only (a corpus of one partition runs every stage in
+the driver). Each map task writes one file per partition (U x P files a stage): practical to
+a few million; past that the next step is one file per map task sorted by partition
+(bench/RESULTS.md, issue 13).
 """
 
 from __future__ import annotations
