@@ -217,6 +217,13 @@ class _UnitFile:
             os.remove(self.tmp)
         return self.rows
 
+    def abort(self) -> None:
+        """Drop what was written (a failed unit leaves no temporary file behind)."""
+        if self.writer is not None:
+            self.writer.close()
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
 
 def run_unit(part: ingest.Part, out_dir: str, cfg_json: dict) -> dict:
     """Process a unit unless its committed result exists (resume): its input read in batches
@@ -249,9 +256,8 @@ def run_unit(part: ingest.Part, out_dir: str, cfg_json: dict) -> dict:
         kept = docs_out.close()
         rejects_out.close()
     except BaseException:
-        for f in (docs_out, rejects_out):
-            if f.writer is not None and os.path.exists(f.tmp):
-                os.remove(f.tmp)
+        docs_out.abort()
+        rejects_out.abort()
         raise
     info = {"uri": str(part), "dir": unit, "kept": kept, "input": n_input, "foreign_lines_removed": removed,
             "seconds": dict(timings), "host": socket.gethostname(), "pid": os.getpid(), "node": _ray_node()}
