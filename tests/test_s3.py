@@ -1,4 +1,5 @@
-"""Everything on s3:// (a moto S3 server on loopback): the corpus phase, the whole DAG, results."""
+"""Everything on s3:// (a moto S3 server on loopback): the corpus phase, results. The whole DAG
+on s3:// (one node, and a Ray Job on two nodes): tests/test_ray_cluster.py."""
 
 import json
 
@@ -23,53 +24,6 @@ def test_prepare_s3_to_s3_matches_local(s3, tmp_path):
         assert s3.exists(f"babelforge-test/out/{s['path']}")
     assert not [p for p in s3.find("babelforge-test/out") if ".tmp-" in p]   # no temporary leftovers
     assert s3.exists("babelforge-test/out/rejects/ingest.parquet")
-
-
-def test_the_whole_dag_runs_with_every_output_on_s3(s3, tmp_path, prefect_api, monkeypatch):
-    """`output_dir: s3://...` with inputs on s3:// too: every stage reads and writes the bucket,
-    the tokenizer and the exported models included, and nothing lands on local disk (Ray Train's
-    checkpoints go to <run>/ray in the bucket). The model is `torch.compile`d
-    (`pretrain.compile`): the checkpoint holds the plain HF weights. The registered model is
-    the one in the bucket (same sha256)."""
-    import ray
-    from mlflow import MlflowClient
-
-    from flows.multilingual_pipeline import multilingual_pipeline
-    from pipeline.storage import sha256_dir
-
-    ray.shutdown()  # the workers must start with this module's S3 endpoint in their environment
-    monkeypatch.chdir(tmp_path)
-    cfg = load_yaml(ROOT / "configs" / "demo.yaml").model_copy(deep=True)
-    cfg.run_name = "s3run"
-    cfg.output_dir = "s3://babelforge-test/runs"
-    cfg.corpus.ingest.inputs = ["s3://babelforge-test/in/*"]
-    cfg.finetune.train_path = str(SAMPLE / "labelled" / "train.tsv")
-    cfg.finetune.test_path = str(SAMPLE / "labelled" / "test.tsv")
-    cfg.pretrain.max_steps = 4
-    cfg.pretrain.checkpoint_every = 2
-    cfg.pretrain.compile = True
-    cfg.finetune.epochs = 1
-    cfg.tokenizer.vocab_size = 1000
-    cfg.registry.tracking_uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    try:
-        result = multilingual_pipeline(cfg)
-    finally:
-        ray.shutdown()
-    run = "babelforge-test/runs/s3run"
-    stored = set(s3.find(run))
-    for f in ("corpus/manifest.json", "tokenizer/tokenizer.json", "tokenizer/babelforge_tokenizer.json",
-              "model-pretrained/model.safetensors", "model-pretrained/tokenizer.json", "model/model.safetensors",
-              "model/README.md", "eval/report.json", "eval/report.md"):
-        assert f"{run}/{f}" in stored, f
-    ckpts = [p for p in stored if p.startswith(f"{run}/ray/s3run-pretrain/checkpoint_")]
-    assert any(p.endswith("/model.safetensors") for p in ckpts) and any(p.endswith("/trainer_state.pt") for p in ckpts)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlruns"]  # nothing of the run on local disk
-    assert result["train"]["pretrain"]["step"] == 4
-    reg = result["registered"]
-    client = MlflowClient(tracking_uri=reg["tracking_uri"], registry_uri=reg["tracking_uri"])
-    mv = client.get_model_version(reg["model_name"], str(reg["version"]))
-    assert mv.tags["pretrained_sha256"] == sha256_dir(f"s3://{run}/model-pretrained")
-    assert mv.tags["run_name"] == "s3run"
 
 
 def test_registration_result_persisted_to_s3_and_reused_by_a_retried_flow(s3, tmp_path, prefect_api):

@@ -32,8 +32,8 @@ def shards(tmp_path_factory):
     return files
 
 
-def stream(files, rates, seed=0, buffer_rows=400):
-    groups = windows(chunks(files), rates, seed, buffer_rows)
+def stream(files, rates, seed=0, buffer_rows=400, root=""):
+    groups = windows(chunks(files, root), rates, seed, buffer_rows)
     return groups, [read_window(w, ["id", "lang"], seed, i) for i, w in enumerate(groups)]
 
 
@@ -57,6 +57,22 @@ def test_each_language_is_drawn_at_its_rate_and_the_stream_is_seeded(shards):
     assert ids == [i for t in stream(shards, rates)[1] for i in t["id"].to_pylist()]     # same seed, same stream
     other = [i for t in stream(shards, rates, seed=1)[1] for i in t["id"].to_pylist()]
     assert other != ids and Counter(other)["mid-0"] == 1
+
+
+def test_the_stream_does_not_depend_on_where_the_corpus_lies(shards, tmp_path):
+    """Rows are kept by a seed of the shard's name in the corpus, not its absolute URI: the
+    same corpus on another disk or in a bucket (a cluster run beside a one-node run) gives
+    the same stream, so the same config trains the same model."""
+    import shutil
+    from pathlib import Path
+
+    rates = {"big": 0.3, "mid": 1.0, "small": 2.5}
+    root = str(Path(shards[0][0]).parent)
+    moved = [(shutil.copy(uri, tmp_path / Path(uri).name), key) for uri, key in shards]
+    here = [i for t in stream(shards, rates, root=root)[1] for i in t["id"].to_pylist()]
+    there = [i for t in stream([(str(u), k) for u, k in moved], rates, root=str(tmp_path))[1]
+             for i in t["id"].to_pylist()]
+    assert here == there
 
 
 def test_languages_are_mixed_along_the_whole_stream_and_copies_land_apart(shards):

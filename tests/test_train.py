@@ -53,6 +53,23 @@ def test_tokenizer_byte_fallback_and_fertility(corpus, tmp_path, model, objectiv
     assert fert["eng_Latn"]["tokens_per_word"] > 0
 
 
+@pytest.mark.parametrize("model,byte_fallback", [("unigram", True), ("unigram", False), ("bpe", True)])
+def test_the_same_corpus_gives_the_same_tokenizer_byte_for_byte(corpus, tmp_path, model, byte_fallback):
+    """`tokenizers` trains over hash sets and maps whose order is random per process and per
+    map (Unigram's appended characters took their scores in that order, its scores carried
+    ~1e-11 of noise): trained twice, the tokenizer must be the same file, or the same config
+    gives another model on another node (the whole-DAG cluster test compares weights)."""
+    from pipeline.training.tokenizer import train_tokenizer
+
+    root, manifest = corpus
+    cfg = TokenizerConfig(model=model, vocab_size=1000, byte_fallback=byte_fallback)
+    for name in ("a", "b", "c"):
+        train_tokenizer(manifest, str(root / "corpus"), str(tmp_path / name), cfg)
+    first = (tmp_path / "a" / "tokenizer.json").read_bytes()
+    assert (tmp_path / "b" / "tokenizer.json").read_bytes() == first
+    assert (tmp_path / "c" / "tokenizer.json").read_bytes() == first
+
+
 def test_packing_makes_full_single_language_sequences(corpus, tmp_path):
     from pipeline.training.pretrain import tokenize_batch
     from pipeline.training.tokenizer import train_tokenizer

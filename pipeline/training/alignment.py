@@ -115,7 +115,8 @@ def pair_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: float |
     pairs = manifest["parallel"]["pairs"]
     rates = {k: n / pairs[k]["train_rows"] for k, n in plan.items()}
     log.info("pretrain: pair mix for %d pairs over %d language pairs", total_rows, len(plan))
-    ds = mixed_stream(files, rates, ["id", "src_lang", "tgt_lang", "src_text", "tgt_text"], seed + 1, buffer_rows)
+    ds = mixed_stream(files, rates, ["id", "src_lang", "tgt_lang", "src_text", "tgt_text"], seed + 1, buffer_rows,
+                      corpus_dir)
     return ds.map_batches(tokenize_pairs, batch_size=256, batch_format="pyarrow",
                           fn_kwargs={"tokenizer_dir": tokenizer_dir, "objective": objective, "seq_len": seq_len})
 

@@ -119,7 +119,7 @@ def training_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: flo
     if not files:
         raise ValueError(f"{corpus_dir}: manifest lists no training shards")
     log.info("pretrain: language mix for %d documents: %s", total_rows, plan)
-    ds = mixed_stream(files, rates, ["id", "text", "lang", "augmented"], seed, buffer_rows)
+    ds = mixed_stream(files, rates, ["id", "text", "lang", "augmented"], seed, buffer_rows, corpus_dir)
     if tokenizer_dir:
         ds = ds.map_batches(tokenize_batch, batch_size=256, batch_format="pyarrow",
                             fn_kwargs={"tokenizer_dir": tokenizer_dir, "objective": objective, "seq_len": seq_len,

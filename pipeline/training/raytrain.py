@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 def init_ray(cfg: RayConfig) -> None:
     """Connect to `cfg.address` / RAY_ADDRESS, or start a local Ray with enough logical CPUs
-    that Ray Data's read tasks are not starved by the training workers."""
+    that Ray Data's read tasks are not starved by the training workers. A local Ray is a new
+    one (`address="local"`): without it `ray.init` joins whatever cluster `ray start` last
+    started on this machine, which the config did not name (and refuses `num_cpus` there)."""
     import ray
     import ray.data
 
@@ -33,7 +35,7 @@ def init_ray(cfg: RayConfig) -> None:
         need = cfg.num_workers * cfg.cpus_per_worker + 1
         num_cpus = max(cfg.local_num_cpus, int(need + 0.999))
         log.info("ray: starting a local Ray with %d logical CPUs", num_cpus)
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
 
 
@@ -96,10 +98,17 @@ def scaling_config(cfg: RayConfig):
 
 
 def fit(train_fn, loop_config: dict, datasets: dict, name: str, run_dir: str, cfg: RayConfig):
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    """Train `train_fn` on the cluster. The datasets reach the workers in their order: Ray
+    Train's split takes its execution options from the DataContext of the process that calls
+    it (Train's controller, not this one), so `preserve_order` set here would be lost and
+    blocks dealt out in completion order: another stream per run, a resume that does not skip
+    what it trained on, and another model from the same config."""
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     init_ray(cfg)
+    ingest = DataConfig.default_ingest_options()
+    ingest.preserve_order = True
     trainer = TorchTrainer(
         train_fn,
         train_loop_config=loop_config,
@@ -108,6 +117,7 @@ def fit(train_fn, loop_config: dict, datasets: dict, name: str, run_dir: str, cf
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.num_to_keep),
                              failure_config=FailureConfig(max_failures=cfg.max_failures)),
         datasets=datasets,
+        dataset_config=DataConfig(execution_options=ingest),
     )
     result = trainer.fit()
     if result.error:

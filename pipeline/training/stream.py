@@ -38,14 +38,17 @@ import pyarrow.parquet as pq
 from ..storage import get_fs
 
 
-def chunks(files: list[tuple[str, str]]) -> list[dict]:
-    """(uri, key) of each shard -> one record per row group: uri, row group, rows, key."""
+def chunks(files: list[tuple[str, str]], root: str = "") -> list[dict]:
+    """(uri, key) of each shard -> one record per row group: uri, row group, rows, key, and
+    the shard's name (its uri below `root`, the corpus folder) that seeds the rows it keeps:
+    the stream does not depend on where the corpus lies (one node's disk or a bucket)."""
     out = []
     for uri, key in files:
+        name = uri[len(root):].lstrip("/") if root and uri.startswith(root) else uri
         fs, path = get_fs(uri)
         with fs.open(path, "rb") as f:
             meta = pq.ParquetFile(f).metadata
-        out += [{"uri": uri, "rg": g, "rows": meta.row_group(g).num_rows, "key": key}
+        out += [{"uri": uri, "name": name, "rg": g, "rows": meta.row_group(g).num_rows, "key": key}
                 for g in range(meta.num_row_groups) if meta.row_group(g).num_rows]
     return out
 
@@ -79,7 +82,7 @@ def read_window(visits: list[dict], columns: list[str], seed: int, window: int) 
         with fs.open(path, "rb") as f:
             t = pq.ParquetFile(f).read_row_group(v["rg"], columns=columns)
         if v["keep"] < 1.0:
-            rng = np.random.default_rng([seed, zlib.crc32(v["uri"].encode()), v["rg"], v["visit"]])
+            rng = np.random.default_rng([seed, zlib.crc32(v["name"].encode()), v["rg"], v["visit"]])
             t = t.filter(pa.array(rng.random(t.num_rows) < v["keep"]))
         parts.append(t)
     table = pa.concat_tables(parts)
@@ -92,14 +95,14 @@ def _read_windows(batch: dict, columns: list[str], seed: int) -> pa.Table:
 
 
 def mixed_stream(files: list[tuple[str, str]], rates: dict[str, float], columns: list[str], seed: int,
-                 buffer_rows: int):
+                 buffer_rows: int, root: str = ""):
     """A Ray Dataset of the rows of `files` ((uri, key) pairs) drawn at their key's rate, in
     shuffled chunk order with a local shuffle window of ~`buffer_rows` rows (module docstring)."""
     import ray.data
 
     # blocks are otherwise handed on in completion order, which changes the stream run to run
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    groups = windows(chunks(files), rates, seed, buffer_rows)
+    groups = windows(chunks(files, root), rates, seed, buffer_rows)
     items = [{"window": i, "visits": json.dumps(w)} for i, w in enumerate(groups)]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     return ds.map_batches(_read_windows, batch_size=1, batch_format="numpy",

@@ -112,19 +112,56 @@ def sample_texts(manifest: dict, corpus_dir: str, max_sentences: int, seed: int 
     return out
 
 
-def _with_byte_fallback(tok, unk: str):
-    """Rebuild a trained Unigram model with the 256 UTF-8 byte pieces and byte_fallback, as
-    SentencePiece does: a character the vocabulary lacks becomes its bytes, never [UNK]."""
+SCORE_DECIMALS = 4
+
+
+def _canonical_unigram(tok, texts: list[str], specials: list[str], unk: str, byte_fallback: bool):
+    """Rebuild a trained Unigram model so that the same texts give the same tokenizer, byte
+    for byte. The `tokenizers` trainer iterates Rust hash sets and maps, whose order is random
+    per process: (a) the characters of the texts that EM did not keep are appended with scores
+    min, min + 1e-4, min + 2e-4, ... in that random order (SentencePiece gives them in order of
+    frequency); (b) its other scores carry ~1e-11 of summation-order noise, so pieces of near
+    equal score come out in either order. Here (a) those scores are dealt out again in order of
+    frequency in the texts, then text, and
+    (b) scores are rounded to `SCORE_DECIMALS` decimals (log-probabilities: far finer than any
+    difference that decides a segmentation), pieces after the special tokens ordered by score,
+    then text. With `byte_fallback` the 256 UTF-8 byte pieces are added as SentencePiece does:
+    a character the vocabulary lacks becomes its bytes, never [UNK]."""
     import json
+    from collections import Counter
 
     from tokenizers import models
 
-    spec = json.loads(tok.to_str())["model"]
-    vocab = [tuple(v) for v in spec["vocab"]]
-    floor = min(score for _, score in vocab) - 1.0
-    have = {piece for piece, _ in vocab}
-    vocab += [(b, floor) for b in BYTE_PIECES if b not in have]
-    tok.model = models.Unigram(vocab, unk_id=[p for p, _ in vocab].index(unk), byte_fallback=True)
+    vocab = [tuple(v) for v in json.loads(tok.to_str())["model"]["vocab"]]
+    head = [v for v in vocab if v[0] in specials]
+    rest = [v for v in vocab if v[0] not in specials]
+    if rest:
+        # (a) the trainer's min_score is the lowest score; appended characters sit at it and at
+        # exact steps of 1e-4 above (its own float arithmetic). Pieces EM kept may share the
+        # lowest score exactly, so which character took it is unknown: the characters at the
+        # lowest score and on the steps share those scores, the most frequent the highest.
+        floor = min(score for _, score in rest)
+        singles: dict[float, list[str]] = {}
+        for piece, score in rest:
+            if len(piece) == 1:
+                singles.setdefault(score, []).append(piece)
+        group, scores, penalty = list(singles.get(floor, [])), [floor] * len(singles.get(floor, [])), 0.0001
+        while floor + penalty in singles:
+            group += singles[floor + penalty]
+            scores += [floor + penalty] * len(singles[floor + penalty])
+            penalty += 0.0001
+        if len(group) > 1:
+            freq = Counter(ch for t in texts for ch in t)
+            order = sorted(group, key=lambda ch: (freq[ch], ch), reverse=True)
+            score_of = dict(zip(order, sorted(scores, reverse=True)))
+            rest = [(piece, score_of.get(piece, score) if len(piece) == 1 else score) for piece, score in rest]
+    rest = sorted(((piece, round(score, SCORE_DECIMALS)) for piece, score in rest), key=lambda v: (-v[1], v[0]))
+    vocab = head + rest
+    if byte_fallback:
+        low = round(min(score for _, score in vocab) - 1.0, SCORE_DECIMALS)
+        have = {piece for piece, _ in vocab}
+        vocab += [(b, low) for b in BYTE_PIECES if b not in have]
+    tok.model = models.Unigram(vocab, unk_id=[p for p, _ in vocab].index(unk), byte_fallback=byte_fallback)
     return tok
 
 
@@ -214,8 +251,7 @@ def _make_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: Tokenize
             unk_token=specials["unk_token"], shrinking_factor=0.75, max_piece_length=16,
         )
         tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-        if cfg.byte_fallback:
-            tok = _with_byte_fallback(tok, specials["unk_token"])
+        tok = _canonical_unigram(tok, texts, special_list, specials["unk_token"], cfg.byte_fallback)
     if objective == "masked_lm":
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
