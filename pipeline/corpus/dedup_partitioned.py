@@ -26,7 +26,7 @@ group statistics prune the rest). The stages, P partitions:
 
 Memory per task: one partition's share of a stage (rows / P) or one unit; the driver keeps
 the unit list and per-stage file lists only (a corpus of one partition runs every stage in
-the driver). Each map task writes one file per partition (U x P files a stage): practical to
+the driver, its spill Arrow tables in memory). Each map task writes one file per partition (U x P files a stage): practical to
 a few million; past that the next step is one file per map task sorted by partition
 (bench/RESULTS.md, issue 13).
 """
@@ -79,9 +79,38 @@ def _family(doc_id: str) -> str:
 
 
 # -- spill files -------------------------------------------------------------------------------
+# A spill is a folder (local or s3://) of Parquet files, or, for a corpus of one partition done
+# in the driver, `MEMORY` + an id: the same names, holding Arrow tables in this process (their
+# total is bounded by `partition_rows`, as a task's memory is) with no encoding or file round trip.
+
+MEMORY = "memory-spill:"
+_tables: dict[str, pa.Table] = {}
+
 
 def _file(spill: str, stage: str, src: int, dst: int | None = None) -> str:
     return join(spill, stage, f"{src:06d}.parquet" if dst is None else f"{src:06d}-{dst:05d}.parquet")
+
+
+def _write(uri: str, table: pa.Table, row_group: int | None = None) -> int:
+    """Store a spill table; return the bytes written (0 in memory)."""
+    if uri.startswith(MEMORY):
+        _tables[uri] = table
+        return 0
+    return write_parquet(uri, table, "lz4", row_group)["bytes"]
+
+
+def _read(uri: str, columns: list[str] | None = None) -> pa.Table:
+    if uri.startswith(MEMORY):
+        return _tables[uri].select(columns) if columns else _tables[uri]
+    return read_parquet(uri, columns)
+
+
+def _remove(spill: str) -> None:
+    if spill.startswith(MEMORY):
+        for k in [k for k in _tables if k.startswith(spill)]:
+            del _tables[k]
+    else:
+        remove(spill)
 
 
 def _scatter(spill: str, stage: str, src: int, table: pa.Table, dest: np.ndarray) -> tuple[list[int], int]:
@@ -96,25 +125,28 @@ def _scatter(spill: str, stage: str, src: int, table: pa.Table, dest: np.ndarray
     ends = np.r_[starts[1:], len(dest_sorted)]
     for s, e in zip(starts, ends):
         q = int(dest_sorted[s])
-        nbytes += write_parquet(_file(spill, stage, src, q), table.take(order[s:e]), "lz4")["bytes"]
+        nbytes += _write(_file(spill, stage, src, q), table.take(order[s:e]))
         written.append(q)
     return written, nbytes
 
 
 def _gather(spill: str, stage: str, sources: list[int], dst: int, schema: pa.Schema) -> pa.Table:
-    tables = [read_parquet(_file(spill, stage, s, dst)) for s in sources]
+    tables = [_read(_file(spill, stage, s, dst)) for s in sources]
     return pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
 
 
 def _write_sorted(spill: str, stage: str, part: int, table: pa.Table) -> int:
     """A reduce output, sorted by row for the units' range reads."""
     table = table.take(pc.sort_indices(table, [("row", "ascending")]))
-    return write_parquet(_file(spill, stage, part), table, "lz4", ROW_GROUP)["bytes"]
+    return _write(_file(spill, stage, part), table, ROW_GROUP)
 
 
 def _range(uri: str, lo: int, hi: int, columns: list[str] | None = None) -> pa.Table:
     """Rows with lo <= row < hi of a file sorted by row, reading only the row groups whose
     statistics overlap."""
+    if uri.startswith(MEMORY):
+        t = _read(uri, columns)
+        return t.filter(pc.and_(pc.greater_equal(t["row"], lo), pc.less(t["row"], hi)))
     fs, path = get_fs(uri)
     with fs.open(path, "rb") as f:
         pf = pq.ParquetFile(f)
@@ -178,7 +210,7 @@ def map_exact(plan: Plan, u: int, unit: Unit) -> tuple[list[int], int]:
     renamed = _ranges(plan.spill, "renames", list(range(plan.parts)), unit)
     for row, new in zip(renamed["row"].to_pylist(), renamed["id"].to_pylist()):
         ids[row - unit.offset] = new
-    write_parquet(_file(plan.spill, "final_ids", u), pa.table({"id": pa.array(ids, pa.string())}), "lz4")
+    _write(_file(plan.spill, "final_ids", u), pa.table({"id": pa.array(ids, pa.string())}))
     keys = t["dedup_key"].to_pylist()
     table = pa.table({"key": t["dedup_key"], "row": np.arange(unit.offset, unit.offset + unit.rows),
                       "id": pa.array(ids, pa.string())})
@@ -240,8 +272,8 @@ def reduce_bands(plan: Plan, p: int, sources: list[int]) -> int:
         n += int(gid.max()) + 1 if len(gid) else 0
     group = np.concatenate(groups) if groups else np.zeros(0, np.int64)
     row = np.concatenate(members) if members else np.zeros(0, np.int64)
-    nbytes = write_parquet(_file(plan.spill, "groups", p),
-                           pa.table({"group": pa.array(group, pa.int64()), "row": pa.array(row, pa.int64())}), "lz4")["bytes"]
+    nbytes = _write(_file(plan.spill, "groups", p),
+                    pa.table({"group": pa.array(group, pa.int64()), "row": pa.array(row, pa.int64())}))
     nbytes += _write_sorted(plan.spill, "want_link", p, pa.table({"row": pa.array(np.unique(row), pa.int64())}))
     return nbytes
 
@@ -258,10 +290,10 @@ def map_lookup(plan: Plan, u: int, unit: Unit, want: str, out: str, with_ids: bo
         if t is None:
             t = _docs(unit, ["minhash"])
             if with_ids:
-                t = t.append_column("id", read_parquet(_file(plan.spill, "final_ids", u))["id"])
+                t = t.append_column("id", _read(_file(plan.spill, "final_ids", u))["id"])
         local = pa.array(rows - unit.offset, pa.int64())
         part = pa.table({"row": pa.array(rows, pa.int64()), **{c: t[c].take(local) for c in t.column_names}})
-        nbytes += write_parquet(_file(plan.spill, out, u, p), part, "lz4")["bytes"]
+        nbytes += _write(_file(plan.spill, out, u, p), part)
         written.append(p)
     return written, nbytes
 
@@ -273,7 +305,7 @@ class _Lookup:
     def __init__(self, plan: Plan, stage: str, sources: list[int], p: int, with_ids: bool):
         schema = pa.schema([("row", pa.int64()), ("minhash", pa.list_(pa.uint32(), plan.width))]
                            + ([("id", pa.string())] if with_ids else []))
-        tables = [read_parquet(_file(plan.spill, stage, s, p)) for s in sources] or [schema.empty_table()]
+        tables = [_read(_file(plan.spill, stage, s, p)) for s in sources] or [schema.empty_table()]
         rows = np.concatenate([t["row"].to_numpy() for t in tables])
         self.sigs = np.concatenate([_sigs(t, plan.width) for t in tables])
         self.ids = pa.chunked_array([t["id"] for t in tables], pa.string()) if with_ids else None
@@ -329,7 +361,7 @@ class _Edges:
 def reduce_link(plan: Plan, p: int, sources: list[int]) -> tuple[list[int], int, int]:
     """Each candidate linked to the first earlier member of its group whose estimated Jaccard
     reaches the threshold (as `dedup.clusters`); edges out for the components."""
-    groups = read_parquet(_file(plan.spill, "groups", p))
+    groups = _read(_file(plan.spill, "groups", p))
     look = _Lookup(plan, "link_sigs", sources, p, with_ids=False)
     group, rows = groups["group"].to_numpy(), groups["row"].to_numpy()
     at = look.index(rows)  # row -> its signature in `look`
@@ -414,18 +446,18 @@ def reduce_roots(plan: Plan, p: int, sources: list[int], stage: str) -> tuple[in
         raise RuntimeError(f"dedup components: partition {p} did not converge to stars")
     is_root_edge = m == u  # u is a root, v one of its members
     members = pa.table({"row": pa.array(v[is_root_edge], pa.int64()), "root": pa.array(u[is_root_edge], pa.int64())})
-    nbytes = write_parquet(_file(plan.spill, "members", p), members, "lz4")["bytes"]
+    nbytes = _write(_file(plan.spill, "members", p), members)
     nbytes += _write_sorted(plan.spill, "want_roots", p,
                             pa.table({"row": pa.array(np.unique(np.concatenate([u[is_root_edge], v[is_root_edge]])), pa.int64())}))
-    nbytes += write_parquet(_file(plan.spill, "labels", p),
-                            pa.table({"row": pa.array(u[member], pa.int64()), "root": pa.array(m[member], pa.int64())}), "lz4")["bytes"]
+    nbytes += _write(_file(plan.spill, "labels", p),
+                     pa.table({"row": pa.array(u[member], pa.int64()), "root": pa.array(m[member], pa.int64())}))
     return nbytes, int(member.sum())
 
 
 def reduce_near(plan: Plan, p: int, sources: list[int]) -> int:
     """Near-duplicate decisions of this partition's roots' members: the root, its id and the
     similarity to it."""
-    members = read_parquet(_file(plan.spill, "members", p))
+    members = _read(_file(plan.spill, "members", p))
     look = _Lookup(plan, "root_sigs", sources, p, with_ids=True)
     row, root = members["row"].to_numpy(), members["root"].to_numpy()
     i, j = look.index(row), look.index(root)
@@ -438,7 +470,7 @@ def reduce_near(plan: Plan, p: int, sources: list[int]) -> int:
 def map_sizes(plan: Plan, p: int) -> tuple[list[int], int]:
     """Exact duplicates counted per document they duplicate, sent to that document's
     partition (where its own root, if it has one, is known)."""
-    t = read_parquet(_file(plan.spill, "exact", p), ["kept"])
+    t = _read(_file(plan.spill, "exact", p), ["kept"])
     kept, counts = np.unique(t["kept"].to_numpy(), return_counts=True)
     return _scatter(plan.spill, "exact_counts", p, pa.table({"row": pa.array(kept, pa.int64()), "n": pa.array(counts, pa.int64())}),
                     _part_u64(kept, plan.parts))
@@ -448,7 +480,7 @@ def reduce_sizes_at_node(plan: Plan, p: int, sources: list[int], has_labels: boo
     """Duplicates counted toward the document finally kept: an exact duplicate of a near
     duplicate counts for the near duplicate's root."""
     counts = _gather(plan.spill, "exact_counts", sources, p, pa.schema([("row", pa.int64()), ("n", pa.int64())]))
-    labels = read_parquet(_file(plan.spill, "labels", p)) if has_labels else pa.table({"row": pa.array([], pa.int64()),
+    labels = _read(_file(plan.spill, "labels", p)) if has_labels else pa.table({"row": pa.array([], pa.int64()),
                                                                                          "root": pa.array([], pa.int64())})
     lab_rows, lab_root = labels["row"].to_numpy(), labels["root"].to_numpy()
     order = np.argsort(lab_rows)
@@ -475,7 +507,7 @@ def reduce_sizes(plan: Plan, p: int, sources: list[int]) -> int:
 def unit_decisions(plan: Plan, u: int, unit: Unit) -> dict:
     """One unit's outcome: final ids, and per row the decision (None: kept), the row and id
     of the document kept instead, the detail; the cluster size of kept rows."""
-    ids = read_parquet(_file(plan.spill, "final_ids", u))["id"].to_pylist()
+    ids = _read(_file(plan.spill, "final_ids", u))["id"].to_pylist()
     parts = list(range(plan.parts))
     reason: list[str | None] = [None] * unit.rows
     kept_id: list[str | None] = [None] * unit.rows
@@ -584,7 +616,7 @@ class Result:
         return out
 
     def cleanup(self) -> None:
-        remove(self.plan.spill)
+        _remove(self.plan.spill)
 
 
 def partitions(cfg: CorpusConfig, rows: int) -> int:
@@ -600,10 +632,12 @@ def dedup(units: list[dict], cfg: CorpusConfig, spill_root: str, engine: str = "
     us = [Unit(u["dir"], int(o), int(u["kept"])) for u, o in zip(units, offsets)]
     total = int(offsets[-1])
     d = cfg.dedup
-    plan = Plan(join(spill_root, uuid.uuid4().hex[:12]), partitions(cfg, total), d.bands * d.rows_per_band, d.bands,
-                d.rows_per_band, d.threshold, d.near)
+    parts = partitions(cfg, total)
     # one partition (at most `partition_rows` documents): every stage in this process, whose
-    # memory that bounds as it bounds a task's; no scheduling round trips for a small corpus
+    # memory that bounds as it bounds a task's, spilling to memory; no scheduling round trips
+    # and no files for a small corpus
+    spill = join(spill_root, uuid.uuid4().hex[:12]) if parts > 1 else f"{MEMORY}{uuid.uuid4().hex[:12]}"
+    plan = Plan(spill, parts, d.bands * d.rows_per_band, d.bands, d.rows_per_band, d.threshold, d.near)
     run = _Runner(engine if plan.parts > 1 else "local", cfg.cpus_per_unit)
     P, U = plan.parts, range(len(us))
     stats: dict = {"partitions": P, "rows": total, "spill_bytes": 0, "seconds": {}}
