@@ -169,8 +169,17 @@ def _ranges(spill: str, stage: str, parts: list[int], unit: Unit, columns: list[
     return pa.concat_tables(tables) if tables else None
 
 
-def _docs(unit: Unit, columns: list[str]) -> pa.Table:
-    return read_parquet(join(unit.dir, "docs.parquet"), columns)
+DOC_COLUMNS = ["id", "lang", "dedup_key", "minhash"]  # what the stages read of a unit's documents
+
+
+def _docs(plan: Plan, unit: Unit, columns: list[str]) -> pa.Table:
+    """Columns of a unit's documents; with the spill in memory, read once and kept there."""
+    if not plan.spill.startswith(MEMORY):
+        return read_parquet(join(unit.dir, "docs.parquet"), columns)
+    key = join(plan.spill, "docs", unit.dir)
+    if key not in _tables:
+        _tables[key] = read_parquet(join(unit.dir, "docs.parquet"), DOC_COLUMNS)
+    return _tables[key].select(columns)
 
 
 def _sigs(table: pa.Table, width: int) -> np.ndarray:
@@ -191,7 +200,7 @@ class Plan:
 
 
 def map_ids(plan: Plan, u: int, unit: Unit) -> tuple[list[int], int]:
-    ids = _docs(unit, ["id"])["id"].to_pylist()
+    ids = _docs(plan, unit, ["id"])["id"].to_pylist()
     table = pa.table({"id": pa.array(ids, pa.string()), "row": np.arange(unit.offset, unit.offset + unit.rows)})
     return _scatter(plan.spill, "ids", u, table, _part_str([_family(i) for i in ids], plan.parts))
 
@@ -205,7 +214,7 @@ def reduce_ids(plan: Plan, p: int, sources: list[int]) -> tuple[int, int]:
 
 def map_exact(plan: Plan, u: int, unit: Unit) -> tuple[list[int], int]:
     """Final ids of the unit (renames applied) to `final_ids/<u>`, and its exact keys out."""
-    t = _docs(unit, ["id", "dedup_key"])
+    t = _docs(plan, unit, ["id", "dedup_key"])
     ids = t["id"].to_pylist()
     renamed = _ranges(plan.spill, "renames", list(range(plan.parts)), unit)
     for row, new in zip(renamed["row"].to_pylist(), renamed["id"].to_pylist()):
@@ -232,7 +241,7 @@ def reduce_exact(plan: Plan, p: int, sources: list[int]) -> int:
 
 
 def map_bands(plan: Plan, u: int, unit: Unit) -> tuple[list[int], int]:
-    t = _docs(unit, ["lang", "minhash"])
+    t = _docs(plan, unit, ["lang", "minhash"])
     dups = _ranges(plan.spill, "exact", list(range(plan.parts)), unit, ["row"])
     keep = np.ones(unit.rows, bool)
     keep[dups["row"].to_numpy() - unit.offset] = False
@@ -288,7 +297,7 @@ def map_lookup(plan: Plan, u: int, unit: Unit, want: str, out: str, with_ids: bo
         if not len(rows):
             continue
         if t is None:
-            t = _docs(unit, ["minhash"])
+            t = _docs(plan, unit, ["minhash"])
             if with_ids:
                 t = t.append_column("id", _read(_file(plan.spill, "final_ids", u))["id"])
         local = pa.array(rows - unit.offset, pa.int64())
@@ -532,7 +541,7 @@ def map_heldout(plan: Plan, u: int, unit: Unit, fraction: float) -> dict:
     """`ForcedHeldout` state of one unit's kept documents (per language: count, any held out
     by hash, lowest bucket), merged on the driver."""
     d = unit_decisions(plan, u, unit)
-    langs = _docs(unit, ["lang"])["lang"].to_pylist()
+    langs = _docs(plan, unit, ["lang"])["lang"].to_pylist()
     forced = ForcedHeldout(fraction)
     keep = [r is None for r in d["reason"]]
     forced.add([l for l, k in zip(langs, keep) if k], [i for i, k in zip(d["ids"], keep) if k])
