@@ -26,8 +26,9 @@ group statistics prune the rest). The stages, P partitions:
 
 Memory per task: one partition's share of a stage (rows / P) or one unit; the driver keeps
 the unit list and per-stage file lists only (a corpus of one partition runs every stage in
-the driver, its spill Arrow tables in memory). Each map task writes one file per partition (U x P files a stage): practical to
-a few million; past that the next step is one file per map task sorted by partition
+the driver, its spill Arrow tables in memory). Each map task writes one file per partition
+(U x P files a stage): practical to a few million; past that the next step is one data file
+per map task sorted by partition with an index of byte offsets, as Spark's sort-based shuffle
 (bench/RESULTS.md, issue 13).
 """
 
