@@ -11,7 +11,11 @@ Arms (both read the same documents and the same translation pairs):
 Per arm: held-out LM loss and sentence retrieval on held-out pairs; SIB-200 zero-shot (train
 on English, test on every language), multilingual (train on all languages' training sets,
 which are translations of one another: translate-train-all with oracle translations, the upper
-bound a translation model could give; a quarter of the epochs for 12x the examples).
+bound a translation model could give) and, with `--mt-model DIR`, translate-train (train on
+English plus English's training set machine-translated into every language the model writes,
+through the pipeline's own translate-train stage: same backend, quality checks and rejects; the
+same translations for both arms). Settings with more examples than zero-shot get fewer epochs:
+epochs x 3 x (English examples / all examples), so about 3x zero-shot's steps.
 Each fine-tuning setting is a Ray Train run of its own. Rerunning with the same run name
 resumes: a finished pretraining arm is handed on, not trained again.
 Writes <out>/results.json, <out>/tables.md and a PNG per comparison.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -40,7 +45,52 @@ ARMS = {
 }
 
 
-def run_arm(arm: str, config: str, corpus_dir: str, tokenizer_dir: str, settings: list[str], sets: list[str]) -> dict:
+def _fewer_epochs(epochs: int, main_examples: int, examples: int) -> int:
+    """Epochs for a setting with `examples` labelled examples, `main_examples` of them in the
+    main language: about 3x the optimiser steps of zero-shot (multilingual: 12 -> 3 epochs)."""
+    return max(1, min(epochs, math.ceil(epochs * 3 * main_examples / max(examples, 1))))
+
+
+def translate_train(config: str, sets: list[str], mt_model: str, out_dir: str) -> dict:
+    """The main language's training set machine-translated into every test language that the
+    model writes (`augment_labelled`: the pipeline's translate-train stage)."""
+    from pipeline.config import TranslationModel
+    from pipeline.training.tasks.classification import read_labelled
+    from pipeline.translation.codes import LanguageNotSupported, model_codes
+    from pipeline.translation.labelled import augment_labelled
+    from transformers import AutoTokenizer
+
+    cfg = load_config(config, sets).model_copy(deep=True)
+    train = read_labelled(cfg.finetune.train_path)
+    main_lang = cfg.finetune.main_language or max(set(train["lang"].to_pylist()), key=train["lang"].to_pylist().count)
+    langs = sorted(set(read_labelled(cfg.finetune.test_path)["lang"].to_pylist()) - {main_lang})
+    codes = model_codes(AutoTokenizer.from_pretrained(mt_model, local_files_only=True), mt_model)
+    models, missing = [], []
+    for lang in langs:
+        try:
+            codes.target(lang)
+            models.append(TranslationModel(source=main_lang, target=lang, model_dir=mt_model))
+        except LanguageNotSupported:
+            missing.append(lang)
+    if missing:
+        log.info("translate-train: %s does not write %s: those languages get no translations", mt_model,
+                 ", ".join(missing))
+    cfg.corpus.augment.models = models
+    cfg.finetune.translate_train = True
+    t = time.monotonic()
+    report = augment_labelled(cfg, out_dir)
+    report["seconds"] = round(time.monotonic() - t, 1)
+    report["main_examples"] = len(train)
+    report["not_written"] = missing
+    mt_json = Path(mt_model) / "mt.json"  # bench/mt_train.py's held-out chrF, when the model came from there
+    if mt_json.exists():
+        report["mt_heldout"] = {k: {"chrf": v["chrf"], "bleu": v["bleu"]}
+                                for k, v in json.loads(mt_json.read_text())["heldout"].items()}
+    return report
+
+
+def run_arm(arm: str, config: str, corpus_dir: str, tokenizer_dir: str, settings: list[str], sets: list[str],
+            translated: dict | None = None) -> dict:
     import ray
 
     from pipeline.corpus.shard import read_manifest
@@ -61,9 +111,17 @@ def run_arm(arm: str, config: str, corpus_dir: str, tokenizer_dir: str, settings
     sib = Path(cfg.finetune.train_path).parent.parent  # .../sib200
     for setting in settings:
         extra = []
-        if setting == "multilingual":  # 12x the examples: a quarter of the epochs (~3x the steps of zero-shot)
+        if setting == "multilingual":  # every language's training and dev sets
+            from pipeline.training.tasks.classification import read_labelled
+
+            main = len(read_labelled(cfg.finetune.train_path))
             extra = [f"finetune.train_path={sib}/*/train.tsv", f"finetune.dev_path={sib}/*/dev.tsv",
-                     f"finetune.epochs={max(1, cfg.finetune.epochs // 4)}",
+                     f"finetune.epochs={_fewer_epochs(cfg.finetune.epochs, main, len(read_labelled(f'{sib}/*/train.tsv')))}",
+                     f"finetune.patience={max(1, cfg.finetune.patience // 2)}"]
+        elif setting == "translate_train":  # English + its machine translations; English dev set only
+            main = translated["main_examples"]
+            extra = [f"finetune.extra_train_paths={json.dumps([translated['path']])}",
+                     f"finetune.epochs={_fewer_epochs(cfg.finetune.epochs, main, main + translated['kept'])}",
                      f"finetune.patience={max(1, cfg.finetune.patience // 2)}"]
         # a Ray Train run of its own per setting (one name would resume the other's checkpoint)
         fcfg = load_config(config, [*sets, *ARMS[arm], *extra])
@@ -120,6 +178,22 @@ def tables(results: dict, settings: list[str]) -> str:
     return "\n".join(out)
 
 
+def translated_table(translated: dict) -> str:
+    """Per language: machine-translated training examples kept and rejected (by reason), and
+    the translation model's held-out chrF when known."""
+    mt = translated.get("mt_heldout", {})
+    out = ["### translate-train: machine-translated training examples per language", "",
+           f"{translated['main_examples']} English examples; {translated['kept']} translations kept, "
+           f"{translated['rejected']} rejected, in {translated['seconds']} s"
+           + (f"; no translation into {', '.join(translated['not_written'])}" if translated["not_written"] else ""),
+           "", "| language | kept | rejected (by reason) | model's held-out chrF |", "|---|---:|---|---:|"]
+    for key, info in translated["languages"].items():
+        lang = key.partition(":")[2]
+        why = ", ".join(f"{r} {n}" for r, n in info["rejected"].items())
+        out.append(f"| {lang} | {info['kept']} | {why} | {mt.get(lang, {}).get('chrf', '')} |")
+    return "\n".join(out + [""])
+
+
 def pictures(results: dict, settings: list[str], out: Path) -> list[str]:
     made = []
     if all("retrieval" in r for r in results.values()):
@@ -145,6 +219,8 @@ def main() -> int:
     ap.add_argument("--arms", default="mlm,aligned")
     ap.add_argument("--settings", default="zero_shot,multilingual")
     ap.add_argument("--set", action="append", default=[], help="config overrides for both arms")
+    ap.add_argument("--mt-model", default=None, help="a local English -> X translation model (MarianMT / NLLB / "
+                    "M2M100 directory): adds the translate_train setting")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from pipeline.corpus.prepare import prepare
@@ -164,19 +240,31 @@ def main() -> int:
     settings = [s for s in args.settings.split(",") if s]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    translated = None
+    if args.mt_model:
+        if "translate_train" not in settings:
+            settings.append("translate_train")
+        translated = translate_train(args.config, args.set, args.mt_model, cfg.path("translate-train"))
+        seconds["translate_train"] = translated["seconds"]
+    elif "translate_train" in settings:
+        raise SystemExit("--settings translate_train needs --mt-model DIR")
     results = {}
-    for arm in args.arms.split(","):
-        results[arm] = run_arm(arm, args.config, corpus_dir, cfg.path("tokenizer"), settings, args.set)
+
+    def save() -> None:
         (out / "results.json").write_text(json.dumps({"corpus": {k: report[k] for k in ("input", "kept", "rejected")},
                                                       "parallel": report.get("parallel", {}).get("kept"),
+                                                      "translate_train": translated,
                                                       "seconds": seconds, "arms": results}, indent=1))
+
+    for arm in args.arms.split(","):
+        results[arm] = run_arm(arm, args.config, corpus_dir, cfg.path("tokenizer"), settings, args.set, translated)
+        save()
     seconds["total"] = round(time.monotonic() - start, 1)
-    (out / "results.json").write_text(json.dumps({"corpus": {k: report[k] for k in ("input", "kept", "rejected")},
-                                                  "parallel": report.get("parallel", {}).get("kept"),
-                                                  "seconds": seconds, "arms": results}, indent=1))
-    (out / "tables.md").write_text(tables(results, settings))
+    save()
+    text = tables(results, settings) + (translated_table(translated) if translated else "")
+    (out / "tables.md").write_text(text)
     pictures(results, settings, out)
-    print(tables(results, settings))
+    print(text)
     print(f"total {seconds['total']:.0f} s; per arm: " + "; ".join(f"{a}: {r['seconds']}" for a, r in results.items()))
     return 0
 

@@ -50,6 +50,26 @@ def test_quality_checks_name_the_failure():
     assert check("Yes.", "x", src, sw, **kw) is None  # tiny texts: no ratio verdict
     assert check("The cat sat on the mat in the sun today and then it slept.", "Paka.", src, sw, **kw)[0] == "length_ratio"
     assert check("a", None, src, sw, error="IndexError: boom", **kw) == ("translation_error", "IndexError: boom")
+    # loops inside a word, as a small subword model writes them (real output of bench/mt_train.py's model)
+    ar = ("arb_Arab", "Arab")
+    assert check("He wanted to go.", "انانانانانان في في اللغةة شئئئئئئئئئئئئ أكثر.", src, ar, **kw)[0] == "repetition_loop"
+    assert check("Money started pouring in.", "بدأ المال يتدفّق.", src, ar, **kw) is None
+    assert check("They sailed by ship.", "Sie fuhren mit dem Schifffahrtsschiff.", src, ("deu_Latn", "Latn"), **kw) is None
+
+
+def test_letter_loops_are_rare_in_real_text(shared_data):
+    """The within-word check rejects almost no human sentence (Tatoeba, every spaced script)."""
+    from pipeline.corpus.langid import detect_scripts
+    from pipeline.translation.quality import letter_loop
+
+    seen = flagged = 0
+    for f in sorted((shared_data / "tatoeba").glob("tatoeba.*")):
+        lines = [x for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
+        for line, script in zip(lines, detect_scripts(lines)):
+            if script not in sentences.UNSPACED:
+                seen += 1
+                flagged += letter_loop(line.split())[0] >= 4
+    assert seen > 100_000 and flagged / seen < 1e-4, (flagged, seen)
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +140,15 @@ def test_multi_target_marian_gets_its_target_token_before_the_text(tmp_path):
     ids = b.tokenizer(b._prefixed(["The cat sat."], "swh_Latn"))["input_ids"][0]
     assert b.tokenizer.convert_ids_to_tokens(ids)[0] == ">>swh<<"
     assert b.lengths(["The cat sat."], "eng_Latn", "swh_Latn") == [len(ids)]
+
+
+def test_batches_keep_every_sentence_once_within_the_token_budget(families):
+    b = load("hf", families["marian"], batch_tokens=40)
+    lengths = [3, 17, 5, 5, 41, 9, 2, 12, 5, 8]
+    batches = b.batches(lengths)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    # longest first; a batch over the budget only when one sentence alone is
+    assert [lengths[i] for batch in batches for i in batch] == sorted(lengths, reverse=True)
+    for batch in batches:
+        assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 40
+    assert batches[0] == [4]  # 41 tokens: alone, never dropped

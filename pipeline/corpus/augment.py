@@ -270,15 +270,15 @@ def _translate_docs(backend, texts: list[str], scripts: list[str], src: str, tgt
     tgt_script = tgt.partition("_")[2]
     pieces = [sentences.split(t, s or "Zyyy") for t, s in zip(texts, scripts)]
     flat = [p.text for ps in pieces for p in ps]
-    if flat:  # cut the sentences longer than the model's input budget
-        lengths = backend.lengths(flat, src, tgt)
-        if max(lengths) > backend.max_input_tokens:
-            def fits(s: str) -> bool:
-                return backend.lengths([s], src, tgt)[0] <= backend.max_input_tokens
+    lengths = backend.lengths(flat, src, tgt) if flat else []
+    if flat and max(lengths) > backend.max_input_tokens:  # cut the sentences longer than the model's input budget
+        def fits(s: str) -> bool:
+            return backend.lengths([s], src, tgt)[0] <= backend.max_input_tokens
 
-            pieces = [sentences.split(t, s or "Zyyy", fits) for t, s in zip(texts, scripts)]
-            flat = [p.text for ps in pieces for p in ps]
-    out, errors = backend.translate(flat, src, tgt, progress)
+        pieces = [sentences.split(t, s or "Zyyy", fits) for t, s in zip(texts, scripts)]
+        flat = [p.text for ps in pieces for p in ps]
+        lengths = backend.lengths(flat, src, tgt)
+    out, errors = backend.translate(flat, src, tgt, progress, lengths)
     docs, errs, at = [], [], 0
     for ps in pieces:
         idx = range(at, at + len(ps))

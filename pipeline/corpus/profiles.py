@@ -145,7 +145,8 @@ def profile_min_score(lang: str) -> float | None:
 def profile(lang: str, script: str, overrides: dict | None = None) -> LanguageProfile:
     """The merged profile of a language (canonical label, e.g. 'fra_Latn') written in a
     script (the detected ISO 15924 script of the document)."""
-    return _profile(lang, script, yaml.safe_dump(overrides or {}, sort_keys=True))
+    # (no overrides: no YAML dump either; this is called per document and per translation)
+    return _profile(lang, script, yaml.safe_dump(overrides, sort_keys=True) if overrides else "{}")
 
 
 def base_profile(lang: str, script: str) -> LanguageProfile:

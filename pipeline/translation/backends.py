@@ -80,16 +80,26 @@ class Backend(ABC):
         return (self.seed * 1_000_003 + zlib.crc32("\x1f".join(texts).encode())) % (2**31 - 1)
 
     # -- the interface -------------------------------------------------------------------
-    def translate(self, texts: list[str], src: str, tgt: str, progress=None) -> tuple[list[str | None], dict[int, str]]:
-        """Translations of `texts` (in order; None where it failed) and {index: error}."""
+    def translate(self, texts: list[str], src: str, tgt: str, progress=None,
+                  lengths: list[int] | None = None) -> tuple[list[str | None], dict[int, str]]:
+        """Translations of `texts` (in order; None where it failed) and {index: error};
+        `lengths`: their `self.lengths`, when the caller has them already."""
         out: list[str | None] = [None] * len(texts)
         errors: dict[int, str] = {}
         if not texts:
             return out, errors
-        lengths = self.lengths(texts, src, tgt)
-        order = sorted(range(len(texts)), key=lambda i: (-lengths[i], i))
+        for idx in self.batches(lengths or self.lengths(texts, src, tgt)):
+            self._run(idx, texts, src, tgt, out, errors)
+            if progress:
+                progress(len(idx))
+        return out, errors
+
+    def batches(self, lengths: list[int]) -> list[list[int]]:
+        """Indices cut into batches over length-sorted inputs (longest first), each within the
+        token budget: (longest input in the batch) x (rows) <= batch_tokens."""
+        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
         batches, batch, longest = [], [], 0
-        for i in order:  # token budget: (longest input in the batch) x (rows) <= batch_tokens
+        for i in order:
             longest_if = max(longest, lengths[i])
             if batch and longest_if * (len(batch) + 1) > self.batch_tokens:
                 batches.append(batch)
@@ -98,11 +108,7 @@ class Backend(ABC):
             longest = longest_if
         if batch:
             batches.append(batch)
-        for idx in batches:
-            self._run(idx, texts, src, tgt, out, errors)
-            if progress:
-                progress(len(idx))
-        return out, errors
+        return batches
 
     def _run(self, idx: list[int], texts: list[str], src: str, tgt: str, out: list, errors: dict) -> None:
         batch = [texts[i] for i in idx]

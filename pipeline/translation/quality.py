@@ -4,7 +4,9 @@ Checks in order, the first failure is the reject reason: `translation_error` (th
 on a sentence), `empty_output`, `copy_of_source` (the output is the input: untranslated),
 `length_ratio` (output vs input length in estimated tokens, beyond `max_length_ratio` either
 way), `repetition_loop` (a hallucination loop: one 1- to 4-gram of words, or of characters in
-unspaced scripts, repeated `max_repeats` times in a row), `wrong_language` (language ID of the
+unspaced scripts, repeated `max_repeats` times in a row; or, inside one word of a spaced
+script, a 1- to 3-gram of letters repeated as often: `ققققق`, `انانانان`, the loops a subword
+model makes within a word), `wrong_language` (language ID of the
 output is not the target language), `roundtrip_chrf` (optional: chrF of the output translated
 back against the source, below `min_roundtrip_chrf`)."""
 
@@ -36,6 +38,18 @@ def longest_loop(items: list[str], max_n: int = 4) -> tuple[int, str]:
     return best, what
 
 
+def letter_loop(words: list[str], max_n: int = 3) -> tuple[int, str]:
+    """The most times a 1- to `max_n`-gram of letters repeats back to back inside one word."""
+    best, what = 1, ""
+    for word in words:
+        if len(word) < 4:
+            continue
+        run, gram = longest_loop(list(word), max_n)
+        if run > best and gram.replace(" ", "").isalpha():
+            best, what = run, gram.replace(" ", "")
+    return best, what
+
+
 def length(text: str, lang: str, script: str) -> int:
     return max(len(tokens(text, lang, script)), 1)
 
@@ -55,7 +69,10 @@ def check(source: str, output: str | None, src: tuple[str, str], tgt: tuple[str,
     ratio = max(a, b) / min(a, b)
     if ratio > max_length_ratio and max(a, b) >= 4:
         return "length_ratio", f"{b} vs {a} tokens: {ratio:.2f} > {max_length_ratio}"
-    run, what = longest_loop(tokens(output, *tgt)[:2000])
+    words = tokens(output, *tgt)[:2000]
+    run, what = longest_loop(words)
+    if run < max_repeats and tgt[1] not in UNSPACED:
+        run, what = letter_loop(words)
     if run >= max_repeats:
         return "repetition_loop", f"{what!r} x{run}"
     return None
