@@ -434,6 +434,9 @@ class PretrainConfig(_Model):
         "pairs read as monolingual sentences (no cross-lingual signal): the control arm that reads the same "
         "text as an aligning run without using the pairing.")
     contrastive_temperature: float = Field(default=0.05, gt=0, description="Softmax temperature of InfoNCE.")
+    contrastive_margin: float = Field(
+        default=0.0, ge=0, lt=2, description="Additive margin (LaBSE): a pair's cosine must beat every "
+        "negative's by this much; 0: plain InfoNCE.")
     contrastive_pooling: Literal["mean", "cls"] = Field(
         default="mean", description="Sentence vector: mean of the last layer's token vectors, or the first token's.")
     gather_negatives: bool = Field(

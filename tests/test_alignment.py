@@ -172,40 +172,58 @@ def test_alignment_losses_fall_and_reach_both_sides(corpus, arch):
         assert trained["macro_accuracy"] >= 0.8 > scores["init"]["macro_accuracy"], scores
 
 
-def _ddp_worker(rank: int, world: int, init: str, za: torch.Tensor, zb: torch.Tensor, weight: torch.Tensor, out: str):
+def _ddp_worker(rank: int, world: int, init: str, za: torch.Tensor, zb: torch.Tensor, weight: torch.Tensor, out: str,
+                margin: float = 0.0):
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     w = weight.clone().requires_grad_(True)
     n = za.size(0) // world
     rows = slice(rank * n, (rank + 1) * n)
-    loss, _ = alignment.contrastive_losses(za[rows] @ w, zb[rows] @ w, 0.1, gather_negatives=True)
+    loss, _ = alignment.contrastive_losses(za[rows] @ w, zb[rows] @ w, 0.1, gather_negatives=True, margin=margin)
     loss.mean().backward()
     dist.all_reduce(w.grad)  # what DDP does with the gradients: average over workers
     torch.save({"loss": loss.mean().detach(), "grad": w.grad / world}, f"{out}.{rank}")
     dist.destroy_process_group()
 
 
-def test_contrastive_loss_under_ddp_equals_one_worker_on_the_global_batch():
+@pytest.mark.parametrize("margin", [0.0, 0.3])
+def test_contrastive_loss_under_ddp_equals_one_worker_on_the_global_batch(margin):
     """Two gloo workers, each with half of 8 pairs, negatives gathered with gradients: the mean of
-    their losses and the averaged gradient equal the one-worker loss and gradient on all 8 pairs."""
+    their losses and the averaged gradient equal the one-worker loss and gradient on all 8 pairs
+    (with LaBSE's additive margin too)."""
     import torch.multiprocessing as mp
 
     torch.manual_seed(0)
     za, zb, weight = torch.randn(8, 6), torch.randn(8, 6), torch.randn(6, 5)
     w = weight.clone().requires_grad_(True)
-    loss, _ = alignment.contrastive_losses(za @ w, zb @ w, 0.1)
+    loss, _ = alignment.contrastive_losses(za @ w, zb @ w, 0.1, margin=margin)
     loss.mean().backward()
     with tempfile.TemporaryDirectory() as d:
         init = f"file://{os.path.join(d, 'store')}"
-        mp.spawn(_ddp_worker, args=(2, init, za, zb, weight, os.path.join(d, "r")), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(2, init, za, zb, weight, os.path.join(d, "r"), margin), nprocs=2, join=True)
         parts = [torch.load(os.path.join(d, f"r.{r}")) for r in range(2)]
     assert torch.allclose(sum(p["loss"] for p in parts) / 2, loss.mean(), atol=1e-6)
     assert torch.allclose(parts[0]["grad"], w.grad, atol=1e-6) and torch.allclose(parts[1]["grad"], w.grad, atol=1e-6)
     # without the gather each worker sees only its own 4 pairs: a different (easier) loss
-    local = [alignment.contrastive_losses((za @ weight)[r * 4:(r + 1) * 4], (zb @ weight)[r * 4:(r + 1) * 4], 0.1)[0].mean()
-             for r in range(2)]
+    local = [alignment.contrastive_losses((za @ weight)[r * 4:(r + 1) * 4], (zb @ weight)[r * 4:(r + 1) * 4], 0.1,
+                                          margin=margin)[0].mean() for r in range(2)]
     assert not torch.allclose(sum(local) / 2, loss.mean(), atol=1e-3)
+
+
+def test_additive_margin_is_the_translation_cosine_less_the_margin():
+    """LaBSE's additive margin softmax: each direction's cross-entropy with the pair's own cosine
+    lowered by the margin before the temperature; which candidate ranks first is unchanged."""
+    torch.manual_seed(1)
+    za, zb = torch.randn(5, 4), torch.randn(5, 4)
+    plain, correct = alignment.contrastive_losses(za, zb, 0.05, gather_negatives=False)
+    loss, correct_m = alignment.contrastive_losses(za, zb, 0.05, gather_negatives=False, margin=0.3)
+    cos = torch.nn.functional.normalize(za, dim=-1) @ torch.nn.functional.normalize(zb, dim=-1).T
+    shifted = (cos - 0.3 * torch.eye(5)) / 0.05
+    by_hand = 0.5 * (torch.nn.functional.cross_entropy(shifted, torch.arange(5), reduction="none")
+                     + torch.nn.functional.cross_entropy(shifted.T, torch.arange(5), reduction="none"))
+    assert torch.allclose(loss, by_hand, atol=1e-5)
+    assert bool((loss > plain).all()) and torch.equal(correct, correct_m)
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -176,10 +176,13 @@ def _gather_plain(x: torch.Tensor) -> torch.Tensor:
 
 
 def contrastive_losses(za: torch.Tensor, zb: torch.Tensor, temperature: float, gather_negatives: bool = True,
-                       keys_a: torch.Tensor | None = None,
-                       keys_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       keys_a: torch.Tensor | None = None, keys_b: torch.Tensor | None = None,
+                       margin: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Bidirectional InfoNCE per pair (mean of a->b and b->a cross-entropy over the global
     batch), and whether each pair's own translation scored highest (a->b).
+
+    `margin` > 0 is LaBSE's additive margin softmax (Yang et al. 2019): the translation's cosine
+    must beat every negative's by `margin`, not only reach it.
 
     With `keys_a` / `keys_b` (`row_keys` of the two sides), a candidate that is no negative is
     left out: one from a pair that shares a sentence with this pair, on either side (English-
@@ -201,6 +204,11 @@ def contrastive_losses(za: torch.Tensor, zb: torch.Tensor, temperature: float, g
         same[torch.arange(za.size(0)), target] = False
         ab = ab.masked_fill(same, float("-inf"))
         ba = ba.masked_fill(same, float("-inf"))
+    correct = ab.argmax(dim=1) == target
+    if margin:
+        own = torch.zeros_like(ab)
+        own[torch.arange(za.size(0), device=za.device), target] = margin / temperature
+        ab, ba = ab - own, ba - own
     ce = torch.nn.functional.cross_entropy
     loss = 0.5 * (ce(ab, target, reduction="none") + ce(ba, target, reduction="none"))
-    return loss, (ab.argmax(dim=1) == target)
+    return loss, correct

@@ -274,7 +274,8 @@ def _micro_step(model, tokenizer, batch: dict, pairs: dict | None, causal: bool,
                 z = alignment.pool(hidden, g["attention_mask"], pcfg.contrastive_pooling)
                 keys = alignment.row_keys(sides).to(device)
                 c_loss, correct = alignment.contrastive_losses(z[:n], z[n:], pcfg.contrastive_temperature,
-                                                               pcfg.gather_negatives, keys[:n], keys[n:])
+                                                               pcfg.gather_negatives, keys[:n], keys[n:],
+                                                               pcfg.contrastive_margin)
                 loss = loss + pcfg.contrastive_weight * c_loss.mean()
                 out[name] = (c_loss, correct)
                 continue
