@@ -11,6 +11,7 @@ Two of these side by side fill the 2 cores the way two Ray Train workers do.
 Prints one JSON line (arguments, steps, retrieval macro accuracy). bench/RESULTS.md, Issue 10.
 """
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -56,6 +57,8 @@ ap.add_argument("--homog", type=int, default=0, help="1: every batch from one la
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--buckets", type=int, default=1, help="pretrain.length_buckets")
 ap.add_argument("--dev", type=float, default=0.1, help="share of training pairs held out as the dev set")
+ap.add_argument("--eval-sources", default="", help="comma-separated substrings of the pairs' source: retrieval "
+                "on each part of the dev pairs as well (e.g. tatoeba,udhr)")
 ap.add_argument("--name", default="x")
 ap.add_argument("--out", default="/tmp/xling-recipe")
 a = ap.parse_args()
@@ -67,7 +70,9 @@ t0 = time.time()
 train = read_pairs(manifest, a.corpus, "train")
 # dev split for choosing a recipe: a seeded share of the training pairs, left out of training
 # here; the corpus's held-out split (what bench/xling_bench.py reports) is never looked at
-is_dev = np.random.default_rng(7).random(train.num_rows) < a.dev
+# (by a hash of the pair's id, so that two corpora holding the same pairs have the same dev pairs)
+is_dev = np.array([int.from_bytes(hashlib.blake2b(f"dev|{i}".encode(), digest_size=8).digest(), "big") / 2**64 < a.dev
+                   for i in train["id"].to_pylist()], dtype=bool)
 dev, train = train.filter(pa.array(is_dev)), train.filter(pa.array(~is_dev))
 P = alignment.tokenize_pairs(train, a.tok, "masked_lm", a.maxlen)
 keys = P["pair"]
@@ -117,6 +122,17 @@ d = f"{a.out}/{a.name}"
 model.model.save_pretrained(d)
 tok.save_pretrained(d)
 t1 = time.time()
-r = evaluate_retrieval(d, manifest, a.corpus, a.maxlen, False, a.pool, pairs=dev if a.dev > 0 else None)
-print(json.dumps({"name": a.name, "args": vars(a), "steps": step, "macro": r["macro_accuracy"],
+test = dev if a.dev > 0 else read_pairs(manifest, a.corpus, "heldout")
+r = evaluate_retrieval(d, manifest, a.corpus, a.maxlen, False, a.pool, pairs=test)
+by_source = {}
+heldout = read_pairs(manifest, a.corpus, "heldout")
+for src in filter(None, a.eval_sources.split(",")):
+    for split, table in (("dev", dev if a.dev > 0 else None), ("heldout", heldout)):
+        if table is None:
+            continue
+        part = table.filter(pa.array([src in x for x in table["source"].to_pylist()]))
+        rs = evaluate_retrieval(d, manifest, a.corpus, a.maxlen, False, a.pool, pairs=part)
+        by_source[f"{src}/{split}"] = {"macro": rs.get("macro_accuracy"), "pairs": part.num_rows,
+                                       "language_pairs": len(rs.get("pairs", {}))}
+print(json.dumps({"name": a.name, "args": vars(a), "steps": step, "macro": r["macro_accuracy"], "by_source": by_source,
                   "eval_s": round(time.time() - t1)}), flush=True)

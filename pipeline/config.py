@@ -285,6 +285,12 @@ class ParallelInput(_Model):
     src_lang_field: str | None = Field(default=None, description="JSONL/Parquet: a per-row source language field.")
     tgt_lang_field: str | None = Field(default=None, description="JSONL/Parquet: a per-row target language field.")
     synthetic: bool = Field(default=False, description="Machine-made pairs (marked synthetic in the shards).")
+    pivot: LanguageLabel | None = Field(
+        default=None, description="Multi-way parallel documents: `path` holds one file per language, named "
+        "`<language>.<ext>` (UDHR's `eng_Latn.txt`, `fra_Latn.txt`, ...), the same text in each but not "
+        "line-aligned. Each file is aligned with the pivot language's file by line lengths (Gale & Church "
+        "1993: 1-1, 1-2, 2-1, 2-2 beads) and gives pivot-X pairs; lines left without a partner are rejected "
+        "(`unaligned`), and so is a whole file when most of its lines are (`alignment_failed`).")
 
 
 class ParallelConfig(_Model):

@@ -161,3 +161,85 @@ def test_tatoeba_pairs_in_many_languages_are_kept(shared_data, tmp_path):
     for key, info in keys.items():
         assert info["kept"] / info["input"] >= 0.8, (key, info)
     assert rep["kept"] / rep["input"] >= 0.95
+
+
+def test_multiway_documents_are_aligned_to_the_pivot_by_line_lengths(tmp_path):
+    """One text per language, split into lines differently: every file aligns with the pivot's,
+    two sentences on one line pair with both of theirs, a file that cannot be the same text is
+    rejected line by line with the reason, and nothing is lost."""
+    d = tmp_path / "multi"
+    en = [e for e, _ in EN_FR]
+    fr = [f for _, f in EN_FR]
+    write(d / "eng_Latn.txt", "\n".join(en) + "\n")
+    write(d / "fra_Latn.txt", "\n".join([fr[0] + " " + fr[1], "", *fr[2:]]) + "\n")  # two sentences, one line
+    write(d / "deu_Latn.txt", " ".join(g for _, g in EN_DE) + "\n")  # one line against six: another text
+    cfg = _cfg(ParallelInput(path=str(d / "*.txt"), pivot="en"), heldout_fraction=0.0)
+    out = tmp_path / "corpus"
+    rep = prepare(cfg.ingest.inputs, str(out), cfg)["parallel"]
+    pairs = pq.read_table(out / "pairs" / "eng_Latn-fra_Latn").to_pylist()
+    got = {p["src_text"]: p["tgt_text"] for p in pairs}
+    assert got == {en[0] + " " + en[1]: fr[0] + " " + fr[1], **{e: f for e, f in EN_FR[2:]}}
+    assert {p["src_lang"] for p in pairs} == {"eng_Latn"} and {p["tgt_lang"] for p in pairs} == {"fra_Latn"}
+    assert sorted(p["id"] for p in pairs) == ["fra_Latn.txt:1", "fra_Latn.txt:3", "fra_Latn.txt:4",
+                                              "fra_Latn.txt:5", "fra_Latn.txt:6"]  # file lines, blank one skipped
+    failed = [r for r in _rejects(out) if r["reason"] == "alignment_failed"]
+    assert failed and all("deu_Latn.txt" in r["detail"] and "not the same text" in r["detail"] for r in failed)
+    assert {r["tgt_text"] for r in failed if r["tgt_text"]} == {" ".join(g for _, g in EN_DE)}
+    assert {e for r in failed for e in en if e in (r["src_text"] or "")} == set(en)  # the pivot's lines too
+    assert rep["pairs"]["deu_Latn-eng_Latn"]["kept"] == 0
+    assert rep["input"] == rep["kept"] + rep["rejected"]
+
+
+def test_gale_church_beads():
+    """Lengths of a text and its translation (10% longer) with two lines merged into one, and a
+    line left without a partner (one line against six)."""
+    src = [60, 45, 70, 52, 48, 66, 55, 58, 49, 61, 30, 75]
+    tgt = [int(x * 1.1) for x in src]
+    tgt[3:5] = [tgt[3] + tgt[4] + 1]
+    beads = parallel.align_lines(src, tgt)
+    assert beads[:5] == [([0], [0]), ([1], [1]), ([2], [2]), ([3, 4], [3]), ([5], [4])]
+    assert all(len(s) == len(t) == 1 for s, t in beads[4:])
+    assert parallel.align_lines([50] * 6, [320]) == [([0, 1], [0]), ([2], []), ([3], []), ([4], []), ([5], [])]
+
+
+def test_udhr_translations_align_with_english(shared_data, tmp_path):
+    """The UDHR in nine languages of seven scripts (paragraphs split differently from English's):
+    aligned with English by line lengths, the numbers in the article headings agree (numbers
+    in any script's digits), almost every line is kept, each pair under its language pair."""
+    d = tmp_path / "udhr"
+    d.mkdir()
+    files = ["eng_Latn", "fra_Latn", "deu_Latn", "rus_Cyrl", "cmn_Hans", "jpn_Jpan", "hin_Deva", "arb_Arab",
+             "amh_Ethi", "swh_Latn"]
+    for f in files:
+        shutil.copy(shared_data / "udhr" / f"{f}.txt", d / f"{f}.txt")
+    cfg = _cfg(ParallelInput(path=str(d / "*.txt"), pivot="eng_Latn"), heldout_fraction=0.0)
+    out = tmp_path / "corpus"
+    rep = prepare(cfg.ingest.inputs, str(out), cfg)["parallel"]
+    assert rep["input"] == rep["kept"] + rep["rejected"]
+    langs = {k.replace("eng_Latn-", "").replace("-eng_Latn", "") for k in rep["pairs"]}
+    assert langs == {"fra_Latn", "deu_Latn", "rus_Cyrl", "zho_Hans", "jpn_Jpan", "hin_Deva", "arb_Arab",
+                     "amh_Ethi", "swh_Latn"}
+    numbered = agree = 0
+    for key in rep["pairs"]:
+        info = rep["pairs"][key]
+        # of ~90 lines; "Article 1" is "Article 1" in French: an identical pair is a copy reject
+        assert info["kept"] + info["rejected"].get("copy", 0) >= 0.85 * info["input"] >= 0.85 * 75, (key, info)
+        for p in pq.read_table(out / "pairs" / key).to_pylist():
+            a, b = parallel._numerals(p["src_text"]), parallel._numerals(p["tgt_text"])
+            if a and b:
+                numbered += 1
+                agree += a == b
+    assert numbered >= 150 and agree == numbered  # disagreeing beads are number_mismatch rejects
+    reasons = {r["reason"] for r in _rejects(out)}
+    assert reasons <= {"unaligned", "number_mismatch", "length_ratio", "language_mismatch", "duplicate",
+                       "too_short", "copy"}, reasons
+
+
+def test_multiway_input_names_its_files_by_language(tmp_path):
+    d = tmp_path / "multi"
+    write(d / "eng_Latn.txt", "One line.\n")
+    write(d / "languages.txt", "eng_Latn\tEnglish\n")  # an index file in the folder
+    with pytest.raises(parallel.ParallelInputError, match="languages.txt.*named by their language"):
+        parallel.plan([ParallelInput(path=str(d / "*.txt"), pivot="en")])
+    with pytest.raises(parallel.ParallelInputError, match="exactly one file in its pivot language fra_Latn"):
+        parallel.plan([ParallelInput(path=str(d / "eng_Latn.txt"), pivot="fr")])

@@ -8,12 +8,22 @@ Inputs (`corpus.parallel.inputs`, each a file, folder or glob):
     *.tsv                    `src<TAB>tgt` lines (languages from the input's src_lang / tgt_lang)
     *.jsonl, *.parquet       two text fields (src_field, tgt_field) and optionally per-row
                              language fields (src_lang_field, tgt_lang_field)
+    <language>.txt files     with `pivot` set: multi-way parallel documents, one file per language
+                             holding the same text but not line-aligned (UDHR's `eng_Latn.txt`,
+                             `fra_Latn.txt`, ...); each file is aligned with the pivot language's
+                             file by line lengths (Gale & Church 1993, nltk's implementation) and
+                             gives pivot-X pairs, one per bead of 1 or 2 lines a side
 Line files may be .gz / .bz2 / .xz / .zst compressed.
 
 Each pair goes through (rejects keep the pair with stage `parallel` and the reason):
     read errors             bad_row (a TSV line without exactly one tab, JSON that does not parse,
                             a missing field: file:line named), line_count_mismatch (two aligned
-                            files of different lengths: nothing in them can be trusted to align)
+                            files of different lengths: nothing in them can be trusted to align),
+                            unaligned (a line of a multi-way document the length alignment left
+                            without a partner), number_mismatch (an aligned bead whose two sides
+                            write different numbers: the alignment drifted there),
+                            alignment_failed (most of a file's lines had no partner: not the
+                            same text as the pivot's, every line rejected)
     normalisation           as documents (Unicode normalisation, mojibake, control characters,
                             PII redaction), without the boilerplate-line patterns: a sentence
                             about cookies is not a cookie banner -> empty_after_cleaning
@@ -54,6 +64,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import regex
 
 from ..config import CorpusConfig, ParallelConfig, ParallelInput
 from ..language_codes import is_unidentified, language, normalize, normalize_code
@@ -65,6 +76,7 @@ from .ingest import COMPRESSIONS
 from .shard import CHARS_PER_TOKEN, DEFAULT_CHARS_PER_TOKEN, RollingParquet, heldout_mask, temperature_weights
 
 log = logging.getLogger(__name__)
+_DIGITS = regex.compile(r"\d+")
 STAGE = "parallel"
 PAIRS = "pairs"
 VERSION = 1
@@ -83,6 +95,7 @@ class PairUnit:
     src_lang: str | None
     tgt_lang: str | None
     input_index: int  # which entry of corpus.parallel.inputs
+    align: bool = False  # two translations of one document, aligned by line lengths (a `pivot` input)
 
     def __str__(self) -> str:
         return " + ".join(self.uris)
@@ -116,6 +129,9 @@ def plan(inputs: list[ParallelInput]) -> list[PairUnit]:
     units: list[PairUnit] = []
     for k, pin in enumerate(inputs):
         files = expand([pin.path])
+        if pin.pivot:
+            units.extend(_multiway_units(files, pin, k))
+            continue
         aligned: dict[str, list[tuple[str, str]]] = {}
         for uri in files:
             base, _ = _strip_compression(uri)
@@ -138,6 +154,62 @@ def plan(inputs: list[ParallelInput]) -> list[PairUnit]:
             (src_code, src_uri), (tgt_code, tgt_uri) = members
             units.append(PairUnit((src_uri, tgt_uri), pin.src_lang or src_code, pin.tgt_lang or tgt_code, k))
     return units
+
+
+def _multiway_units(files: list[str], pin: ParallelInput, k: int) -> list[PairUnit]:
+    """One unit per non-pivot file of a multi-way parallel collection: (pivot file, that file)."""
+    labels = {}
+    for uri in files:
+        base, _ = _strip_compression(posixpath.basename(uri))
+        stem = base.rsplit(".", 1)[0] if "." in base else base
+        try:
+            normalize_code(stem)
+            labels[uri] = normalize(stem)
+        except ValueError:
+            raise ParallelInputError(f"{uri}: the files of a multi-way parallel input (pivot {pin.pivot}) are named "
+                                     f"by their language, <language>.<ext> (eng_Latn.txt, fra_Latn.txt)") from None
+    pivots = [u for u, lab in labels.items() if lab == pin.pivot]
+    if len(pivots) != 1:
+        raise ParallelInputError(f"{pin.path}: a multi-way parallel input needs exactly one file in its pivot language "
+                                 f"{pin.pivot}; found {len(pivots)}: {', '.join(pivots) or 'none'}")
+    return [PairUnit((pivots[0], uri), pin.pivot, lab, k, align=True) for uri, lab in sorted(labels.items())
+            if uri != pivots[0]]
+
+
+def align_lines(src_lens: list[int], tgt_lens: list[int]) -> list[tuple[list[int], list[int]]]:
+    """Gale & Church (1993) length-based alignment of two translations of one text, as beads
+    (source line indices, target line indices), in order; a bead with an empty side is a line
+    left without a partner. The expected target/source character ratio is the two texts' own
+    (a Chinese translation runs at about a third of the English characters), nltk's priors and
+    variance otherwise."""
+    from nltk.translate import gale_church
+
+    class Params(gale_church.LanguageIndependent):
+        AVERAGE_CHARACTERS = max(sum(tgt_lens), 1) / max(sum(src_lens), 1)
+
+    links = gale_church.align_blocks(list(src_lens), list(tgt_lens), Params)
+    beads: list[tuple[list[int], list[int]]] = []
+    for i, j in links:  # links in order; the links of one 2-1 / 1-2 / 2-2 bead share a line
+        if beads and (i in beads[-1][0] or j in beads[-1][1]):
+            if i not in beads[-1][0]:
+                beads[-1][0].append(i)
+            if j not in beads[-1][1]:
+                beads[-1][1].append(j)
+        else:
+            beads.append(([i], [j]))
+    out: list[tuple[list[int], list[int]]] = []
+    si = ti = 0  # lines skipped between beads are 1-0 / 0-1 beads
+    for s, t in beads + [([len(src_lens)], [len(tgt_lens)])]:
+        out.extend(([x], []) for x in range(si, s[0]))
+        out.extend(([], [x]) for x in range(ti, t[0]))
+        si, ti = s[-1] + 1, t[-1] + 1
+        out.append((s, t))
+    return out[:-1]
+
+
+def _numerals(text: str) -> set[int]:
+    """The numbers written in digits of any script (Devanagari, Arabic-Indic, fullwidth ...)."""
+    return {int(x) for x in _DIGITS.findall(text)}
 
 
 def input_files(cfg: ParallelConfig) -> list[str]:
@@ -188,6 +260,33 @@ def read_unit(unit: PairUnit, pin: ParallelInput) -> tuple[dict[str, list], list
         cols["tgt_lang"].append(tl or unit.tgt_lang)
         cols["source"].append(uri)
 
+    if unit.align:
+        pivot_uri, uri = unit.uris
+        src, tgt = _read_lines(pivot_uri), _read_lines(uri)
+        s_rows = [i for i, line in enumerate(src) if line.strip()]
+        t_rows = [i for i, line in enumerate(tgt) if line.strip()]
+        beads = align_lines([len(src[i].strip()) for i in s_rows], [len(tgt[i].strip()) for i in t_rows])
+        lonely = sum(len(s) + len(t) for s, t in beads if not (s and t))
+        failed = lonely > (len(s_rows) + len(t_rows)) / 2
+        for s, t in beads:
+            a = " ".join(src[s_rows[x]].strip() for x in s)
+            b = " ".join(tgt[t_rows[x]].strip() for x in t)
+            row = t_rows[t[0]] + 1 if t else s_rows[s[0]] + 1
+            where = uri if t else pivot_uri
+            if failed:
+                bad.append(_bad(where, row, "alignment_failed", f"{lonely} of the {len(s_rows) + len(t_rows)} lines of "
+                                f"{pivot_uri} and {uri} found no partner: not the same text", a or None, b or None,
+                                unit.src_lang, unit.tgt_lang))
+            elif not (s and t):
+                bad.append(_bad(where, row, "unaligned", f"no line of {uri if s else pivot_uri} aligns with this one",
+                                a or None, b or None, unit.src_lang, unit.tgt_lang))
+            elif _numerals(a) and _numerals(b) and _numerals(a) != _numerals(b):
+                # numbered headings and articles that disagree: the length alignment drifted here
+                bad.append(_bad(where, row, "number_mismatch", f"numbers {sorted(_numerals(a))} in {pivot_uri} but "
+                                f"{sorted(_numerals(b))} here", a, b, unit.src_lang, unit.tgt_lang))
+            else:
+                add(uri, row, a, b)
+        return cols, bad
     if len(unit.uris) == 2:
         src_uri, tgt_uri = unit.uris
         src, tgt = _read_lines(src_uri), _read_lines(tgt_uri)
