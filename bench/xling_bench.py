@@ -140,20 +140,29 @@ def transfer_gap(test: dict, main: str = "eng_Latn") -> dict[str, float]:
     return {lang: round(langs[main]["accuracy"] - m["accuracy"], 4) for lang, m in langs.items() if lang != main}
 
 
+def _retrieval_names(results: dict) -> list[str]:
+    """The retrieval sections every arm has: `retrieval`, or `retrieval_<collection>` per collection."""
+    from pipeline.evaluation.retrieval import sections_of
+
+    names = [{n for n, _ in sections_of(r)} for r in results.values()]
+    return sorted(set.intersection(*names)) if names else []
+
+
 def tables(results: dict, settings: list[str]) -> str:
     arms = list(results)
     out = []
-    pairs = sorted(set().union(*(r.get("retrieval", {}).get("pairs", {}) for r in results.values())))
-    if pairs:
-        out += ["### Sentence retrieval on held-out Tatoeba pairs (accuracy, mean of both directions)", "",
+    for name in _retrieval_names(results):
+        what = f"held-out {results[arms[0]][name].get('collection', '')} pairs".replace("  ", " ")
+        pairs = sorted(set().union(*(r[name]["pairs"] for r in results.values())))
+        out += [f"### Sentence retrieval on {what} (accuracy, mean of both directions)", "",
                 "| language pair | held-out pairs | chance | " + " | ".join(arms) + " |",
                 "|---|---:|---:|" + "---:|" * len(arms)]
         for key in pairs:
-            first = next(r["retrieval"]["pairs"][key] for r in results.values() if key in r["retrieval"]["pairs"])
+            first = next(r[name]["pairs"][key] for r in results.values() if key in r[name]["pairs"])
             out.append(f"| {key} | {first['pairs']} | {first['chance']} | "
-                       + " | ".join(str(results[a]["retrieval"]["pairs"].get(key, {}).get("accuracy", "")) for a in arms)
+                       + " | ".join(str(results[a][name]["pairs"].get(key, {}).get("accuracy", "")) for a in arms)
                        + " |")
-        out.append("| **macro** | | | " + " | ".join(f"**{results[a]['retrieval']['macro_accuracy']}**" for a in arms)
+        out.append("| **macro** | | | " + " | ".join(f"**{results[a][name]['macro_accuracy']}**" for a in arms)
                    + " |")
         out.append("")
     for setting in settings:
@@ -196,12 +205,13 @@ def translated_table(translated: dict) -> str:
 
 def pictures(results: dict, settings: list[str], out: Path) -> list[str]:
     made = []
-    if all("retrieval" in r for r in results.values()):
-        first = next(iter(results.values()))["retrieval"]["pairs"]
+    for name in _retrieval_names(results):
+        first = next(iter(results.values()))[name]
+        what = first.get("collection", "")
         made.append(charts.language_bars(
-            {arm: {k: m["accuracy"] for k, m in r["retrieval"]["pairs"].items()} for arm, r in results.items()},
-            str(out / "retrieval.png"), "Tatoeba retrieval on held-out pairs, per language pair", "accuracy",
-            {k: m["chance"] for k, m in first.items()}, "chance", (0, 1)))
+            {arm: {k: m["accuracy"] for k, m in r[name]["pairs"].items()} for arm, r in results.items()},
+            str(out / f"{name}.png"), f"Sentence retrieval on held-out {what} pairs, per language pair".replace("  ", " "),
+            "accuracy", {k: m["chance"] for k, m in first["pairs"].items()}, "chance", (0, 1)))
     for setting in settings:
         first = next(iter(results.values()))[setting]["languages"]
         made.append(charts.language_bars(

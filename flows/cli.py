@@ -144,14 +144,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _print_pretrained(sections: dict, cfg: PipelineConfig) -> None:
+    from pipeline.evaluation.retrieval import sections_of
+
     print(f"held-out loss per language (trained / at init), also in {cfg.path('eval', 'report.md')}:")
     for lang, m in sections["lm"]["languages"].items():
         extra = f"  {m['bits_per_byte']} bits/byte" if "bits_per_byte" in m else ""
         print(f"  {lang}: {m['loss']:.4f} / {m['loss_init']:.4f}{extra}")
-    if "retrieval" in sections:
-        r = sections["retrieval"]
-        print(f"sentence retrieval on held-out pairs: macro accuracy {r['macro_accuracy']} over {len(r['pairs'])} "
-              f"language pairs (per pair in {cfg.path('eval', 'report.md')})")
+    for name, r in sections_of(sections):
+        what = f" ({r['collection']})" if name != "retrieval" else ""
+        print(f"sentence retrieval on held-out pairs{what}: macro accuracy {r['macro_accuracy']} over "
+              f"{len(r['pairs'])} language pairs (per pair in {cfg.path('eval', 'report.md')})")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import promotion
 from .config import PipelineConfig
 from .evaluation.evaluate import markdown
+from .evaluation.retrieval import sections_of
 from .storage import get_fs, join, local_dir
 from .training import tasks
 
@@ -165,10 +166,9 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
             fs.put_file(str(f), path)
     metrics = task.metrics(test)
     metrics.update({f"lm_loss.{lang}": m["loss"] for lang, m in eval_report.get("lm", {}).get("languages", {}).items()})
-    retrieval = eval_report.get("retrieval", {})
-    metrics.update({f"retrieval_accuracy.{key}": m["accuracy"] for key, m in retrieval.get("pairs", {}).items()})
-    if retrieval:
-        metrics["retrieval_accuracy.macro"] = retrieval["macro_accuracy"]
+    for name, section in sections_of(eval_report):  # retrieval_accuracy.<pair>, retrieval_udhr_accuracy.<pair>
+        metrics.update({f"{name}_accuracy.{key}": m["accuracy"] for key, m in section["pairs"].items()})
+        metrics[f"{name}_accuracy.macro"] = section["macro_accuracy"]
     with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:
         mlflow.log_params(flatten(cfg.model_dump(mode="json")))
         mlflow.log_metrics(metrics)

@@ -69,9 +69,9 @@ def test_a_stage_without_its_input_names_the_command_that_makes_it(tmp_path, cap
     assert rc == 2 and "no model to evaluate" in err and "babelforge pretrain" in err
 
 
-def test_evaluate_runs_the_suite_on_an_existing_model(tmp_path, capsys):
-    """`babelforge evaluate` on a run's saved pretrained model: held-out LM loss per language and
-    retrieval per language pair (the corpus has translation pairs), tables and charts."""
+def _evaluate_a_saved_model(tmp_path, capsys, parallel_inputs: str):
+    """Prepare the sample corpus with these parallel inputs, save a tiny untrained encoder as the
+    run's pretrained model, run `babelforge evaluate`; (stdout, report, manifest, run dir)."""
     import json
 
     from pipeline.config import ModelConfig, TokenizerConfig
@@ -79,7 +79,7 @@ def test_evaluate_runs_the_suite_on_an_existing_model(tmp_path, capsys):
     from pipeline.training.tokenizer import train_tokenizer
 
     run = tmp_path / "r"
-    sets = ["--set", f"corpus.parallel.inputs=[{{path: {SAMPLE / 'parallel'}}}]", "--set",
+    sets = ["--set", f"corpus.parallel.inputs={parallel_inputs}", "--set",
             "corpus.parallel.heldout_fraction=0.95", "--set", "model.hidden_size=32", "--set",
             "model.intermediate_size=64", "--set", "model.num_layers=1"]
     assert main(["prepare", str(SAMPLE / "corpus" / "*"), "--out", str(run / "corpus"), *sets]) == 0
@@ -89,9 +89,41 @@ def test_evaluate_runs_the_suite_on_an_existing_model(tmp_path, capsys):
     tok.save_pretrained(run / "model-pretrained")
     capsys.readouterr()
     assert main(["evaluate", "--output-dir", str(tmp_path), "--run-name", "r", *sets]) == 0
-    out = capsys.readouterr().out
-    assert "sentence retrieval on held-out pairs: macro accuracy" in out
     report = json.loads((run / "eval" / "report.json").read_text())
+    return capsys.readouterr().out, report, manifest, run
+
+
+def test_evaluate_runs_the_suite_on_an_existing_model(tmp_path, capsys):
+    """`babelforge evaluate` on a run's saved pretrained model: held-out LM loss per language and
+    retrieval per language pair (the corpus has translation pairs), tables and charts."""
+    out, report, manifest, run = _evaluate_a_saved_model(tmp_path, capsys, f"[{{path: {SAMPLE / 'parallel'}}}]")
+    assert "sentence retrieval on held-out pairs: macro accuracy" in out
     assert set(report["retrieval"]["pairs"]) == set(manifest["parallel"]["pairs"])
     assert set(report["lm"]["languages"]) == {k for k, v in manifest["languages"].items() if v["heldout_rows"]}
     assert {"lm", "retrieval"} <= set(report["charts"]) and (run / "eval" / "retrieval.png").exists()
+
+
+def test_retrieval_is_reported_per_collection_of_pairs(tmp_path, capsys):
+    """Pairs from two folders are two test sets: each is its own candidate pool, section, table
+    and chart (`retrieval_<folder>`), as XTREME keeps Tatoeba apart from other sets."""
+    import shutil
+
+    for folder, stems in (("talk", ["sample.en-fr", "sample.en-de"]), ("travel", ["sample.en-es"])):
+        (tmp_path / folder).mkdir()
+        for stem in stems:
+            for f in (SAMPLE / "parallel").glob(f"{stem}.*"):
+                shutil.copy(f, tmp_path / folder / f.name)
+    inputs = f"[{{path: {tmp_path / 'talk'}}}, {{path: {tmp_path / 'travel'}}}]"
+    out, report, manifest, run = _evaluate_a_saved_model(tmp_path, capsys, inputs)
+    assert "retrieval" not in report
+    talk, travel = report["retrieval_talk"], report["retrieval_travel"]
+    assert set(talk["pairs"]) == {"eng_Latn-fra_Latn", "deu_Latn-eng_Latn"} and set(travel["pairs"]) == {"eng_Latn-spa_Latn"}
+    assert talk["collection"] == "talk" and travel["collection"] == "travel"
+    for key, info in manifest["parallel"]["pairs"].items():  # every held-out pair in exactly one test set
+        section = travel if key == "eng_Latn-spa_Latn" else talk
+        assert section["pairs"][key]["pairs"] == info["heldout_rows"]
+    assert "held-out pairs (talk): macro accuracy" in out and "held-out pairs (travel): macro accuracy" in out
+    assert {"retrieval_talk", "retrieval_travel"} <= set(report["charts"])
+    assert (run / "eval" / "retrieval_talk.png").exists() and (run / "eval" / "retrieval_travel.png").exists()
+    md = (run / "eval" / "report.md").read_text()
+    assert "### Sentence retrieval on held-out translation pairs (talk)" in md and "(travel)" in md

@@ -118,10 +118,13 @@ def test_charts_and_retrieval_reach_report_card_and_mlflow(model_and_manifest, t
     from pipeline.evaluation.evaluate import write_report
 
     root, manifest = model_and_manifest
+    # a second collection of pairs (another folder) is a section of its own
+    udhr = {**RETRIEVAL, "collection": "udhr", "macro_accuracy": 0.8,
+            "pairs": {"eng_Latn-fra_Latn": {**RETRIEVAL["pairs"]["eng_Latn-fra_Latn"], "accuracy": 0.8}}}
     sections = {**EVAL, "lm": {"languages": {"fr": {"docs": 3, "loss": 5.0, "loss_init": 6.0}}},
-                "retrieval": RETRIEVAL}
+                "retrieval": RETRIEVAL, "retrieval_udhr": udhr}
     report = write_report(str(tmp_path / "eval"), sections, merge=False)
-    assert set(report["charts"]) == {"classification", "lm", "retrieval"}
+    assert set(report["charts"]) == {"classification", "lm", "retrieval", "retrieval_udhr"}
     for name in report["charts"]:
         assert (tmp_path / "eval" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     md = (tmp_path / "eval" / "report.md").read_text()
@@ -137,5 +140,7 @@ def test_charts_and_retrieval_reach_report_card_and_mlflow(model_and_manifest, t
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     metrics = client.get_run(reg["run_id"]).data.metrics
     assert metrics["retrieval_accuracy.eng_Latn-fra_Latn"] == 0.6 and metrics["retrieval_accuracy.macro"] == 0.6
+    assert metrics["retrieval_udhr_accuracy.eng_Latn-fra_Latn"] == 0.8 and metrics["retrieval_udhr_accuracy.macro"] == 0.8
+    assert "Sentence retrieval on held-out translation pairs (udhr)" in card and (model / "retrieval_udhr.png").exists()
     files = {f.path for f in client.list_artifacts(reg["run_id"], "model")}
     assert {"model/retrieval.png", "model/lm.png", "model/classification.png"} <= files

@@ -16,6 +16,7 @@ from ..config import ModelConfig
 from ..corpus.shard import read_texts
 from ..storage import atomic_open, exists, join, local_dir, read_json, write_json
 from ..training import tasks
+from . import retrieval
 from ..training.model import build_model, encode, load_model, mask_tokens, sequence_losses
 
 log = logging.getLogger(__name__)
@@ -92,14 +93,11 @@ def evaluate_lm(model_dir: str, manifest: dict, corpus_dir: str, model_cfg: Mode
 def evaluate_pretrained(model_dir: str, manifest: dict, corpus_dir: str, cfg) -> dict:
     """The pretrained model's sections of the report: held-out language modelling per language
     (`lm`) and, where the corpus has translation pairs, sentence retrieval per language pair
-    on the held-out pairs (`retrieval`)."""
-    from .retrieval import evaluate_retrieval
-
+    on the held-out pairs (`retrieval`, or `retrieval_<collection>` for each of several
+    collections)."""
     sections = {"lm": evaluate_lm(model_dir, manifest, corpus_dir, cfg.model, cfg.pretrain.seed)}
-    retrieval = evaluate_retrieval(model_dir, manifest, corpus_dir, cfg.model.max_length,
-                                   cfg.model.objective == "causal_lm", cfg.pretrain.contrastive_pooling)
-    if retrieval:
-        sections["retrieval"] = retrieval
+    sections.update(retrieval.retrieval_sections(model_dir, manifest, corpus_dir, cfg.model.max_length,
+                                       cfg.model.objective == "causal_lm", cfg.pretrain.contrastive_pooling))
     return sections
 
 
@@ -119,12 +117,13 @@ def charts(report: dict, eval_dir: str) -> dict[str, str]:
                                       "at initialisation": {l: m["loss_init"] for l, m in lm.items()}},
                                      join(eval_dir, "lm.png"), "Held-out language-model loss per language (lower is better)",
                                      "loss (nats per target token)")
-    pairs = report.get("retrieval", {}).get("pairs", {})
-    if pairs:
-        out["retrieval"] = ch.language_bars(
+    for name, section in retrieval.sections_of(report):
+        pairs = section["pairs"]
+        what = f"{section['collection']} pairs" if name != "retrieval" else "pairs"
+        out[name] = ch.language_bars(
             {"accuracy (mean of both directions)": {k: m["accuracy"] for k, m in pairs.items()}},
-            join(eval_dir, "retrieval.png"),
-            f"Sentence retrieval on held-out pairs (macro {report['retrieval']['macro_accuracy']:.3f})",
+            join(eval_dir, f"{name}.png"),
+            f"Sentence retrieval on held-out {what} (macro {section['macro_accuracy']:.3f})",
             "accuracy", {k: m["chance"] for k, m in pairs.items()}, "chance", (0, 1))
     return out
 
@@ -157,13 +156,13 @@ def markdown(report: dict) -> str:
             extra = f" {m['bits_per_byte']} |" if "bits_per_byte" in m else ""
             lines.append(f"| {lang} | {_cells([m.get('docs'), m.get('loss'), m.get('loss_init')])} |{extra}")
         parts.append("\n".join(lines))
-    retrieval = report.get("retrieval", {})
-    if retrieval.get("pairs"):
-        lines = ["### Sentence retrieval on held-out translation pairs", "",
-                 f"Nearest sentence by cosine similarity ({retrieval['pooling']} pooling, layer {retrieval['layer']}), "
-                 f"among the held-out pairs of each language pair; macro accuracy **{retrieval['macro_accuracy']}**.", "",
+    for name, rsec in retrieval.sections_of(report):
+        what = f" ({rsec['collection']})" if name != "retrieval" else ""
+        lines = [f"### Sentence retrieval on held-out translation pairs{what}", "",
+                 f"Nearest sentence by cosine similarity ({rsec['pooling']} pooling, layer {rsec['layer']}), "
+                 f"among the held-out pairs of each language pair; macro accuracy **{rsec['macro_accuracy']}**.", "",
                  "| language pair | held-out pairs | a -> b | b -> a | accuracy | chance |", "|---|---:|---:|---:|---:|---:|"]
-        for key, m in sorted(retrieval["pairs"].items()):
+        for key, m in sorted(rsec["pairs"].items()):
             a, b = key.split("-", 1)
             lines.append(f"| {key} | {_cells([m['pairs'], m[f'{a}->{b}'], m[f'{b}->{a}'], m['accuracy'], m['chance']])} |")
         parts.append("\n".join(lines))

@@ -7,11 +7,19 @@ them), so an encoder trained without any alignment objective is measured the sam
 
 Candidates are the held-out pairs of the language pair (`corpus.parallel.heldout_fraction`
 of it, never trained on); chance is 1 / candidates, reported next to the accuracy.
+
+Pairs from different collections are different test sets (XTREME keeps Tatoeba apart from
+BUCC): short conversational sentences and long legal paragraphs are not one candidate pool.
+A pair's collection is the folder its file came from (`tatoeba`, `udhr`); with one collection
+the report has one section, `retrieval`, and with several one per collection,
+`retrieval_<collection>` (`retrieval_sections`).
 """
 
 from __future__ import annotations
 
 import logging
+import posixpath
+import re
 
 import torch
 
@@ -85,7 +93,8 @@ def evaluate_retrieval(model_dir: str, manifest: dict, corpus_dir: str, max_leng
         out[key] = {"pairs": len(rows), f"{a}->{b}": round(ab, 4), f"{b}->{a}": round(ba, 4),
                     "accuracy": round((ab + ba) / 2, 4), "chance": round(1 / len(rows), 4)}
     macro = sum(v["accuracy"] for v in out.values()) / len(out) if out else 0.0
-    log.info("retrieval: macro accuracy %.3f over %d language pairs (held-out pairs, both directions)", macro, len(out))
+    log.info("retrieval: macro accuracy %.3f over %d language pairs (%d held-out pairs, both directions)", macro,
+             len(out), table.num_rows)
     return {"pooling": pooling, "layer": layer, "macro_accuracy": round(macro, 4), "pairs": out}
 
 
@@ -93,3 +102,35 @@ def language_of(key: str, pivot: str | None = None) -> str:
     """The language a pair stands for in per-language tables: the side that is not the pivot."""
     a, b = key.split("-", 1)
     return b if a == pivot else a if b == pivot else key
+
+
+def collection_of(source: str) -> str:
+    """The collection a pair belongs to: the name of the folder its file came from."""
+    name = posixpath.basename(posixpath.dirname(source.replace("\\", "/"))) or "pairs"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def retrieval_sections(model_dir: str, manifest: dict, corpus_dir: str, max_length: int, causal: bool = False,
+                       pooling: str = "mean", layer: int = -1) -> dict[str, dict]:
+    """Retrieval per collection of held-out pairs: {"retrieval": ...} for one collection,
+    {"retrieval_<collection>": ...} for each of several (each with its `collection`)."""
+    import pyarrow as pa
+
+    if not (manifest.get("parallel") or {}).get("pairs"):
+        return {}
+    table = read_pairs(manifest, corpus_dir, "heldout")
+    names = [collection_of(x) for x in table["source"].to_pylist()]
+    collections = sorted(set(names))
+    out = {}
+    for name in collections:
+        part = table if len(collections) == 1 else table.filter(pa.array([n == name for n in names]))
+        result = evaluate_retrieval(model_dir, manifest, corpus_dir, max_length, causal, pooling, layer, pairs=part)
+        if result.get("pairs"):
+            out["retrieval" if len(collections) == 1 else f"retrieval_{name}"] = {**result, "collection": name}
+    return out
+
+
+def sections_of(report: dict) -> list[tuple[str, dict]]:
+    """The retrieval sections of an evaluation report, in name order."""
+    return [(k, v) for k, v in sorted(report.items()) if (k == "retrieval" or k.startswith("retrieval_"))
+            and isinstance(v, dict) and v.get("pairs")]
