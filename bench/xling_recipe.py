@@ -50,6 +50,7 @@ ap.add_argument("--plm", type=float, default=0.0)
 ap.add_argument("--T", type=float, default=0.05)
 ap.add_argument("--margin", type=float, default=0.0, help="additive margin (LaBSE) of the contrastive loss")
 ap.add_argument("--pool", default="cls")
+ap.add_argument("--tokdrop", type=float, default=0.0, help="pretrain.contrastive_token_dropout")
 ap.add_argument("--alpha", type=float, default=0.3)
 ap.add_argument("--maxlen", type=int, default=48)
 ap.add_argument("--dropout", type=float, default=0.1)
@@ -89,7 +90,7 @@ mcfg = ModelConfig(hidden_size=a.hidden, num_layers=a.layers, num_heads=a.heads,
 model = SelectiveLM(build_mlm(mcfg, tok), a.buckets)
 pcfg = PretrainConfig(lm_weight=a.lm, tlm_weight=a.tlm, contrastive_weight=a.ctr, pair_lm_weight=a.plm,
                       contrastive_temperature=a.T, contrastive_pooling=a.pool,
-                      contrastive_margin=a.margin)
+                      contrastive_margin=a.margin, contrastive_token_dropout=a.tokdrop)
 opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
 rng = np.random.default_rng(0)
 gen = torch.Generator().manual_seed(0)

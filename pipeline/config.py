@@ -443,6 +443,10 @@ class PretrainConfig(_Model):
     contrastive_margin: float = Field(
         default=0.0, ge=0, lt=2, description="Additive margin (LaBSE): a pair's cosine must beat every "
         "negative's by this much; 0: plain InfoNCE.")
+    contrastive_token_dropout: float = Field(
+        default=0.0, ge=0, lt=1, description="Contrastive rows: this share of each side's tokens (not the "
+        "sentence start and end) replaced by the mask token, drawn anew each step, so the model cannot match "
+        "a pair by one memorised word; 0: clean rows.")
     contrastive_pooling: Literal["mean", "cls"] = Field(
         default="mean", description="Sentence vector: mean of the last layer's token vectors, or the first token's.")
     gather_negatives: bool = Field(

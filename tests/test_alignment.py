@@ -226,6 +226,28 @@ def test_additive_margin_is_the_translation_cosine_less_the_margin():
     assert bool((loss > plain).all()) and torch.equal(correct, correct_m)
 
 
+def test_contrastive_token_dropout_masks_inner_tokens_only(corpus):
+    """Token dropout of contrastive rows: about the configured share of each side's inner tokens
+    becomes the mask token, never the sentence start / end or padding; drawn from the step's
+    generator (a resumed run draws the same); 0 leaves the rows as they are."""
+    from pipeline.training.pretrain import _token_dropout, _tokenizer
+
+    root, manifest = corpus
+    tok = _tokenizer(str(root / "masked_lm"))
+    rows = alignment.tokenize_pairs(_pairs(root, manifest), str(root / "masked_lm"), "masked_lm", 40)
+    ids = torch.as_tensor(np.concatenate([rows["a_ids"], rows["b_ids"]]), dtype=torch.long)
+    assert torch.equal(_token_dropout(ids, tok, 0.0, torch.Generator().manual_seed(0)), ids)
+    out = _token_dropout(ids, tok, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(out, _token_dropout(ids, tok, 0.3, torch.Generator().manual_seed(0)))
+    changed = out != ids
+    assert bool((out[changed] == tok.mask_token_id).all())
+    real = ids != tok.pad_token_id
+    ends = real.sum(dim=1) - 1
+    assert not changed[:, 0].any() and not changed[torch.arange(len(ids)), ends].any() and not changed[~real].any()
+    inner = int(real.sum()) - 2 * len(ids)
+    assert 0.25 < int(changed.sum()) / inner < 0.35
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_logits_at_selected_positions_give_the_full_model_losses(corpus, causal):
     """SelectiveLM computes the LM head only where a loss needs it: the per-sequence losses equal

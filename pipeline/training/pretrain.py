@@ -218,6 +218,21 @@ def _lm_rows(ids: torch.Tensor, tokenizer, causal: bool, pcfg, gen) -> tuple[tor
     return mask_tokens(ids, tokenizer, pcfg.mask_probability, gen)
 
 
+def _token_dropout(ids: torch.Tensor, tokenizer, p: float, gen) -> torch.Tensor:
+    """`ids` with a share `p` of each row's inner tokens (not padding, not the first and last
+    token of the row: [CLS] / [SEP], <s> / </s>) replaced by the mask token (unknown token
+    without one)."""
+    if p <= 0:
+        return ids
+    real = ids != tokenizer.pad_token_id
+    lengths = real.sum(dim=1, keepdim=True)
+    pos = torch.arange(ids.size(1)).expand_as(ids)
+    inner = real & (pos > 0) & (pos < lengths - 1)
+    drop = inner & (torch.rand(ids.shape, generator=gen) < p)
+    mask_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
+    return ids.masked_fill(drop, mask_id)
+
+
 def _group(ids: torch.Tensor, pad: int, labels: torch.Tensor | None, causal: bool, positions: torch.Tensor | None,
            segments: torch.Tensor | None, config, device) -> tuple[dict, torch.Tensor | None]:
     """One group of rows for `SelectiveLM`: trimmed to its longest row, with the positions whose
@@ -261,7 +276,8 @@ def _micro_step(model, tokenizer, batch: dict, pairs: dict | None, causal: bool,
         inp, labels = _lm_rows(sides, tokenizer, causal, pcfg, gen)
         groups["pair_lm"] = _group(inp, pad, labels, causal, arange(inp), None, config, device)
     if aligned and pcfg.contrastive_weight > 0:
-        groups["contrastive"] = _group(sides, pad, None, causal, arange(sides), None, config, device)
+        rows = _token_dropout(sides, tokenizer, pcfg.contrastive_token_dropout, gen)
+        groups["contrastive"] = _group(rows, pad, None, causal, arange(rows), None, config, device)
     weights = {"lm": pcfg.lm_weight, "tlm": pcfg.tlm_weight, "pair_lm": pcfg.pair_lm_weight}
     out: dict = {}
     with (nullcontext() if sync else model.no_sync()), autocast:
