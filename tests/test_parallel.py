@@ -243,3 +243,16 @@ def test_multiway_input_names_its_files_by_language(tmp_path):
         parallel.plan([ParallelInput(path=str(d / "*.txt"), pivot="en")])
     with pytest.raises(parallel.ParallelInputError, match="exactly one file in its pivot language fra_Latn"):
         parallel.plan([ParallelInput(path=str(d / "eng_Latn.txt"), pivot="fr")])
+
+
+def test_a_document_too_long_to_align_is_rejected_whole_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setattr(parallel, "MAX_ALIGN_LINES", 4)  # nltk's limit is 4,000 lines
+    d = tmp_path / "multi"
+    write(d / "eng_Latn.txt", "\n".join(e for e, _ in EN_FR) + "\n")
+    write(d / "fra_Latn.txt", "\n".join(f for _, f in EN_FR) + "\n")
+    cfg = _cfg(ParallelInput(path=str(d / "*.txt"), pivot="en"))
+    rep = prepare(cfg.ingest.inputs, str(tmp_path / "corpus"), cfg)["parallel"]
+    rejects = _rejects(tmp_path / "corpus")
+    assert rep["kept"] == 0 and rep["rejected"] == 2 * len(EN_FR) == len(rejects)
+    assert {r["reason"] for r in rejects} == {"alignment_failed"}
+    assert all("6 lines: more than the 4 one alignment takes" in r["detail"] for r in rejects)

@@ -77,6 +77,7 @@ from .shard import CHARS_PER_TOKEN, DEFAULT_CHARS_PER_TOKEN, RollingParquet, hel
 
 log = logging.getLogger(__name__)
 _DIGITS = regex.compile(r"\d+")
+MAX_ALIGN_LINES = 4000  # nltk's Gale-Church limit: longer documents are rejected whole (alignment_failed)
 STAGE = "parallel"
 PAIRS = "pairs"
 VERSION = 1
@@ -265,17 +266,24 @@ def read_unit(unit: PairUnit, pin: ParallelInput) -> tuple[dict[str, list], list
         src, tgt = _read_lines(pivot_uri), _read_lines(uri)
         s_rows = [i for i, line in enumerate(src) if line.strip()]
         t_rows = [i for i, line in enumerate(tgt) if line.strip()]
-        beads = align_lines([len(src[i].strip()) for i in s_rows], [len(tgt[i].strip()) for i in t_rows])
-        lonely = sum(len(s) + len(t) for s, t in beads if not (s and t))
-        failed = lonely > (len(s_rows) + len(t_rows)) / 2
+        longest = max(len(s_rows), len(t_rows))
+        if longest > MAX_ALIGN_LINES:  # the alignment is O(n x m) in time and memory
+            beads = [([i], []) for i in range(len(s_rows))] + [([], [j]) for j in range(len(t_rows))]
+            lonely, failed = len(s_rows) + len(t_rows), True
+            why = (f"{longest} lines: more than the {MAX_ALIGN_LINES} one alignment takes (split the documents "
+                   f"into chapters, one file per chapter and language)")
+        else:
+            beads = align_lines([len(src[i].strip()) for i in s_rows], [len(tgt[i].strip()) for i in t_rows])
+            lonely = sum(len(s) + len(t) for s, t in beads if not (s and t))
+            failed = lonely > (len(s_rows) + len(t_rows)) / 2
+            why = f"{lonely} of the {len(s_rows) + len(t_rows)} lines found no partner: not the same text"
         for s, t in beads:
             a = " ".join(src[s_rows[x]].strip() for x in s)
             b = " ".join(tgt[t_rows[x]].strip() for x in t)
             row = t_rows[t[0]] + 1 if t else s_rows[s[0]] + 1
             where = uri if t else pivot_uri
             if failed:
-                bad.append(_bad(where, row, "alignment_failed", f"{lonely} of the {len(s_rows) + len(t_rows)} lines of "
-                                f"{pivot_uri} and {uri} found no partner: not the same text", a or None, b or None,
+                bad.append(_bad(where, row, "alignment_failed", f"{pivot_uri} and {uri}: {why}", a or None, b or None,
                                 unit.src_lang, unit.tgt_lang))
             elif not (s and t):
                 bad.append(_bad(where, row, "unaligned", f"no line of {uri if s else pivot_uri} aligns with this one",
