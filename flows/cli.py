@@ -144,15 +144,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _print_pretrained(sections: dict, cfg: PipelineConfig) -> None:
-    from pipeline.evaluation.retrieval import sections_of
+    from pipeline.evaluation.retrieval import collection_suffix, sections_of
 
     print(f"held-out loss per language (trained / at init), also in {cfg.path('eval', 'report.md')}:")
     for lang, m in sections["lm"]["languages"].items():
         extra = f"  {m['bits_per_byte']} bits/byte" if "bits_per_byte" in m else ""
         print(f"  {lang}: {m['loss']:.4f} / {m['loss_init']:.4f}{extra}")
     for name, r in sections_of(sections):
-        what = f" ({r['collection']})" if name != "retrieval" else ""
-        print(f"sentence retrieval on held-out pairs{what}: macro accuracy {r['macro_accuracy']} over "
+        print(f"sentence retrieval on held-out pairs{collection_suffix(name, r)}: macro accuracy {r['macro_accuracy']} over "
               f"{len(r['pairs'])} language pairs (per pair in {cfg.path('eval', 'report.md')})")
 
 

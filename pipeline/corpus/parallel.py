@@ -288,10 +288,10 @@ def read_unit(unit: PairUnit, pin: ParallelInput) -> tuple[dict[str, list], list
             elif not (s and t):
                 bad.append(_bad(where, row, "unaligned", f"no line of {uri if s else pivot_uri} aligns with this one",
                                 a or None, b or None, unit.src_lang, unit.tgt_lang))
-            elif _numerals(a) and _numerals(b) and _numerals(a) != _numerals(b):
+            elif (na := _numerals(a)) and (nb := _numerals(b)) and na != nb:
                 # numbered headings and articles that disagree: the length alignment drifted here
-                bad.append(_bad(where, row, "number_mismatch", f"numbers {sorted(_numerals(a))} in {pivot_uri} but "
-                                f"{sorted(_numerals(b))} here", a, b, unit.src_lang, unit.tgt_lang))
+                bad.append(_bad(where, row, "number_mismatch", f"numbers {sorted(na)} in {pivot_uri} but "
+                                f"{sorted(nb)} here", a, b, unit.src_lang, unit.tgt_lang))
             else:
                 add(uri, row, a, b)
         return cols, bad

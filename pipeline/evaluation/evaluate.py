@@ -16,8 +16,8 @@ from ..config import ModelConfig
 from ..corpus.shard import read_texts
 from ..storage import atomic_open, exists, join, local_dir, read_json, write_json
 from ..training import tasks
-from . import retrieval
 from ..training.model import build_model, encode, load_model, mask_tokens, sequence_losses
+from . import retrieval
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ def evaluate_pretrained(model_dir: str, manifest: dict, corpus_dir: str, cfg) ->
     collections)."""
     sections = {"lm": evaluate_lm(model_dir, manifest, corpus_dir, cfg.model, cfg.pretrain.seed)}
     sections.update(retrieval.retrieval_sections(model_dir, manifest, corpus_dir, cfg.model.max_length,
-                                       cfg.model.objective == "causal_lm", cfg.pretrain.contrastive_pooling))
+                                                 cfg.model.objective == "causal_lm",
+                                                 cfg.pretrain.contrastive_pooling))
     return sections
 
 
@@ -119,11 +120,11 @@ def charts(report: dict, eval_dir: str) -> dict[str, str]:
                                      "loss (nats per target token)")
     for name, section in retrieval.sections_of(report):
         pairs = section["pairs"]
-        what = f"{section['collection']} pairs" if name != "retrieval" else "pairs"
         out[name] = ch.language_bars(
             {"accuracy (mean of both directions)": {k: m["accuracy"] for k, m in pairs.items()}},
             join(eval_dir, f"{name}.png"),
-            f"Sentence retrieval on held-out {what} (macro {section['macro_accuracy']:.3f})",
+            f"Sentence retrieval on held-out pairs{retrieval.collection_suffix(name, section)} "
+            f"(macro {section['macro_accuracy']:.3f})",
             "accuracy", {k: m["chance"] for k, m in pairs.items()}, "chance", (0, 1))
     return out
 
@@ -157,8 +158,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {lang} | {_cells([m.get('docs'), m.get('loss'), m.get('loss_init')])} |{extra}")
         parts.append("\n".join(lines))
     for name, rsec in retrieval.sections_of(report):
-        what = f" ({rsec['collection']})" if name != "retrieval" else ""
-        lines = [f"### Sentence retrieval on held-out translation pairs{what}", "",
+        lines = [f"### Sentence retrieval on held-out translation pairs{retrieval.collection_suffix(name, rsec)}", "",
                  f"Nearest sentence by cosine similarity ({rsec['pooling']} pooling, layer {rsec['layer']}), "
                  f"among the held-out pairs of each language pair; macro accuracy **{rsec['macro_accuracy']}**.", "",
                  "| language pair | held-out pairs | a -> b | b -> a | accuracy | chance |", "|---|---:|---:|---:|---:|---:|"]

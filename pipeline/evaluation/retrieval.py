@@ -66,14 +66,15 @@ def accuracy(za: torch.Tensor, zb: torch.Tensor) -> tuple[float, float]:
 
 
 def evaluate_retrieval(model_dir: str, manifest: dict, corpus_dir: str, max_length: int, causal: bool = False,
-                       pooling: str = "mean", layer: int = -1, min_pairs: int = 10, pairs=None) -> dict:
+                       pooling: str = "mean", layer: int = -1, min_pairs: int = 10, pairs=None, encoder=None) -> dict:
     """Per language pair: held-out pairs, accuracy both ways, their mean, chance. The overall
     figure is the macro average over language pairs with at least `min_pairs` pairs. `pairs`:
-    a table of pairs to test on instead of the corpus's held-out split (a dev split)."""
+    a table of pairs to test on instead of the corpus's held-out split (a dev split); `encoder`:
+    (model, tokenizer) already loaded from `model_dir`."""
     section = manifest.get("parallel") or {}
     if not section.get("pairs"):
         return {}
-    model, tok = load_encoder(model_dir)
+    model, tok = encoder or load_encoder(model_dir)
     by_key: dict[str, list[dict]] = {}
     table = read_pairs(manifest, corpus_dir, "heldout") if pairs is None else pairs
     for r in table.select(["src_lang", "tgt_lang", "src_text", "tgt_text"]).to_pylist():
@@ -121,10 +122,12 @@ def retrieval_sections(model_dir: str, manifest: dict, corpus_dir: str, max_leng
     table = read_pairs(manifest, corpus_dir, "heldout")
     names = [collection_of(x) for x in table["source"].to_pylist()]
     collections = sorted(set(names))
+    encoder = load_encoder(model_dir)
     out = {}
     for name in collections:
         part = table if len(collections) == 1 else table.filter(pa.array([n == name for n in names]))
-        result = evaluate_retrieval(model_dir, manifest, corpus_dir, max_length, causal, pooling, layer, pairs=part)
+        result = evaluate_retrieval(model_dir, manifest, corpus_dir, max_length, causal, pooling, layer, pairs=part,
+                                    encoder=encoder)
         if result.get("pairs"):
             out["retrieval" if len(collections) == 1 else f"retrieval_{name}"] = {**result, "collection": name}
     return out
@@ -134,3 +137,8 @@ def sections_of(report: dict) -> list[tuple[str, dict]]:
     """The retrieval sections of an evaluation report, in name order."""
     return [(k, v) for k, v in sorted(report.items()) if (k == "retrieval" or k.startswith("retrieval_"))
             and isinstance(v, dict) and v.get("pairs")]
+
+
+def collection_suffix(name: str, section: dict) -> str:
+    """' (udhr)' for a section of one of several collections, '' for the only one."""
+    return f" ({section['collection']})" if name != "retrieval" else ""
