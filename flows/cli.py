@@ -139,20 +139,21 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     evaluate.write_report(cfg.path("eval"), sections)
     print(f"pretrained {cfg.model.objective} model: {result['model_dir']} (step {result['step']}, "
           f"loss {result['loss']:.4f}, {result['tokens_per_s']:.0f} tokens/s)")
-    _print_pretrained(sections, cfg)
+    _print_pretrained(sections, cfg.path("eval"))
     return 0
 
 
-def _print_pretrained(sections: dict, cfg: PipelineConfig) -> None:
+def _print_pretrained(sections: dict, eval_dir: str) -> None:
     from pipeline.evaluation.retrieval import collection_suffix, sections_of
 
-    print(f"held-out loss per language (trained / at init), also in {cfg.path('eval', 'report.md')}:")
+    print(f"held-out loss per language (trained / at init), also in {eval_dir}/report.md:")
     for lang, m in sections["lm"]["languages"].items():
         extra = f"  {m['bits_per_byte']} bits/byte" if "bits_per_byte" in m else ""
         print(f"  {lang}: {m['loss']:.4f} / {m['loss_init']:.4f}{extra}")
     for name, r in sections_of(sections):
-        print(f"sentence retrieval on held-out pairs{collection_suffix(name, r)}: macro accuracy {r['macro_accuracy']} over "
-              f"{len(r['pairs'])} language pairs (per pair in {cfg.path('eval', 'report.md')})")
+        margin = f" (ratio margin: {r['macro_margin_accuracy']})" if "macro_margin_accuracy" in r else ""
+        print(f"sentence retrieval on held-out pairs{collection_suffix(name, r)}: macro accuracy {r['macro_accuracy']}"
+              f"{margin} over {len(r['pairs'])} language pairs (per pair in {eval_dir}/report.md)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -179,7 +180,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     eval_dir = args.out or cfg.path("eval")
     report = evaluate.write_report(eval_dir, sections)
     if "lm" in sections:
-        _print_pretrained(sections, cfg)
+        _print_pretrained(sections, eval_dir)
     for line in evaluate.language_lines(sections):
         print(line)
     print(f"report: {eval_dir}/report.md, charts: {', '.join(f'{eval_dir}/{n}.png' for n in report.get('charts', {}))}")

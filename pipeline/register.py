@@ -169,6 +169,10 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     for name, section in sections_of(eval_report):  # retrieval_accuracy.<pair>, retrieval_udhr_accuracy.<pair>
         metrics.update({f"{name}_accuracy.{key}": m["accuracy"] for key, m in section["pairs"].items()})
         metrics[f"{name}_accuracy.macro"] = section["macro_accuracy"]
+        metrics.update({f"{name}_margin_accuracy.{key}": m["margin_accuracy"] for key, m in section["pairs"].items()
+                        if "margin_accuracy" in m})
+        if "macro_margin_accuracy" in section:
+            metrics[f"{name}_margin_accuracy.macro"] = section["macro_margin_accuracy"]
     with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:
         mlflow.log_params(flatten(cfg.model_dump(mode="json")))
         mlflow.log_metrics(metrics)

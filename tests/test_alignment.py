@@ -168,8 +168,40 @@ def test_alignment_losses_fall_and_reach_both_sides(corpus, arch):
             a, b = key.split("-", 1)
             assert row["pairs"] == manifest["parallel"]["pairs"][key]["heldout_rows"]
             assert row["accuracy"] == round((row[f"{a}->{b}"] + row[f"{b}->{a}"]) / 2, 4)
-            assert row["chance"] == round(1 / row["pairs"], 4)
+            assert row["chance"] == round(1 / row["pairs"], 4) and 0 <= row["margin_accuracy"] <= 1
         assert trained["macro_accuracy"] >= 0.8 > scores["init"]["macro_accuracy"], scores
+        assert trained["macro_margin_accuracy"] >= 0.8 > scores["init"]["macro_margin_accuracy"], scores
+
+
+def test_ratio_margin_discounts_hubs():
+    """Two target vectors near the direction every query shares ("hubs") are the cosine nearest
+    neighbour of many queries that are not theirs; the ratio margin (Artetxe & Schwenk 2019)
+    divides each cosine by how close both sides are to their neighbours anyway, and finds
+    the queries' own translations."""
+    from pipeline.evaluation.retrieval import accuracy, ratio_margin
+
+    norm = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    n, d = 50, 32
+    shared = torch.zeros(d)
+    shared[0] = 6.0
+    r = torch.randn(n, d, generator=g)
+    za = norm(r + shared)
+    zb = norm(r + 1.3 * torch.randn(n, d, generator=g) + shared)
+    zb[:2] = norm(shared + 0.2 * torch.randn(2, d, generator=g))
+    sim = za @ zb.T
+    assert int((sim[2:].argmax(1) < 2).sum()) >= 15  # 15 or more of 48 queries land on a hub by cosine
+    assert int((ratio_margin(sim)[2:].argmax(1) < 2).sum()) <= 5
+    cos_ab, _ = accuracy(za, zb)
+    margin_ab, _ = accuracy(za, zb, margin=True)
+    assert margin_ab >= cos_ab + 0.2, (cos_ab, margin_ab)
+    # the score itself: cosine over the mean of both sides' k-nearest-neighbour cosines
+    i, j, k = 5, 7, 4
+    expect = sim[i, j] / ((sim[i].topk(k).values.mean() + sim[:, j].topk(k).values.mean()) / 2)
+    assert torch.isclose(ratio_margin(sim, k)[i, j], expect)
+    # k larger than the candidates: all of them
+    small = sim[:3, :3]
+    assert torch.isclose(ratio_margin(small, 10)[0, 1], small[0, 1] / ((small[0].mean() + small[:, 1].mean()) / 2))
 
 
 def _ddp_worker(rank: int, world: int, init: str, za: torch.Tensor, zb: torch.Tensor, weight: torch.Tensor, out: str,

@@ -97,8 +97,10 @@ def test_evaluate_runs_the_suite_on_an_existing_model(tmp_path, capsys):
     """`babelforge evaluate` on a run's saved pretrained model: held-out LM loss per language and
     retrieval per language pair (the corpus has translation pairs), tables and charts."""
     out, report, manifest, run = _evaluate_a_saved_model(tmp_path, capsys, f"[{{path: {SAMPLE / 'parallel'}}}]")
-    assert "sentence retrieval on held-out pairs: macro accuracy" in out
-    assert set(report["retrieval"]["pairs"]) == set(manifest["parallel"]["pairs"])
+    r = report["retrieval"]
+    assert f"sentence retrieval on held-out pairs: macro accuracy {r['macro_accuracy']} (ratio margin: " \
+           f"{r['macro_margin_accuracy']})" in out
+    assert set(r["pairs"]) == set(manifest["parallel"]["pairs"])
     assert set(report["lm"]["languages"]) == {k for k, v in manifest["languages"].items() if v["heldout_rows"]}
     assert {"lm", "retrieval"} <= set(report["charts"]) and (run / "eval" / "retrieval.png").exists()
 

@@ -103,9 +103,9 @@ def test_every_configurable_task_has_one_class():
     assert len({t.key for t in TASKS.values()}) == len(TASKS)
 
 
-RETRIEVAL = {"pooling": "mean", "layer": -1, "macro_accuracy": 0.6,
+RETRIEVAL = {"pooling": "mean", "layer": -1, "macro_accuracy": 0.6, "macro_margin_accuracy": 0.65, "margin_k": 4,
              "pairs": {"eng_Latn-fra_Latn": {"pairs": 20, "eng_Latn->fra_Latn": 0.7, "fra_Latn->eng_Latn": 0.5,
-                                             "accuracy": 0.6, "chance": 0.05}}}
+                                             "accuracy": 0.6, "margin_accuracy": 0.65, "chance": 0.05}}}
 
 
 def test_charts_and_retrieval_reach_report_card_and_mlflow(model_and_manifest, tmp_path):
@@ -119,8 +119,10 @@ def test_charts_and_retrieval_reach_report_card_and_mlflow(model_and_manifest, t
 
     root, manifest = model_and_manifest
     # a second collection of pairs (another folder) is a section of its own
-    udhr = {**RETRIEVAL, "collection": "udhr", "macro_accuracy": 0.8,
-            "pairs": {"eng_Latn-fra_Latn": {**RETRIEVAL["pairs"]["eng_Latn-fra_Latn"], "accuracy": 0.8}}}
+    # (and a report written before the margin figures existed still renders: no margin column)
+    udhr = {"pooling": "mean", "layer": -1, "collection": "udhr", "macro_accuracy": 0.8,
+            "pairs": {"eng_Latn-fra_Latn": {"pairs": 20, "eng_Latn->fra_Latn": 0.7, "fra_Latn->eng_Latn": 0.9,
+                                            "accuracy": 0.8, "chance": 0.05}}}
     sections = {**EVAL, "lm": {"languages": {"fr": {"docs": 3, "loss": 5.0, "loss_init": 6.0}}},
                 "retrieval": RETRIEVAL, "retrieval_udhr": udhr}
     report = write_report(str(tmp_path / "eval"), sections, merge=False)
@@ -128,7 +130,8 @@ def test_charts_and_retrieval_reach_report_card_and_mlflow(model_and_manifest, t
     for name in report["charts"]:
         assert (tmp_path / "eval" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     md = (tmp_path / "eval" / "report.md").read_text()
-    assert "![retrieval](retrieval.png)" in md and "| eng_Latn-fra_Latn | 20 | 0.7 | 0.5 | 0.6 | 0.05 |" in md
+    assert "![retrieval](retrieval.png)" in md and "| eng_Latn-fra_Latn | 20 | 0.7 | 0.5 | 0.6 | 0.65 | 0.05 |" in md
+    assert "by ratio margin" in md and "| eng_Latn-fra_Latn | 20 | 0.7 | 0.9 | 0.8 | 0.05 |" in md
     model = tmp_path / "model"
     shutil.copytree(root / "model", model)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -140,7 +143,9 @@ def test_charts_and_retrieval_reach_report_card_and_mlflow(model_and_manifest, t
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     metrics = client.get_run(reg["run_id"]).data.metrics
     assert metrics["retrieval_accuracy.eng_Latn-fra_Latn"] == 0.6 and metrics["retrieval_accuracy.macro"] == 0.6
+    assert metrics["retrieval_margin_accuracy.eng_Latn-fra_Latn"] == 0.65 and metrics["retrieval_margin_accuracy.macro"] == 0.65
     assert metrics["retrieval_udhr_accuracy.eng_Latn-fra_Latn"] == 0.8 and metrics["retrieval_udhr_accuracy.macro"] == 0.8
+    assert not any(k.startswith("retrieval_udhr_margin") for k in metrics)
     assert "Sentence retrieval on held-out translation pairs (udhr)" in card and (model / "retrieval_udhr.png").exists()
     files = {f.path for f in client.list_artifacts(reg["run_id"], "model")}
     assert {"model/retrieval.png", "model/lm.png", "model/classification.png"} <= files

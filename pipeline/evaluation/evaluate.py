@@ -120,11 +120,15 @@ def charts(report: dict, eval_dir: str) -> dict[str, str]:
                                      "loss (nats per target token)")
     for name, section in retrieval.sections_of(report):
         pairs = section["pairs"]
+        series = {"cosine (mean of both directions)": {k: m["accuracy"] for k, m in pairs.items()}}
+        if all("margin_accuracy" in m for m in pairs.values()):
+            series[f"ratio margin, k={section.get('margin_k')}"] = {k: m["margin_accuracy"] for k, m in pairs.items()}
         out[name] = ch.language_bars(
-            {"accuracy (mean of both directions)": {k: m["accuracy"] for k, m in pairs.items()}},
+            series,
             join(eval_dir, f"{name}.png"),
             f"Sentence retrieval on held-out pairs{retrieval.collection_suffix(name, section)} "
-            f"(macro {section['macro_accuracy']:.3f})",
+            f"(macro {section['macro_accuracy']:.3f}"
+            + (f"; {section['macro_margin_accuracy']:.3f} by ratio margin)" if "macro_margin_accuracy" in section else ")"),
             "accuracy", {k: m["chance"] for k, m in pairs.items()}, "chance", (0, 1))
     return out
 
@@ -158,13 +162,19 @@ def markdown(report: dict) -> str:
             lines.append(f"| {lang} | {_cells([m.get('docs'), m.get('loss'), m.get('loss_init')])} |{extra}")
         parts.append("\n".join(lines))
     for name, rsec in retrieval.sections_of(report):
+        margin = "macro_margin_accuracy" in rsec
         lines = [f"### Sentence retrieval on held-out translation pairs{retrieval.collection_suffix(name, rsec)}", "",
                  f"Nearest sentence by cosine similarity ({rsec['pooling']} pooling, layer {rsec['layer']}), "
-                 f"among the held-out pairs of each language pair; macro accuracy **{rsec['macro_accuracy']}**.", "",
-                 "| language pair | held-out pairs | a -> b | b -> a | accuracy | chance |", "|---|---:|---:|---:|---:|---:|"]
+                 f"among the held-out pairs of each language pair; macro accuracy **{rsec['macro_accuracy']}**"
+                 + (f"; by ratio margin (Artetxe & Schwenk 2019, k={rsec['margin_k']}: cosine over the mean "
+                    f"cosine of both sides' nearest neighbours, which discounts hubs) "
+                    f"**{rsec['macro_margin_accuracy']}**" if margin else "") + ".", "",
+                 "| language pair | held-out pairs | a -> b | b -> a | accuracy | " + ("margin | " if margin else "")
+                 + "chance |", "|---|---:|---:|---:|---:|" + ("---:|" if margin else "") + "---:|"]
         for key, m in sorted(rsec["pairs"].items()):
             a, b = key.split("-", 1)
-            lines.append(f"| {key} | {_cells([m['pairs'], m[f'{a}->{b}'], m[f'{b}->{a}'], m['accuracy'], m['chance']])} |")
+            cells = [m['pairs'], m[f'{a}->{b}'], m[f'{b}->{a}'], m['accuracy']] + ([m.get("margin_accuracy")] if margin else [])
+            lines.append(f"| {key} | {_cells(cells + [m['chance']])} |")
         parts.append("\n".join(lines))
     pictures = report.get("charts", {})
     if pictures:
