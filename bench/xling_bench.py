@@ -18,7 +18,10 @@ same translations for both arms). Settings with more examples than zero-shot get
 epochs x 3 x (English examples / all examples), so about 3x zero-shot's steps.
 Each fine-tuning setting is a Ray Train run of its own. Rerunning with the same run name
 resumes: a finished pretraining arm is handed on, not trained again.
-Writes <out>/results.json, <out>/tables.md and a PNG per comparison.
+Also per arm: sentence retrieval between SIB-200's English test sentences and each language's
+(the same sentences translated): whether the alignment learnt from the pairs reaches the task's
+domain. Writes <out>/results.json, <out>/tables.md and a PNG per comparison. `--rescore`
+evaluates an earlier run's saved models again with the current evaluation code (no training).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pipeline.config import load_config  # noqa: E402
 
 log = logging.getLogger("xling")
 
+MAIN = "eng_Latn"  # the language the zero-shot classifier is trained on
 ARMS = {
     "mlm": ["pretrain.tlm_weight=0", "pretrain.contrastive_weight=0", "pretrain.pair_lm_weight=1"],
     "aligned": [],
@@ -107,6 +111,8 @@ def run_arm(arm: str, config: str, corpus_dir: str, tokenizer_dir: str, settings
     out["pretrain"] = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
     t = time.monotonic()
     out.update(evaluate.evaluate_pretrained(cfg.path("model-pretrained"), manifest, corpus_dir, cfg))
+    out["task_retrieval"] = task_retrieval(cfg.path("model-pretrained"), cfg.finetune.test_path, MAIN, cfg.model.max_length,
+                                           cfg.pretrain.contrastive_pooling)
     out["seconds"]["evaluate_pretrained"] = round(time.monotonic() - t, 1)
     sib = Path(cfg.finetune.train_path).parent.parent  # .../sib200
     for setting in settings:
@@ -135,7 +141,43 @@ def run_arm(arm: str, config: str, corpus_dir: str, tokenizer_dir: str, settings
     return out
 
 
-def transfer_gap(test: dict, main: str = "eng_Latn") -> dict[str, float]:
+def task_retrieval(model_dir: str, test_path: str, main: str, max_length: int, pooling: str = "mean") -> dict:
+    """Does the alignment reach the task's own domain? SIB-200's test sets are translations of
+    one another (the same `index_id` is the same sentence): sentence retrieval between the main
+    language's test sentences and each other language's, by cosine and by ratio margin, as on
+    the held-out pairs. Empty when the test files are not SIB-200 style."""
+    import csv
+
+    from pipeline.evaluation.retrieval import accuracy, embed, load_encoder
+    from pipeline.language_codes import normalize
+    from pipeline.storage import expand
+
+    by_lang: dict[str, dict[str, str]] = {}
+    for path in expand([test_path]):
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        if not rows or [h.strip() for h in rows[0][:3]] != ["index_id", "category", "text"]:
+            return {}
+        by_lang[normalize(Path(path).parent.name)] = {r[0]: r[2] for r in rows[1:] if len(r) >= 3}
+    if main not in by_lang:
+        return {}
+    model, tok = load_encoder(model_dir)
+    out = {}
+    for lang, texts in sorted(by_lang.items()):
+        ids = sorted(set(texts) & set(by_lang[main]))
+        if lang == main or len(ids) < 10:
+            continue
+        za = embed(model, tok, [by_lang[main][i] for i in ids], max_length, False, pooling)
+        zb = embed(model, tok, [texts[i] for i in ids], max_length, False, pooling)
+        cos, margin = accuracy(za, zb), accuracy(za, zb, margin=True)
+        out[lang] = {"pairs": len(ids), "accuracy": round(sum(cos) / 2, 4), "margin_accuracy": round(sum(margin) / 2, 4),
+                     "chance": round(1 / len(ids), 4)}
+    n = max(len(out), 1)
+    return {"languages": out, "macro_accuracy": round(sum(m["accuracy"] for m in out.values()) / n, 4),
+            "macro_margin_accuracy": round(sum(m["margin_accuracy"] for m in out.values()) / n, 4)}
+
+
+def transfer_gap(test: dict, main: str = MAIN) -> dict[str, float]:
     langs = test["languages"]
     return {lang: round(langs[main]["accuracy"] - m["accuracy"], 4) for lang, m in langs.items() if lang != main}
 
@@ -165,6 +207,21 @@ def tables(results: dict, settings: list[str]) -> str:
                        + " | ".join(f"{m.get('accuracy', '')} | {m.get('margin_accuracy', '')}" for m in row) + " |")
         out.append("| **macro** | | | " + " | ".join(
             f"**{results[a][name]['macro_accuracy']}** | **{results[a][name].get('macro_margin_accuracy', '')}**"
+            for a in arms) + " |")
+        out.append("")
+    if all(r.get("task_retrieval", {}).get("languages") for r in results.values()):
+        langs = sorted(results[arms[0]]["task_retrieval"]["languages"])
+        out += ["### Sentence retrieval on SIB-200 test sentences, English vs each language (the task's domain: "
+                "does the alignment reach it?)", "",
+                "| language | sentences | chance | " + " | ".join(f"{a} cosine | {a} margin" for a in arms) + " |",
+                "|---|---:|---:|" + "---:|---:|" * len(arms)]
+        for lang in langs:
+            row = [results[a]["task_retrieval"]["languages"].get(lang, {}) for a in arms]
+            first = results[arms[0]]["task_retrieval"]["languages"][lang]
+            out.append(f"| {lang} | {first['pairs']} | {first['chance']} | "
+                       + " | ".join(f"{m.get('accuracy', '')} | {m.get('margin_accuracy', '')}" for m in row) + " |")
+        out.append("| **macro** | | | " + " | ".join(
+            f"**{results[a]['task_retrieval']['macro_accuracy']}** | **{results[a]['task_retrieval']['macro_margin_accuracy']}**"
             for a in arms) + " |")
         out.append("")
     for setting in settings:
@@ -214,6 +271,12 @@ def pictures(results: dict, settings: list[str], out: Path) -> list[str]:
             {arm: {k: m["accuracy"] for k, m in r[name]["pairs"].items()} for arm, r in results.items()},
             str(out / f"{name}.png"), f"Sentence retrieval on held-out {what} pairs, per language pair".replace("  ", " "),
             "accuracy", {k: m["chance"] for k, m in first["pairs"].items()}, "chance", (0, 1)))
+    if all(r.get("task_retrieval", {}).get("languages") for r in results.values()):
+        first = next(iter(results.values()))["task_retrieval"]["languages"]
+        made.append(charts.language_bars(
+            {arm: {l: m["accuracy"] for l, m in r["task_retrieval"]["languages"].items()} for arm, r in results.items()},
+            str(out / "sib200-retrieval.png"), "Sentence retrieval on SIB-200 test sentences, English vs each language "
+            "(cosine)", "accuracy", {l: m["chance"] for l, m in first.items()}, "chance", (0, 1)))
     for setting in settings:
         first = next(iter(results.values()))[setting]["languages"]
         made.append(charts.language_bars(
@@ -222,6 +285,36 @@ def pictures(results: dict, settings: list[str], out: Path) -> list[str]:
             {l: m["majority_accuracy"] for l, m in first.items() if "majority_accuracy" in m}, "majority label",
             (0, 1)))
     return made
+
+
+def rescore(args: argparse.Namespace) -> int:
+    """Evaluation of an earlier run's saved models again, with the current evaluation code."""
+    from pipeline.corpus.shard import read_manifest
+    from pipeline.evaluation.retrieval import retrieval_sections
+
+    out = Path(args.out)
+    saved = json.loads((out / "results.json").read_text())
+    cfg = load_config(args.config, args.set)
+    corpus_dir = cfg.path("corpus")
+    manifest = read_manifest(corpus_dir)
+    settings = [s for s in args.settings.split(",") if s and all(s in r for r in saved["arms"].values())]
+    for arm, result in saved["arms"].items():
+        acfg = load_config(args.config, [*args.set, *ARMS[arm]])
+        acfg = acfg.model_copy(update={"run_name": f"{acfg.run_name}-{arm}"})
+        model_dir = acfg.path("model-pretrained")
+        for name in [k for k in result if k == "retrieval" or k.startswith("retrieval_")]:
+            del result[name]
+        result.update(retrieval_sections(model_dir, manifest, corpus_dir, acfg.model.max_length,
+                                         acfg.model.objective == "causal_lm", acfg.pretrain.contrastive_pooling))
+        result["task_retrieval"] = task_retrieval(model_dir, acfg.finetune.test_path, MAIN, acfg.model.max_length,
+                                                  acfg.pretrain.contrastive_pooling)
+    (out / "results.json").write_text(json.dumps(saved, indent=1))
+    translated = saved.get("translate_train")
+    text = tables(saved["arms"], settings) + (translated_table(translated) if translated else "")
+    (out / "tables.md").write_text(text)
+    pictures(saved["arms"], settings, out)
+    print(text)
+    return 0
 
 
 def main() -> int:
@@ -233,8 +326,13 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], help="config overrides for both arms")
     ap.add_argument("--mt-model", default=None, help="a local English -> X translation model (MarianMT / NLLB / "
                     "M2M100 directory): adds the translate_train setting")
+    ap.add_argument("--rescore", action="store_true", help="no training: evaluate the saved pretrained models of "
+                    "an earlier run (same --config / --set) again, retrieval on the held-out pairs and on the task's "
+                    "test sentences, into <out>/results.json, and rewrite the tables and charts")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.rescore:
+        return rescore(args)
     from pipeline.corpus.prepare import prepare
 
     start = time.monotonic()
