@@ -70,9 +70,10 @@ MARGIN_K = 4  # neighbours in the ratio margin (Artetxe & Schwenk 2019, and LASE
 
 
 def ratio_margin(sim: torch.Tensor, k: int = MARGIN_K) -> torch.Tensor:
-    """Ratio-margin scores of a cosine matrix (rows: side a, columns: side b): cos(x, y) over the
-    mean of x's k best cosines on side b and y's k best on side a, each averaged over its k
-    (k capped at the candidates there are)."""
+    """Ratio-margin scores of a cosine matrix (rows: side a, columns: side b): cos(x, y) over
+    (mean of x's k best cosines on side b + mean of y's k best on side a) / 2, k capped at the
+    candidates there are. The denominator is floored at 1e-6 (nearest neighbours' cosines are
+    positive for any sentence encoder; the floor only keeps a degenerate matrix finite)."""
     near_a = sim.topk(min(k, sim.shape[1]), dim=1).values.mean(1, keepdim=True)
     near_b = sim.topk(min(k, sim.shape[0]), dim=0).values.mean(0, keepdim=True)
     return sim / ((near_a + near_b) / 2).clamp(min=1e-6)
