@@ -93,6 +93,12 @@ def translate_train(config: str, sets: list[str], mt_model: str, out_dir: str) -
     return report
 
 
+def arm_config(config: str, sets: list[str], arm: str):
+    """The arm's configuration: the file, the overrides, the arm's objectives; run name <name>-<arm>."""
+    cfg = load_config(config, [*sets, *ARMS[arm]])
+    return cfg.model_copy(update={"run_name": f"{cfg.run_name}-{arm}"})
+
+
 def run_arm(arm: str, config: str, corpus_dir: str, tokenizer_dir: str, settings: list[str], sets: list[str],
             translated: dict | None = None) -> dict:
     import ray
@@ -101,8 +107,7 @@ def run_arm(arm: str, config: str, corpus_dir: str, tokenizer_dir: str, settings
     from pipeline.evaluation import evaluate
     from pipeline.training import finetune, pretrain
 
-    cfg = load_config(config, [*sets, *ARMS[arm]])
-    cfg = cfg.model_copy(update={"run_name": f"{cfg.run_name}-{arm}"})
+    cfg = arm_config(config, sets, arm)
     manifest = read_manifest(corpus_dir)
     out: dict = {"seconds": {}}
     t = time.monotonic()
@@ -151,12 +156,13 @@ def task_retrieval(model_dir: str, test_path: str, main: str, max_length: int, p
     from pipeline.evaluation.retrieval import accuracy, embed, load_encoder
     from pipeline.language_codes import normalize
     from pipeline.storage import expand
+    from pipeline.training.tasks.classification import SIB_COLUMNS
 
     by_lang: dict[str, dict[str, str]] = {}
     for path in expand([test_path]):
         with open(path, encoding="utf-8", newline="") as f:
             rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        if not rows or [h.strip() for h in rows[0][:3]] != ["index_id", "category", "text"]:
+        if not rows or [h.strip() for h in rows[0][:3]] != list(SIB_COLUMNS):
             return {}
         by_lang[normalize(Path(path).parent.name)] = {r[0]: r[2] for r in rows[1:] if len(r) >= 3}
     if main not in by_lang:
@@ -190,40 +196,35 @@ def _retrieval_names(results: dict) -> list[str]:
     return sorted(set.intersection(*names)) if names else []
 
 
+def _retrieval_table(title: str, first: str, count: str, sections: dict[str, dict], rows: str) -> list[str]:
+    """One retrieval table, a row per `rows` key of the arms' sections (language pairs or
+    languages): candidates, chance, and each arm's accuracy by cosine and by ratio margin; then
+    the macro row."""
+    arms = list(sections)
+    out = [f"### {title}", "", f"| {first} | {count} | chance | " + " | ".join(f"{a} cosine | {a} margin" for a in arms)
+           + " |", "|---|---:|---:|" + "---:|---:|" * len(arms)]
+    for key in sorted(set().union(*(s[rows] for s in sections.values()))):
+        cells = [s[rows].get(key, {}) for s in sections.values()]
+        known = next(c for c in cells if c)
+        out.append(f"| {key} | {known['pairs']} | {known['chance']} | "
+                   + " | ".join(f"{c.get('accuracy', '')} | {c.get('margin_accuracy', '')}" for c in cells) + " |")
+    out.append("| **macro** | | | " + " | ".join(
+        f"**{s['macro_accuracy']}** | **{s.get('macro_margin_accuracy', '')}**" for s in sections.values()) + " |")
+    return out + [""]
+
+
 def tables(results: dict, settings: list[str]) -> str:
     arms = list(results)
     out = []
     for name in _retrieval_names(results):
         what = f"held-out {results[arms[0]][name].get('collection', '')} pairs".replace("  ", " ")
-        pairs = sorted(set().union(*(r[name]["pairs"] for r in results.values())))
-        out += [f"### Sentence retrieval on {what} (accuracy, mean of both directions; by cosine, and by "
-                "ratio margin, k=4)", "",
-                "| language pair | held-out pairs | chance | " + " | ".join(f"{a} cosine | {a} margin" for a in arms)
-                + " |", "|---|---:|---:|" + "---:|---:|" * len(arms)]
-        for key in pairs:
-            first = next(r[name]["pairs"][key] for r in results.values() if key in r[name]["pairs"])
-            row = [results[a][name]["pairs"].get(key, {}) for a in arms]
-            out.append(f"| {key} | {first['pairs']} | {first['chance']} | "
-                       + " | ".join(f"{m.get('accuracy', '')} | {m.get('margin_accuracy', '')}" for m in row) + " |")
-        out.append("| **macro** | | | " + " | ".join(
-            f"**{results[a][name]['macro_accuracy']}** | **{results[a][name].get('macro_margin_accuracy', '')}**"
-            for a in arms) + " |")
-        out.append("")
+        out += _retrieval_table(f"Sentence retrieval on {what} (accuracy, mean of both directions; by cosine, and by "
+                                "ratio margin, k=4)", "language pair", "held-out pairs",
+                                {a: r[name] for a, r in results.items()}, "pairs")
     if all(r.get("task_retrieval", {}).get("languages") for r in results.values()):
-        langs = sorted(results[arms[0]]["task_retrieval"]["languages"])
-        out += ["### Sentence retrieval on SIB-200 test sentences, English vs each language (the task's domain: "
-                "does the alignment reach it?)", "",
-                "| language | sentences | chance | " + " | ".join(f"{a} cosine | {a} margin" for a in arms) + " |",
-                "|---|---:|---:|" + "---:|---:|" * len(arms)]
-        for lang in langs:
-            row = [results[a]["task_retrieval"]["languages"].get(lang, {}) for a in arms]
-            first = results[arms[0]]["task_retrieval"]["languages"][lang]
-            out.append(f"| {lang} | {first['pairs']} | {first['chance']} | "
-                       + " | ".join(f"{m.get('accuracy', '')} | {m.get('margin_accuracy', '')}" for m in row) + " |")
-        out.append("| **macro** | | | " + " | ".join(
-            f"**{results[a]['task_retrieval']['macro_accuracy']}** | **{results[a]['task_retrieval']['macro_margin_accuracy']}**"
-            for a in arms) + " |")
-        out.append("")
+        out += _retrieval_table("Sentence retrieval on SIB-200 test sentences, English vs each language (the task's "
+                                "domain: does the alignment reach it?)", "language", "sentences",
+                                {a: r["task_retrieval"] for a, r in results.items()}, "languages")
     for setting in settings:
         langs = sorted(results[arms[0]][setting]["languages"])
         out += [f"### SIB-200 {setting}: accuracy per language (transfer gap = English minus the language)", "",
@@ -299,8 +300,7 @@ def rescore(args: argparse.Namespace) -> int:
     manifest = read_manifest(corpus_dir)
     settings = [s for s in args.settings.split(",") if s and all(s in r for r in saved["arms"].values())]
     for arm, result in saved["arms"].items():
-        acfg = load_config(args.config, [*args.set, *ARMS[arm]])
-        acfg = acfg.model_copy(update={"run_name": f"{acfg.run_name}-{arm}"})
+        acfg = arm_config(args.config, args.set, arm)
         model_dir = acfg.path("model-pretrained")
         for name in [k for k in result if k == "retrieval" or k.startswith("retrieval_")]:
             del result[name]
@@ -309,12 +309,16 @@ def rescore(args: argparse.Namespace) -> int:
         result["task_retrieval"] = task_retrieval(model_dir, acfg.finetune.test_path, MAIN, acfg.model.max_length,
                                                   acfg.pretrain.contrastive_pooling)
     (out / "results.json").write_text(json.dumps(saved, indent=1))
-    translated = saved.get("translate_train")
-    text = tables(saved["arms"], settings) + (translated_table(translated) if translated else "")
-    (out / "tables.md").write_text(text)
-    pictures(saved["arms"], settings, out)
-    print(text)
+    write_tables(saved["arms"], settings, saved.get("translate_train"), out)
     return 0
+
+
+def write_tables(results: dict, settings: list[str], translated: dict | None, out: Path) -> None:
+    """<out>/tables.md (also printed) and the charts."""
+    text = tables(results, settings) + (translated_table(translated) if translated else "")
+    (out / "tables.md").write_text(text)
+    pictures(results, settings, out)
+    print(text)
 
 
 def main() -> int:
@@ -371,10 +375,7 @@ def main() -> int:
         save()
     seconds["total"] = round(time.monotonic() - start, 1)
     save()
-    text = tables(results, settings) + (translated_table(translated) if translated else "")
-    (out / "tables.md").write_text(text)
-    pictures(results, settings, out)
-    print(text)
+    write_tables(results, settings, translated, out)
     print(f"total {seconds['total']:.0f} s; per arm: " + "; ".join(f"{a}: {r['seconds']}" for a, r in results.items()))
     return 0
 
