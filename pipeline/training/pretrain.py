@@ -130,15 +130,22 @@ def training_stream(manifest: dict, corpus_dir: str, total_rows: int, alpha: flo
 # ---------------------------------------------------------------- training loop (Ray Train worker)
 
 def _rng_state(gen: torch.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "mask": gen.get_state()}
+    """This process's RNG states as tensors and plain values (a checkpoint is read with
+    `weights_only=True`: numpy's and Python's own state objects would need pickle)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, words, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "mask": gen.get_state(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss_next": gauss_next}}
 
 
 def _set_rng_state(state: dict, gen: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
     gen.set_state(state["mask"])
+    n, p = state["numpy"], state["python"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate((p["version"], tuple(int(w) for w in p["words"].tolist()), p["gauss_next"]))
 
 
 def _language_losses(langs: list[str], index: dict[str, int], seq_loss: torch.Tensor, seq_n: torch.Tensor,
@@ -517,6 +524,6 @@ def pretrain(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, 
          "metrics_path": _metrics_path(run_dir), "pairs": pairs, "lineage": lineage},
         datasets, f"{cfg.run_name}-pretrain", run_dir, cfg.ray,
     )
-    raytrain.export(result.checkpoint, out_dir)
+    raytrain.export(result.checkpoint, out_dir, lineage)
     log.info("pretrain: final loss %.4f at step %d -> %s", result.metrics["loss"], result.metrics["step"], out_dir)
     return {"model_dir": out_dir, **result.metrics}

@@ -77,9 +77,10 @@ def check_lineage(run_dir: str, cfg: RayConfig, name: str, lineage: dict, run_na
     path, meta = found
     saved = meta.get("lineage")
     if saved is None:
-        log.warning("%s: checkpoint %s records no lineage (written by an older version); resuming it unchecked",
-                    name, path)
-        return
+        raise LineageError(
+            f"run {run_name!r}: its checkpoint {path} records no lineage (written by an older version), so what it was "
+            f"trained on cannot be checked: give this run a new run_name, or delete {storage_path(run_dir, cfg)}/{name} "
+            f"to train this run again from scratch")
     differ = {k: (saved.get(k), v) for k, v in lineage.items() if saved.get(k) != v}
     if differ:
         what = "; ".join(f"{k}: checkpoint {a}, this run {b}" for k, (a, b) in differ.items())
@@ -213,8 +214,12 @@ def load_sharded(ckpt_dir: str, model, optimizer) -> None:
         set_optimizer_state_dict,
     )
 
+    from .safe_load import dcp_planner, dcp_reader, read_dcp_metadata
+
+    index = Path(ckpt_dir, SHARDED)
+    read_dcp_metadata(index.read_bytes(), str(index))  # refused here with its name (DCP would mask the error)
     state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
-    dcp.load(state, checkpoint_id=ckpt_dir)
+    dcp.load(state, storage_reader=dcp_reader(ckpt_dir), planner=dcp_planner())  # nothing unpickled but DCP's types
     set_model_state_dict(model, state["model"])
     set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
@@ -291,21 +296,29 @@ def batches(shard, batch_size: int, skip: int, drop_last: bool = True, repeat_un
 
 
 def load_state(checkpoint) -> tuple[str, dict] | None:
-    """Return (local checkpoint dir, saved training state) from a Ray checkpoint."""
+    """Return (local checkpoint dir, saved training state) from a Ray checkpoint. The state
+    holds tensors and plain values only and is read without running code (`safe_load`)."""
+    from .safe_load import load_trainer_state
+
     if checkpoint is None:
         return None
     d = checkpoint.to_directory()
-    return d, torch.load(os.path.join(d, "trainer_state.pt"), weights_only=False)
+    return d, load_trainer_state(os.path.join(d, "trainer_state.pt"))
 
 
-def export(checkpoint, out_dir: str) -> str:
+def export(checkpoint, out_dir: str, lineage: dict | None = None) -> str:
     """Copy a final checkpoint's model and tokenizer (no optimizer state, no shards) to
-    `out_dir` (local or s3://), replacing what was there."""
+    `out_dir` (local or s3://), replacing what was there only once the copy is whole
+    (`storage.writable_dir`). `lineage`, when given, must be what the checkpoint records it was
+    trained from (`trainer_meta.json`): a checkpoint of other data is never exported."""
     import shutil
 
     src = Path(checkpoint.to_directory())
-    if not is_remote(out_dir) and Path(out_dir).exists():
-        shutil.rmtree(out_dir)
+    if lineage is not None:
+        saved = json.loads(Path(src, "trainer_meta.json").read_text()).get("lineage")
+        if saved != lineage:
+            raise LineageError(f"{out_dir}: the checkpoint at {checkpoint.path} records lineage {saved}, this run "
+                               f"expects {lineage}: not exported")
     with writable_dir(out_dir) as dst:
         for f in src.iterdir():
             if f.name != "trainer_state.pt" and f.name != SHARDED and not f.name.endswith(".distcp"):
