@@ -21,6 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+COMPLETE = "_COMPLETE.json"  # a folder's file list (name, bytes, sha256), written last: the folder is whole
+WRITING = "_WRITING"          # present while a remote folder is being replaced: the folder is not to be used
+
+
 def get_fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem of a URI and the path inside it."""
     fs, path = fsspec.core.url_to_fs(uri)
@@ -137,12 +141,13 @@ def sha256_file(uri: str) -> str:
 
 def sha256_dir(uri: str, skip=lambda name: False) -> str:
     """One sha256 over a folder's files (relative names and contents, in name order), leaving
-    out those whose relative name `skip` accepts: the identity of a saved tokenizer or model."""
+    out those whose relative name `skip` accepts, and the completion markers of `writable_dir`
+    (a function of the files): the identity of a saved tokenizer or model."""
     fs, path = get_fs(uri)
     h = hashlib.sha256()
     root = path.rstrip("/")
     for f in sorted(fs.find(root)):
-        if skip(f[len(root):].lstrip("/")):
+        if skip(f[len(root):].lstrip("/")) or f[len(root):].lstrip("/") in (COMPLETE, WRITING):
             continue
         h.update(f[len(root):].lstrip("/").encode() + b"\0")
         with fs.open(f, "rb") as fh:
@@ -158,7 +163,9 @@ def local_dir(uri: str) -> str:
     changed folder is fetched again. Any process on any node can call it: workers and Ray Data
     tasks read the run's tokenizer and models from s3:// this way."""
     if not is_remote(uri):
+        require_whole(uri)
         return absolute(uri)
+    require_whole(uri)
     fs, path = get_fs(uri)
     root = path.rstrip("/")
     listing = sorted((f, d.get("size"), str(d.get("ETag") or d.get("etag") or d.get("LastModified") or d.get("mtime")))
@@ -172,7 +179,10 @@ def local_dir(uri: str) -> str:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache.parent))
         for f, _, _ in listing:
-            target = tmp / f[len(root):].lstrip("/")
+            target = (tmp / f[len(root):].lstrip("/")).resolve()
+            if not target.is_relative_to(tmp.resolve()):  # a key like a/../../x must not write outside
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise ValueError(f"{uri}: object {f!r} names a path outside its folder; refused")
             target.parent.mkdir(parents=True, exist_ok=True)
             fs.get(f, str(target))
         try:
@@ -183,23 +193,96 @@ def local_dir(uri: str) -> str:
     return str(cache)
 
 
+class IncompleteFolderError(FileNotFoundError):
+    """A folder that a writer left half written (killed mid-upload): not to be trusted."""
+
+
+def _listing(root: Path) -> dict[str, dict]:
+    out = {}
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and f.name not in (COMPLETE, WRITING):
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out[f.relative_to(root).as_posix()] = {"bytes": f.stat().st_size, "sha256": h.hexdigest()}
+    return out
+
+
+def folder_state(uri: str) -> str:
+    """'missing', 'partial' (a replacement was interrupted, or a file its `_COMPLETE.json` lists
+    is missing or of another size), 'complete' (written whole by `writable_dir`) or 'unmarked'
+    (a folder babelforge did not write, e.g. a downloaded pretrained model)."""
+    fs, path = get_fs(uri)
+    root = path.rstrip("/")
+    if not fs.isdir(root):
+        return "missing"
+    sizes = {f[len(root):].lstrip("/"): d.get("size") for f, d in fs.find(root, detail=True).items()}
+    if WRITING in sizes:
+        return "partial"
+    if COMPLETE not in sizes:
+        return "unmarked"
+    with fs.open(f"{root}/{COMPLETE}", "rb") as f:
+        listed = json.loads(f.read().decode("utf-8"))["files"]
+    whole = all(sizes.get(name) == meta["bytes"] for name, meta in listed.items())
+    return "complete" if whole else "partial"
+
+
+def require_whole(uri: str) -> None:
+    """Raise `IncompleteFolderError` for a folder left half written."""
+    if folder_state(uri) == "partial":
+        raise IncompleteFolderError(
+            f"{uri}: an earlier write of this folder did not finish (it holds {WRITING}, or files its {COMPLETE} "
+            f"lists are missing): rerun the stage that writes it, or delete the folder")
+
+
 @contextmanager
 def writable_dir(uri: str) -> Iterator[str]:
-    """A local folder to write the contents of folder `uri` into (a tokenizer, a model): a local
-    `uri` itself (created); for a remote one a temporary folder, uploaded to `uri` (replacing
-    what was there) when the block ends without an error."""
+    """A new local folder to write the contents of folder `uri` into (a tokenizer, a model),
+    which replaces `uri` only once the block ends without an error, with `_COMPLETE.json`
+    (every file's bytes and sha256) written into it. Locally: written beside `uri` under a
+    temporary name, then switched in by rename, so `uri` is always the old folder or the new
+    one, whole. On object storage (no rename of folders): `_WRITING` is put first, the old
+    files removed, the new ones uploaded, `_COMPLETE.json` written last and `_WRITING` removed;
+    a writer killed on the way leaves `_WRITING`, and readers (`local_dir`, `require_whole`)
+    refuse the folder until a rerun replaces it."""
     if not is_remote(uri):
-        Path(absolute(uri)).mkdir(parents=True, exist_ok=True)
-        yield absolute(uri)
+        target = Path(absolute(uri))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a writer that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
+        tmp.mkdir()
+        try:
+            yield str(tmp)
+            Path(tmp, COMPLETE).write_text(json.dumps({"files": _listing(tmp)}, indent=1, sort_keys=True))
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+            if target.exists():
+                os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return
     with tempfile.TemporaryDirectory(prefix="babelforge-out-") as d:
         yield d
+        files = _listing(Path(d))
         fs, path = get_fs(uri)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-        for f in sorted(Path(d).rglob("*")):
-            if f.is_file():
-                fs.put_file(str(f), f"{path.rstrip('/')}/{f.relative_to(d).as_posix()}")
+        root = path.rstrip("/")
+        fs.makedirs(root, exist_ok=True)
+        fs.pipe_file(f"{root}/{WRITING}", b"")
+        for f in fs.find(root):
+            if f.rsplit("/", 1)[-1] != WRITING:
+                fs.rm_file(f)
+        for name in files:
+            fs.put_file(str(Path(d, name)), f"{root}/{name}")
+        stored = {f[len(root):].lstrip("/"): i.get("size") for f, i in fs.find(root, detail=True).items()}
+        short = [n for n, m in files.items() if stored.get(n) != m["bytes"]]
+        if short:
+            raise OSError(f"{uri}: uploaded files {short[:5]} are not the size written; the folder stays marked "
+                          f"{WRITING}")
+        fs.pipe_file(f"{root}/{COMPLETE}", json.dumps({"files": files}, indent=1, sort_keys=True).encode())
+        fs.rm_file(f"{root}/{WRITING}")
 
 
 def put_local(local_path: str, uri: str) -> dict:

@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -41,7 +42,7 @@ import pyarrow.parquet as pq
 
 from .. import language_codes
 from ..config import LidTrainConfig
-from ..storage import atomic_open, get_fs, join, write_json
+from ..storage import atomic_open, get_fs, join, put_local, write_json
 
 log = logging.getLogger(__name__)
 
@@ -353,14 +354,18 @@ def train(cfg: LidTrainConfig, out_dir: str) -> dict:
     fs, root = get_fs(out_dir)
     fs.makedirs(root, exist_ok=True)
     name = "model.ftz" if cfg.quantize else "model.bin"
-    local = Path(tempfile.mkdtemp(prefix="babelforge-lid-")) / name
-    model = _fit(lines, cfg, str(local))
-    fs.put_file(str(local), f"{root}/{name}")
+    tmp = Path(tempfile.mkdtemp(prefix="babelforge-lid-"))
+    local = tmp / name
+    try:
+        model = _fit(lines, cfg, str(local))
+        model_bytes = put_local(str(local), join(out_dir, name))["bytes"]  # temporary name, then renamed
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     ev = evaluate(model, heldout, cfg.doc_lines)
     gold, pred = ev.pop("_gold"), ev.pop("_pred")
     confusion_chart(gold, pred, join(out_dir, "confusion.png"))
     report = {"model": join(out_dir, name), "labels": len(train_set), "train_examples": len(lines),
-              "doc_lines": cfg.doc_lines, "bytes": local.stat().st_size, "seconds": round(time.monotonic() - t0, 1),
+              "doc_lines": cfg.doc_lines, "bytes": model_bytes, "seconds": round(time.monotonic() - t0, 1),
               "config": cfg.model_dump(mode="json"), **ev, "skipped": skipped}
     if cfg.reference_model:
         report["recheck"] = {"reference": cfg.reference_model, "confident": cfg.reference_confident,

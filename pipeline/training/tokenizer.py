@@ -14,7 +14,7 @@ import logging
 from ..config import TokenizerConfig
 from ..corpus.parallel import pair_paths
 from ..corpus.shard import mixing_plan, shard_paths, verify_corpus
-from ..storage import exists, get_fs, join, local_dir, read_json, writable_dir
+from ..storage import exists, folder_state, get_fs, join, local_dir, read_json, writable_dir
 
 log = logging.getLogger(__name__)
 # Special tokens per objective: BERT-style for the masked-LM encoder, Llama-style for the decoder.
@@ -184,12 +184,11 @@ def train_tokenizer(manifest: dict, corpus_dir: str, out_dir: str, cfg: Tokenize
     made_from = {"manifest": hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
                  "objective": objective, "tokenizer": cfg.model_dump(mode="json")}
     marker = join(out_dir, TRAINED_ON)
-    if exists(marker) and read_json(marker) == made_from:
+    if exists(marker) and read_json(marker) == made_from and folder_state(out_dir) == "complete":
         fast = AutoTokenizer.from_pretrained(local_dir(out_dir), local_files_only=True)
         log.info("tokenizer: %s already made from this corpus and settings; kept (%d pieces)", out_dir, len(fast))
         return fast
-    with writable_dir(out_dir) as d:  # local, or uploaded to s3:// at the end
-        Path(d, TRAINED_ON).unlink(missing_ok=True)
+    with writable_dir(out_dir) as d:  # a new folder, switched in whole (local) or marked whole last (s3://)
         fast = _make_tokenizer(manifest, corpus_dir, d, cfg, objective)
         Path(d, TRAINED_ON).write_text(json.dumps(made_from, indent=2, sort_keys=True))
     return fast
