@@ -82,11 +82,46 @@ def model_card(name: str, eval_report: dict, manifest: dict, manifest_sha256: st
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
-def lineage(cfg: PipelineConfig, pretrained_dir: str | None) -> dict[str, str]:
+class LineageError(ValueError):
+    """The model to register was not made from this run's pretrained model and corpus."""
+
+
+def check_model_lineage(model_dir: str, pretrained_dir: str | None, manifest_sha256: str) -> dict:
+    """What the fine-tuned model at `model_dir` records it was made from (its checkpoint's
+    `trainer_meta.json`), checked against this run: the pretrained model it names must be the
+    one at `pretrained_dir` now, and the corpus its pretraining read the manifest registered
+    with it. A model that records nothing (made outside babelforge's fine-tuning) is
+    registered with a warning; one that records something else is refused."""
+    from .storage import exists, read_json, sha256_dir
+
+    meta = f"{model_dir.rstrip('/')}/trainer_meta.json"
+    made_from = (read_json(meta).get("lineage") or {}) if exists(meta) else {}
+    if not made_from:
+        log.warning("register: %s records no lineage (not a babelforge fine-tuning export); its tags say what this "
+                    "run had, unchecked", model_dir)
+        return {}
+    wrong = []
+    if pretrained_dir and exists(f"{pretrained_dir}/config.json") and made_from.get("pretrained_sha256"):
+        now = sha256_dir(pretrained_dir)
+        if made_from["pretrained_sha256"] != now:
+            wrong.append(f"fine-tuned from pretrained model {made_from['pretrained_sha256'][:12]}, this run's "
+                         f"{pretrained_dir} is {now[:12]}")
+    if made_from.get("manifest_sha256") and made_from["manifest_sha256"] != manifest_sha256:
+        wrong.append(f"pretrained on corpus manifest {made_from['manifest_sha256'][:12]}, this run's is "
+                     f"{manifest_sha256[:12]}")
+    if wrong:
+        raise LineageError(f"{model_dir}: not registered: the model was made from other data ({'; '.join(wrong)}). "
+                           f"Fine-tune again from this run's pretrained model (a new run_name, or delete the "
+                           f"run's <run>-finetune checkpoints)")
+    return made_from
+
+
+def lineage(cfg: PipelineConfig, pretrained_dir: str | None, made_from: dict | None = None) -> dict[str, str]:
     """What a registered version came from: the code (git commit, uncommitted changes), the
-    config (sha256 of its JSON), the Prefect flow run, and the pretrained model and tokenizer
+    config (sha256 of its JSON), the Prefect flow run, the pretrained model and tokenizer
     it was fine-tuned from (their folders' sha256, and the corpus / tokenizer its pretraining
-    checkpoint recorded)."""
+    checkpoint recorded) and what the fine-tuned model records it was made from (`made_from`,
+    checked by `check_model_lineage`: tags `finetuned.<key>`)."""
     import hashlib
     import subprocess
 
@@ -117,6 +152,8 @@ def lineage(cfg: PipelineConfig, pretrained_dir: str | None) -> dict[str, str]:
         meta = f"{pretrained_dir}/trainer_meta.json"
         trained_on = (read_json(meta).get("lineage") or {}) if exists(meta) else {}
         out.update({f"pretrained.{k}": str(v) for k, v in trained_on.items() if v})
+    out.update({f"finetuned.{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+                for k, v in (made_from or {}).items() if v is not None and k != "label2id"})
     return out
 
 
@@ -135,6 +172,7 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
              pretrained_dir: str | None = None) -> dict:
     import mlflow
 
+    made_from = check_model_lineage(model_dir, pretrained_dir, manifest_sha256)  # before anything is written
     rcfg = cfg.registry
     client, uri = client_for(cfg)
     exp = client.get_experiment_by_name(rcfg.experiment)
@@ -176,7 +214,7 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:
         mlflow.log_params(flatten(cfg.model_dump(mode="json")))
         mlflow.log_metrics(metrics)
-        lineage_tags = lineage(cfg, pretrained_dir)
+        lineage_tags = lineage(cfg, pretrained_dir, made_from)
         mlflow.set_tags(lineage_tags)
         if "pretrained_sha256" in lineage_tags:  # the pretrained model and its tokenizer, versioned with this run
             mlflow.log_artifacts(local_dir(pretrained_dir), artifact_path="pretrained")

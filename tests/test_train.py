@@ -190,12 +190,31 @@ def test_finetune_strategies(corpus, tmp_path):
         probe.finetune.dev_path = None
         probe.finetune.epochs = 2
         finetune(str(tmp_path / "pre"), str(tmp_path / "probe"), probe)
+        before = BertForMaskedLM.from_pretrained(str(tmp_path / "pre")).bert.state_dict()
+        after = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "probe")).bert.state_dict()
+        enc = [k for k in before if k.startswith("encoder.")]
+        assert enc and all(torch.equal(before[k], after[k]) for k in enc)
+
+        # The stale-classifier scenario (issue 31): the run's pretrained model is made again from other
+        # data (a user deleted ray/<run>-pretrain after a lineage error and reran). The finished fine-tuning
+        # checkpoint of "probe" must not be handed on, nor its old export registered under the new lineage.
+        from pipeline.register import LineageError as RegisterLineageError
+        from pipeline.register import register
+        from pipeline.storage import sha256_dir
+        from pipeline.training.raytrain import LineageError
+
+        made_from = json.loads((tmp_path / "probe" / "trainer_meta.json").read_text())["lineage"]
+        assert made_from["pretrained_sha256"] == sha256_dir(str(tmp_path / "pre"))
+        assert made_from["task"] == "sequence_classification" and made_from["train_sha256"]
+        torch.manual_seed(1)
+        build_mlm(base.model, tok).save_pretrained(tmp_path / "pre")  # pretrained again: other weights
+        with pytest.raises(LineageError, match=r"probe.*pretrained_sha256.*new run_name"):
+            finetune(str(tmp_path / "pre"), str(tmp_path / "probe"), probe)
+        assert AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "probe"))  # left as it was
+        with pytest.raises(RegisterLineageError, match="fine-tuned from pretrained model"):
+            register(str(tmp_path / "probe"), {}, manifest, "0" * 64, probe, str(tmp_path / "pre"))
     finally:
         ray.shutdown()
-    before = BertForMaskedLM.from_pretrained(str(tmp_path / "pre")).bert.state_dict()
-    after = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "probe")).bert.state_dict()
-    enc = [k for k in before if k.startswith("encoder.")]
-    assert enc and all(torch.equal(before[k], after[k]) for k in enc)
 
 
 def test_finetune_reads_sib200_layout(shared_data):

@@ -111,10 +111,10 @@ def _load(config: dict, fcfg: FinetuneConfig, task):
 
 
 def _checkpoint_state(optimizer, scheduler, step: int, fcfg: FinetuneConfig, label2id: dict, best: float,
-                      since_best: int) -> dict:
+                      since_best: int, lineage: dict) -> dict:
     return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
             "meta": {"task": fcfg.task, "label2id": label2id, "best_dev": best, "since_best": since_best,
-                     "strategy": fcfg.strategy}}
+                     "strategy": fcfg.strategy, "lineage": lineage}}
 
 
 def _restore(state: dict, optimizer, scheduler, fcfg: FinetuneConfig) -> tuple[int, float, int]:
@@ -176,7 +176,8 @@ def train_loop(config: dict) -> None:
             log.info("finetune epoch %d/%d step %d/%d loss %.4f%s (%.1fs)%s", epoch, fcfg.epochs, step, total_steps,
                      metrics["loss"], f" dev {task.dev_metric} {metrics['dev_score']:.3f}" if dev is not None else "",
                      metrics["seconds"], " early stop" if stop else "")
-        state = _checkpoint_state(optimizer, scheduler, step, fcfg, label2id, best, since_best) if save else None
+        state = _checkpoint_state(optimizer, scheduler, step, fcfg, label2id, best, since_best,
+                                  config["lineage"]) if save else None
         raytrain.report(metrics, exportable(model) if state else model, tokenizer, state)
         total, n, t0 = 0.0, 0, time.monotonic()
         if stop:
@@ -188,6 +189,36 @@ def epoch_stream(table: pa.Table, epochs: int, seed: int) -> pa.Table:
     (labelled sets are small; this avoids restarting a Ray Data stream every epoch)."""
     rng = np.random.default_rng(seed)
     return pa.concat_tables([table.take(rng.permutation(table.num_rows)) for _ in range(epochs)])
+
+
+def table_sha256(table: pa.Table | None) -> str | None:
+    """sha256 of a table's rows (Arrow IPC stream of its columns, in order)."""
+    import hashlib
+
+    if table is None:
+        return None
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table.combine_chunks())
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def finetune_lineage(pretrained_dir: str, train: pa.Table, dev: pa.Table | None, label2id: dict,
+                     fcfg: FinetuneConfig) -> dict:
+    """What a fine-tuning checkpoint is made from: the pretrained model (sha256 of its folder,
+    and the corpus manifest and tokenizer its pretraining recorded), the labelled rows it
+    trains and selects on, the task and its labels. Recorded in every checkpoint and the
+    exported model; a run whose checkpoint says otherwise is refused (`raytrain.check_lineage`),
+    and registration checks the model's record against the run's pretrained model and corpus."""
+    from ..storage import exists, read_json, sha256_dir
+
+    meta = f"{pretrained_dir.rstrip('/')}/trainer_meta.json"
+    pretrained = (read_json(meta).get("lineage") or {}) if exists(meta) else {}
+    return {"pretrained_sha256": sha256_dir(pretrained_dir),
+            "manifest_sha256": pretrained.get("manifest_sha256"),
+            "tokenizer_sha256": pretrained.get("tokenizer_sha256"),
+            "train_sha256": table_sha256(train), "dev_sha256": table_sha256(dev),
+            "task": fcfg.task, "label2id": label2id}
 
 
 def finetune(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
@@ -210,6 +241,9 @@ def finetune(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     label2id = {l: i for i, l in enumerate(labels)}
     train = train.append_column("weight", pa.array(example_weights(train["lang"].to_pylist(), fcfg), pa.float32()))
     dev = task.read(fcfg.dev_path, fcfg.train_languages) if fcfg.dev_path else None
+    run_dir = absolute(cfg.run_dir) if "://" not in cfg.run_dir else cfg.run_dir
+    lineage = finetune_lineage(pretrained_dir, train, dev, label2id, fcfg)
+    raytrain.check_lineage(run_dir, cfg.ray, f"{cfg.run_name}-finetune", lineage, cfg.run_name)
     raytrain.init_ray(cfg.ray)
     ds = ray.data.from_arrow(epoch_stream(train, fcfg.epochs, fcfg.seed))
     # Ray Train splits the stream equally (remainder dropped): this is each worker's step count
@@ -219,11 +253,10 @@ def finetune(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
         {"finetune": fcfg.model_dump(), "pretrained_dir": absolute(pretrained_dir), "label2id": label2id,
          "threads": cfg.ray.cpus_per_worker, "max_length": cfg.model.max_length,
          "steps_per_epoch": -(-total_steps // fcfg.epochs), "total_steps": total_steps,
-         "dev": dev.to_pydict() if dev is not None else None},
-        {"train": ds}, f"{cfg.run_name}-finetune", absolute(cfg.run_dir) if "://" not in cfg.run_dir else cfg.run_dir,
-        cfg.ray,
+         "dev": dev.to_pydict() if dev is not None else None, "lineage": lineage},
+        {"train": ds}, f"{cfg.run_name}-finetune", run_dir, cfg.ray,
     )
-    raytrain.export(result.checkpoint, out_dir)
+    raytrain.export(result.checkpoint, out_dir, lineage)
     langs = sorted(set(train["lang"].to_pylist()))
     log.info("finetune (%s): %d rows, %d labels, languages %s, final loss %.4f -> %s", fcfg.strategy, train.num_rows,
              len(labels), langs, result.metrics["loss"], out_dir)
