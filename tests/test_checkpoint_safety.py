@@ -134,3 +134,20 @@ def test_a_planted_non_tensor_entry_of_a_sharded_checkpoint_is_refused(tmp_path)
     with pytest.raises(UnsafeCheckpointError, match="optimizer.param_groups: refused"):
         dcp_planner().load_bytes(item, buf)
     assert not marker.exists()
+
+
+def test_no_code_loads_storage_with_pickle():
+    """No `weights_only=False`, no plain pickle / cloudpickle load, no `allow_pickle=True`, no
+    `trust_remote_code=True` anywhere in the project's code (bench/ included: it loads the
+    same checkpoints). The one unpickler, safe_load's, admits DCP's metadata types only."""
+    import re
+    from pathlib import Path
+
+    from conftest import ROOT
+
+    pattern = re.compile(r"weights_only\s*=\s*False|(?<!\w)(cloud)?pickle\.loads?\(|allow_pickle\s*=\s*True|"
+                         r"trust_remote_code\s*=\s*True|pickle\.Unpickler\(")
+    found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
+             for d in ("pipeline", "tasks", "flows", "bench") for p in sorted((ROOT / d).rglob("*.py"))
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert found == [], found

@@ -11,7 +11,7 @@ byte that comes from a checkpoint is unpickled with the full pickle machinery:
   `SafeFileSystemReader` reads it with an unpickler that admits only DCP's own metadata
   classes and torch's sizes, dtypes and layouts (Python's "restricting globals" recipe);
 - DCP's non-tensor values (the optimizer's param groups) are read with `weights_only=True`
-  (`SafeLoadPlanner`; torch's default planner uses `weights_only=False`).
+  (`SafeLoadPlanner`; torch's default planner unpickles them unrestricted).
 
 Anything else is refused with `UnsafeCheckpointError`, which names the file.
 """
@@ -94,7 +94,7 @@ def dcp_reader(ckpt_dir: str):
 
 def dcp_planner():
     """DCP's default load planner, which unpickles non-tensor values (the optimizer's param
-    groups) with `weights_only=False`: each value is first read with `weights_only=True`, so one
+    groups) unrestricted: each value is first read with `weights_only=True`, so one
     that holds anything but tensors and plain values is refused before the default reads it."""
     from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 
