@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pipeline.redact import install_log_redaction
+
+install_log_redaction()  # every log line of a flow run (Prefect's, the libraries') without credentials
+
 
 def _flow_run():
     from prefect.runtime import flow_run
@@ -25,3 +29,14 @@ def run_label() -> str:
     cfg = flow_run.parameters.get("config")
     name = cfg.run_name if isinstance(cfg, PipelineConfig) else (cfg or {}).get("run_name", "demo")
     return f"{flow_run.flow_name}: {resolve_run_name(name, *_flow_run())}"
+
+
+def run_folder_lease(config):
+    """Hold the run folder's lease (pipeline/lock.py) for the flow: a second run on the same
+    run folder fails at once, naming this flow run; this flow's own subflows pass through."""
+    from prefect.runtime import flow_run
+
+    from pipeline.lock import hold_run
+
+    owner = {"flow_run": str(flow_run.root_flow_run_id or flow_run.id or ""), "flow_run_name": flow_run.name}
+    return hold_run(config, owner=owner, purpose=f"{flow_run.flow_name or 'flow'} of run {config.run_name}")

@@ -23,6 +23,7 @@ import sys
 import time
 
 from pipeline.config import ConfigError, PipelineConfig, load_config
+from pipeline.redact import install_log_redaction, redact_text, redact_uri
 
 
 def _config(args: argparse.Namespace, new_run: bool = False) -> PipelineConfig:
@@ -45,6 +46,23 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
+def _holds(folder_of):
+    """Decorator: the command holds the lease (pipeline/lock.py) of the folder it writes,
+    `folder_of(args, cfg)`, while it runs, so it cannot run beside another run on that folder."""
+    import functools
+
+    def wrap(cmd):
+        @functools.wraps(cmd)
+        def run(args: argparse.Namespace) -> int:
+            from pipeline.lock import hold_run
+
+            cfg = _with_overrides(args) if hasattr(args, "output_dir") else _config(args)
+            with hold_run(cfg, folder=folder_of(args, cfg), purpose=f"babelforge {args.command}"):
+                return cmd(args)
+        return run
+    return wrap
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args, new_run=True)
     if args.run_name:
@@ -63,10 +81,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in language_lines(result["eval"]):
         print(line)
     reg = result["registered"]
-    print(f"registered {reg['model_name']} version {reg['version']} in {reg['tracking_uri']}")
+    print(f"registered {reg['model_name']} version {reg['version']} in {redact_uri(reg['tracking_uri'])}")
     return 0
 
 
+@_holds(lambda args, cfg: args.out)
 def cmd_prepare(args: argparse.Namespace) -> int:
     from pipeline.corpus.prepare import prepare
 
@@ -125,6 +144,7 @@ def _with_overrides(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig.model_validate({**cfg.model_dump(), **update}) if update else cfg
 
 
+@_holds(lambda args, cfg: cfg.run_dir)
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from pipeline.corpus.shard import read_manifest
     from pipeline.evaluation import evaluate
@@ -156,6 +176,7 @@ def _print_pretrained(sections: dict, eval_dir: str) -> None:
               f"{margin} over {len(r['pairs'])} language pairs (per pair in {eval_dir}/report.md)")
 
 
+@_holds(lambda args, cfg: cfg.run_dir)
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """The evaluation suite on existing models of a run, so two runs (or two checkpoints) are
     compared on the same tests: the pretrained model (held-out LM loss, retrieval) and the
@@ -187,6 +208,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_holds(lambda args, cfg: cfg.run_dir)
 def cmd_finetune(args: argparse.Namespace) -> int:
     from pipeline.evaluation import evaluate
     from pipeline.training import finetune
@@ -218,6 +240,7 @@ def _translate_train(cfg: PipelineConfig) -> dict:
     return report
 
 
+@_holds(lambda args, cfg: cfg.run_dir)
 def cmd_translate_train(args: argparse.Namespace) -> int:
     cfg = _with_overrides(args)
     if not (cfg.finetune.translate_train or cfg.finetune.paraphrase):
@@ -332,10 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
+    install_log_redaction()  # no credential (a tracking URI's password, a presigned URL's signature) in a log line
+    from pipeline.lock import LeaseHeldError
+
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"babelforge: error: {e}", file=sys.stderr)
+    except (ConfigError, FileNotFoundError, ValueError, LeaseHeldError) as e:
+        print(f"babelforge: error: {redact_text(str(e))}", file=sys.stderr)
         return 2
 
 

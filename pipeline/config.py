@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, field_validator,
+                      model_validator)
 
 from . import language_codes
+from .redact import redact, redact_uri, refuse_redacted
 
 
 def _codes(v: list[str]) -> list[str]:
@@ -26,14 +28,75 @@ LanguageCodes = Annotated[list[str], AfterValidator(_codes)]
 LanguageLabel = Annotated[str, AfterValidator(lambda v: language_codes.normalize(v) if v != "*" else v)]
 
 
+def _redacted_json(v: str | None) -> str | None:
+    return redact_uri(v) if isinstance(v, str) else v
+
+
+# A location (local path or URI) that may carry a credential (`user:password@`, a presigned
+# URL's signature): the object keeps the real value for the readers, and every JSON dump of the
+# config (the flow-run parameters Prefect stores and shows, fingerprints, reports) has it
+# redacted (pipeline/redact.py).
+URI = Annotated[str, PlainSerializer(_redacted_json, when_used="json")]
+
+
+class Secret:
+    """Marks a config field whose value may be a credential (a tracking URI with `user:password@`):
+    dumped to JSON redacted, hidden from repr, left out of `public_dump` (MLflow params), and a
+    redacted value given back (`***`: a dump read back, e.g. a Prefect flow run's stored
+    parameters) is refused with a message naming the field instead of failing later to connect."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, v: str | None) -> str | None:
+        if v is not None:
+            refuse_redacted(v, self.name)
+        return v
+
+
+def secret(name: str):
+    """The type of a Secret field `name` (dotted path, for messages): an optional URI."""
+    marker = Secret(name)
+    return Annotated[str | None, marker, PlainSerializer(_redacted_json, when_used="json"), AfterValidator(marker)]
+
+
+def public_dump(model: BaseModel) -> dict:
+    """`model` as JSON data safe to store or show (MLflow params, reports): its Secret fields left
+    out, every other string with the credentials of the URIs in it redacted."""
+    def drop(m: BaseModel, data: dict) -> None:
+        for name, field in type(m).model_fields.items():
+            if any(isinstance(x, Secret) for x in field.metadata):
+                data.pop(name, None)
+                continue
+            value = getattr(m, name)
+            items = value if isinstance(value, list) else [value]
+            parts = data.get(name) if isinstance(value, list) else [data.get(name)]
+            for v, d in zip(items, parts or []):
+                if isinstance(v, BaseModel) and isinstance(d, dict):
+                    drop(v, d)
+
+    data = model.model_dump(mode="json")
+    drop(model, data)
+    return redact(data)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class IngestConfig(_Model):
-    inputs: list[str] = Field(
+    inputs: list[URI] = Field(
         default_factory=lambda: ["data/sample/corpus/*"],
-        description="Local paths, globs, or fsspec URIs (s3://...) of .jsonl, .txt or .parquet files.",
+        description="Local paths, globs, or fsspec URIs (s3://..., https://... presigned URLs) of .jsonl, .txt or "
+        ".parquet files. A credential in a URI (user:password@, a signature) is read with, never written out.",
+    )
+    allowed_roots: list[URI] = Field(
+        default_factory=list,
+        description="Where inputs may come from: local folders or URI prefixes (s3://bucket/prefix/). Every "
+        "input (and corpus.parallel input) must lie under one of them, checked before anything is read: local "
+        "paths with `..` and symlinks resolved, URIs by scheme, bucket/host and whole path segments. Empty: no "
+        "restriction (local use); the deployments set it, and BABELFORGE_ALLOWED_ROOTS on a worker narrows it "
+        "further (a flow run's parameters cannot widen it).",
     )
     text_field: str = "text"
     id_field: str = "id"
@@ -47,6 +110,24 @@ class IngestConfig(_Model):
         description="A work unit reads and processes its input in batches of about this many bytes "
         "(line blocks, Parquet row groups) and appends each batch's output to its files, so a "
         "worker's memory follows the batch, not the unit. The output does not depend on it.")
+    max_line_bytes: int = Field(
+        default=16 << 20, ge=1 << 10,
+        description="A line of a .jsonl/.txt file longer than this many bytes (without its newline) is rejected "
+        "(line_too_long) and read through without being held: a line longer than a batch goes to a temporary "
+        "file while it is read, so memory stays about two batches whatever the input. Also the largest WARC "
+        "record payload read (document_too_long past it). The default holds the JSON line of a "
+        "max_document_chars document even with every character \\u-escaped (6 bytes each).")
+    max_document_chars: int = Field(
+        default=2_000_000, ge=1_000,
+        description="A document (a JSON or Parquet text field, a .txt line, a WARC page's text) longer than this "
+        "many characters is rejected (document_too_long) before any processing, its reject keeping a prefix. "
+        "The default is above what the quality filter keeps (100 000 words of at most 15 characters on "
+        "average), so it changes no decision on real text and bounds what one document costs downstream.")
+    max_id_chars: int = Field(
+        default=4096, ge=64,
+        description="A document id (the id field) longer than this many characters is rejected (id_too_long): "
+        "ids are hashed, compared and stored for every row downstream; URLs, the longest real ids, rarely "
+        "pass 2 000 characters.")
 
 
 class LidModel(_Model):
@@ -272,7 +353,7 @@ class AugmentConfig(_Model):
 class ParallelInput(_Model):
     """One source of translation pairs."""
 
-    path: str = Field(description="A file, folder or glob (local or s3://). Line-aligned files named "
+    path: URI = Field(description="A file, folder or glob (local or s3://). Line-aligned files named "
                       "`<stem>.<lang>` (Moses/OPUS/Tatoeba style: corpus.en + corpus.fr) pair by stem; "
                       ".tsv files hold `src<TAB>tgt` lines; .jsonl and .parquet hold the two fields below. "
                       ".gz/.bz2/.xz/.zst line files are streamed.")
@@ -491,12 +572,12 @@ class FinetuneConfig(_Model):
     task: Literal["sequence_classification", "token_classification"] = Field(
         default="sequence_classification", description="Topic classification (SIB-200 style TSVs) or "
         "named-entity tagging (CoNLL files, MasakhaNER style: `token TAG` lines, BIO tags).")
-    train_path: str = Field(
+    train_path: URI = Field(
         default="data/sample/labelled/train.tsv",
         description="Labelled TSV(s), path or glob: columns lang/label/text, or SIB-200 style "
         "index_id/category/text with the language taken from the parent folder (sib200/fra_Latn/train.tsv).")
-    test_path: str = "data/sample/labelled/test.tsv"
-    dev_path: str | None = Field(default=None, description="Dev set for early stopping (same formats).")
+    test_path: URI = "data/sample/labelled/test.tsv"
+    dev_path: URI | None = Field(default=None, description="Dev set for early stopping (same formats).")
     train_languages: LanguageCodes = Field(
         default_factory=list, description="Languages to train on (empty: all in the train file)."
     )
@@ -513,7 +594,7 @@ class FinetuneConfig(_Model):
     paraphrase: bool = Field(
         default=False, description="Round-trip paraphrases (X -> target -> X, with reverse_model_dir) of those "
         "examples, labels kept, trained on too.")
-    extra_train_paths: list[str] = Field(
+    extra_train_paths: list[URI] = Field(
         default_factory=list, description="More labelled training files (lang/label/text TSV), read whatever "
         "train_languages says: translated data is in the target languages on purpose.")
     strategy: Literal["full", "linear_probe", "lora"] = Field(
@@ -546,9 +627,13 @@ class FinetuneConfig(_Model):
 
 
 class RegistryConfig(_Model):
-    tracking_uri: str | None = Field(
-        default=None,
-        description="MLflow tracking URI; default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db.",
+    tracking_uri: secret("registry.tracking_uri") = Field(
+        default=None, repr=False,
+        description="MLflow tracking URI; default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db. May hold "
+        "user:password@ (sent as HTTP basic auth); secret: never logged, returned, dumped or stored as a "
+        "parameter, only its redacted form (http://***@host). Better kept in MLFLOW_TRACKING_URI (a "
+        "Kubernetes secret): a flow run's parameters reach the Prefect API redacted, so a deployment run "
+        "cannot receive it through them.",
     )
     experiment: str = "babelforge"
     model_name: str = "babelforge-classifier"
@@ -562,6 +647,41 @@ class RegistryConfig(_Model):
                                      "(none: no floor).")
     auto_promote: bool = Field(default=True, description="Move the alias to a version that passes the gate "
                                "(false: the decision is recorded, `babelforge promote` moves it).")
+    lock_dir: URI | None = Field(
+        default=None, description="Folder of the promotion locks (one per registered model): the gate's decision "
+        "and the alias move happen under it, so two registrations cannot both promote against one champion. "
+        "None: beside a SQLite store's database, else <output_dir>/.registry-locks; runs that register into "
+        "one MLflow server from different output_dirs should share one lock_dir.")
+
+
+# Default timeout of each stage (Prefect task) in seconds: generous for real work at scale, finite
+# so that a stage stalled on hostile input or a hung connection fails and says so.
+STAGE_TIMEOUTS: dict[str, float] = {
+    "prepare-corpus": 12 * 3600, "train-tokenizer": 2 * 3600, "translate-train": 12 * 3600,
+    "pretrain": 72 * 3600, "finetune": 24 * 3600, "evaluate": 4 * 3600, "register-model": 3600,
+}
+
+
+class LockConfig(_Model):
+    """The run folder's lease (pipeline/lock.py): one run at a time per run folder."""
+    ttl_seconds: float = Field(
+        default=300.0, ge=2.0, description="A lease not refreshed for this long is stale: its run is taken to be "
+        "gone (killed, its machine lost), and the next run on the folder takes it over.")
+    heartbeat_seconds: float = Field(
+        default=30.0, gt=0, description="How often a run refreshes its lease; under half of ttl_seconds.")
+    wait_seconds: float = Field(
+        default=0.0, ge=0, description="How long a run waits for a folder held by another run before it fails "
+        "(0: at once, naming the holder).")
+    promotion_wait_seconds: float = Field(
+        default=300.0, ge=0, description="How long a registration waits for another registration of the same "
+        "model to record its promotion decision (held for seconds).")
+
+    @model_validator(mode="after")
+    def _beat_within_ttl(self):
+        if self.heartbeat_seconds >= self.ttl_seconds / 2:
+            raise ValueError(f"lock.heartbeat_seconds ({self.heartbeat_seconds}) must be under half of "
+                             f"lock.ttl_seconds ({self.ttl_seconds})")
+        return self
 
 
 class OrchestrationConfig(_Model):
@@ -574,18 +694,23 @@ class OrchestrationConfig(_Model):
     training_retries: int = Field(default=1, ge=0, description="Retries of pretrain / finetune: a retry "
                                   "resumes from the run's last checkpoint (Ray Train also restarts failed "
                                   "workers itself: ray.max_failures).")
-    timeout_seconds: dict[str, float] = Field(
-        default_factory=dict, description="Per-stage timeouts, e.g. {pretrain: 86400, prepare-corpus: 7200}; a "
-        "stage not listed has none.")
+    timeout_seconds: dict[str, Annotated[float, Field(gt=0)] | None] = Field(
+        default_factory=lambda: dict(STAGE_TIMEOUTS), description="Per-stage timeouts in seconds, so a stalled "
+        "stage fails instead of holding its worker for ever. Stages given here override their defaults, the "
+        "others keep theirs: prepare-corpus and translate-train 12 h, train-tokenizer 2 h, pretrain 72 h, "
+        "finetune 24 h, evaluate 4 h, register-model 1 h (a corpus or a model larger than these allow: raise "
+        "it, e.g. {pretrain: 604800}); null: no timeout for that stage.")
+
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _stage_timeouts(cls, v: dict[str, float | None]) -> dict[str, float | None]:
+        unknown = sorted(set(v) - set(STAGE_TIMEOUTS))
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; the stages are {sorted(STAGE_TIMEOUTS)}")
+        return {**STAGE_TIMEOUTS, **v}
     training_tag: str = Field(default="babelforge-training", description="Tag on the training stages: "
                               "`prefect concurrency-limit create babelforge-training 1` lets one train at a time "
                               "across all runs.")
-    result_storage: str | None = Field(
-        default=None, description="Where Prefect persists the results of cached stages (register-model), so "
-        "a retried flow on another worker finds them: a local path, a URI (s3://bucket/prefix, through "
-        "fsspec; credentials from the environment as for every s3:// path) or block:<type>/<name> (a saved "
-        "Prefect file-system block, e.g. block:remote-file-system/results). Default: Prefect's own "
-        "(PREFECT_LOCAL_STORAGE_PATH, or the default result-storage block).")
 
 
 RUN_NAME_FIELDS = ("flow_run", "date", "time")
@@ -612,7 +737,7 @@ class PipelineConfig(_Model):
         description="The run's folder under output_dir, and the name its training resumes by. Placeholders "
         "{flow_run} (the Prefect flow-run id: every scheduled or UI-triggered run its own run, a retry of "
         "the same flow run resumes it), {date} and {time} (UTC) are filled when the run starts.")
-    output_dir: str = Field(default="runs", description="Local path or URI; the run goes under it.")
+    output_dir: URI = Field(default="runs", description="Local path or URI; the run goes under it.")
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -621,6 +746,7 @@ class PipelineConfig(_Model):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    lock: LockConfig = Field(default_factory=LockConfig)
 
     @field_validator("output_dir")
     @classmethod

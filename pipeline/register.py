@@ -16,9 +16,10 @@ import tempfile
 from pathlib import Path
 
 from . import promotion
-from .config import PipelineConfig
+from .config import PipelineConfig, public_dump
 from .evaluation.evaluate import markdown
 from .evaluation.retrieval import sections_of
+from .redact import redact, redact_uri
 from .storage import get_fs, join, local_dir
 from .training import tasks
 
@@ -54,8 +55,9 @@ def model_card(name: str, eval_report: dict, manifest: dict, manifest_sha256: st
     task = tasks.get(cfg.finetune.task)
     test = eval_report.get(task.key, {})
     languages = sorted(set(manifest.get("languages", {})) | set(test.get("languages", {})))
-    results = [EvalResult(task_type=task.pipeline_tag, task_name=task.title, dataset_type=cfg.finetune.test_path,
-                          dataset_name="babelforge labelled set", dataset_config=lang, dataset_split="test",
+    results = [EvalResult(task_type=task.pipeline_tag, task_name=task.title,
+                          dataset_type=redact_uri(cfg.finetune.test_path), dataset_name="babelforge labelled set",
+                          dataset_config=lang, dataset_split="test",
                           metric_type=metric["type"], metric_value=metric["value"], metric_name=metric.get("name"))
                for lang, m in sorted(test.get("languages", {}).items()) for metric in task.card_metrics(m)]
     data = ModelCardData(
@@ -157,24 +159,77 @@ def lineage(cfg: PipelineConfig, pretrained_dir: str | None, made_from: dict | N
     return out
 
 
+def without_credentials(uri: str) -> str:
+    """`uri` as MLflow is given it: an http(s) URI's `user:password@` moved into MLflow's own
+    credential variables (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, sent as HTTP
+    basic auth as the userinfo would have been), so no URL MLflow builds, prints ("View run
+    at ...") or puts in an error message carries the password. Other URIs are unchanged."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return uri
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(user)
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(password)
+    return urlunsplit(parts._replace(netloc=host))
+
+
 def client_for(cfg: PipelineConfig):
-    """An MLflow client on the configured registry, with the fluent API pointed at it too."""
+    """An MLflow client on the configured registry, with the fluent API pointed at it too, and
+    the URI it was given (without credentials: `without_credentials`)."""
     import mlflow
     from mlflow import MlflowClient
 
-    uri = tracking_uri(cfg.registry.tracking_uri)
+    uri = without_credentials(tracking_uri(cfg.registry.tracking_uri))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
 
 
+def registration_key(model_dir: str, eval_report: dict, manifest_sha256: str, cfg: PipelineConfig) -> str:
+    """What makes a registration the same one: the registry, the run, the classifier's weights
+    and config (not its model card, which registration writes), the corpus and the evaluation."""
+    import hashlib
+
+    from .storage import sha256_dir
+
+    weights = sha256_dir(model_dir, skip=lambda name: name == "README.md" or name.endswith(".png"))
+    key = json.dumps([cfg.registry.model_dump(mode="json"), cfg.run_name, manifest_sha256, eval_report, weights],
+                     sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def registered_version(client, model_name: str, key: str):
+    """The version already registered with `registration_key` `key`, or None."""
+    found = client.search_model_versions(f"name = '{model_name}' and tags.registration_key = '{key}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
 def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig,
              pretrained_dir: str | None = None) -> dict:
+    """Register the classifier at `model_dir` as a new version, with its gate decision. Idempotent:
+    the version is tagged with its `registration_key`, and registering the same again (a
+    retried flow, on any worker) returns that version instead of a duplicate; the registry is
+    the record, so no orchestrator result cache (Prefect pickles those) is needed."""
     import mlflow
 
     made_from = check_model_lineage(model_dir, pretrained_dir, manifest_sha256)  # before anything is written
     rcfg = cfg.registry
     client, uri = client_for(cfg)
+    key = registration_key(model_dir, eval_report, manifest_sha256, cfg)
+    done = registered_version(client, rcfg.model_name, key) if _model_exists(client, rcfg.model_name) else None
+    if done is not None:
+        decision = mlflow.artifacts.load_dict(f"runs:/{done.run_id}/eval/promotion.json")
+        if "promotion" not in done.tags:  # the first attempt stopped before recording its decision
+            decision, _ = settle_decision(client, cfg, done.version, decision, rcfg.auto_promote)
+            done = client.get_model_version(rcfg.model_name, done.version)
+        log.info("register: %s version %s was registered from this model and evaluation already; returned as it is",
+                 rcfg.model_name, done.version)
+        return {"model_name": rcfg.model_name, "version": int(done.version), "run_id": done.run_id,
+                "source": redact_uri(done.source), "tracking_uri": redact_uri(uri), "promotion": decision,
+                "promoted": done.tags.get("promotion") == "promoted"}
     exp = client.get_experiment_by_name(rcfg.experiment)
     if exp is None:
         # beside a SQLite store, artifacts go next to the database file (mlruns/artifacts)
@@ -212,7 +267,7 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
         if "macro_margin_accuracy" in section:
             metrics[f"{name}_margin_accuracy.macro"] = section["macro_margin_accuracy"]
     with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:
-        mlflow.log_params(flatten(cfg.model_dump(mode="json")))
+        mlflow.log_params(flatten(public_dump(cfg)))  # no secret field; URIs without their credentials
         mlflow.log_metrics(metrics)
         lineage_tags = lineage(cfg, pretrained_dir, made_from)
         mlflow.set_tags(lineage_tags)
@@ -221,8 +276,8 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
         mlflow.set_tags({"manifest_sha256": manifest_sha256, "task": task.name,
                          "languages": ",".join(sorted(test.get("languages", {})))})
         mlflow.log_artifacts(local_dir(model_dir), artifact_path="model")
-        mlflow.log_dict(eval_report, "eval/report.json")
-        mlflow.log_dict(manifest, "corpus/manifest.json")
+        mlflow.log_dict(redact(eval_report), "eval/report.json")
+        mlflow.log_dict(redact(manifest), "corpus/manifest.json")
         mlflow.log_dict(decision, "eval/promotion.json")
         artifact_uri = run.info.artifact_uri
         run_id = run.info.run_id
@@ -232,16 +287,26 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
         client.create_registered_model(rcfg.model_name, description="babelforge multilingual model")
     version = client.create_model_version(
         rcfg.model_name, source=f"{artifact_uri}/model", run_id=run_id,
-        tags={"manifest_sha256": manifest_sha256, "run_name": cfg.run_name, **lineage_tags},
+        tags={"manifest_sha256": manifest_sha256, "run_name": cfg.run_name, "registration_key": key, **lineage_tags},
         description=f"run {cfg.run_name}; {task.title.lower()}: {task.summary(test)}",
     )
-    promoted = decision["promote"] and rcfg.auto_promote
-    record_decision(client, rcfg.model_name, version.version, decision, rcfg.champion_alias, promoted)
+    decision, promoted = settle_decision(client, cfg, version.version, decision, rcfg.auto_promote)
+    uri = redact_uri(uri)  # never logged or returned (into a persisted Prefect result) with a credential
     log.info("register: %s version %s (run %s) in %s; gate: %s (%s)", rcfg.model_name, version.version, run_id, uri,
              "promoted" if promoted else "passed, not promoted (auto_promote off)" if decision["promote"]
              else "not promoted", "; ".join(decision["reasons"]))
     return {"model_name": rcfg.model_name, "version": int(version.version), "run_id": run_id,
-            "source": version.source, "tracking_uri": uri, "promotion": decision, "promoted": promoted}
+            "source": redact_uri(version.source), "tracking_uri": uri, "promotion": decision, "promoted": promoted}
+
+
+def _model_exists(client, model_name: str) -> bool:
+    import mlflow
+
+    try:
+        client.get_registered_model(model_name)
+        return True
+    except mlflow.exceptions.MlflowException:
+        return False
 
 
 def record_decision(client, model_name: str, version, decision: dict, alias: str, promote: bool) -> None:
@@ -259,6 +324,55 @@ def record_decision(client, model_name: str, version, decision: dict, alias: str
         client.set_registered_model_alias(model_name, alias, str(version))
 
 
+def promotion_lock_folder(cfg: PipelineConfig) -> str:
+    """Where the promotion lock of `cfg.registry.model_name` lives: `registry.lock_dir`, else
+    beside a SQLite store's database, else under `<output_dir>/.registry-locks`."""
+    from .lock import slug
+
+    rcfg = cfg.registry
+    base = rcfg.lock_dir
+    if not base:
+        uri = tracking_uri(rcfg.tracking_uri)
+        base = (str(Path(uri.removeprefix("sqlite:///")).parent / ".registry-locks") if uri.startswith("sqlite:///")
+                else join(cfg.output_dir, ".registry-locks"))
+    return join(base, slug(rcfg.model_name))
+
+
+def settle_decision(client, cfg: PipelineConfig, version, decision: dict, auto: bool,
+                    forced: bool = False) -> tuple[dict, bool]:
+    """Record the gate's decision on `version` and move the alias, atomically with respect to
+    every other registration or promotion of the model: under its promotion lock
+    (`promotion_lock_folder`, a lease as in pipeline/lock.py), the champion is read again, and if
+    another version took the alias since `decision` was made, the gate is run again against that
+    one (this version's scores as in `decision`) and the new decision is the one recorded (tags,
+    the run's eval/promotion.json; the model card keeps the first comparison). The alias moves
+    if `forced`, or if the gate passes and `auto`. Returns (the decision recorded, promoted)."""
+    from .lock import hold
+
+    rcfg = cfg.registry
+    with hold(promotion_lock_folder(cfg), ttl_s=cfg.lock.ttl_seconds, heartbeat_s=cfg.lock.heartbeat_seconds,
+              wait_s=cfg.lock.promotion_wait_seconds, related=False,
+              what=f"the promotion lock of registered model {rcfg.model_name}",
+              purpose=f"promotion decision of {rcfg.model_name} version {version}"):
+        current = promotion.champion(client, rcfg.model_name, rcfg.champion_alias)
+        now = int(current.version) if current is not None else None
+        if not forced and now != decision.get("champion_version") and now != int(version):
+            metric = decision["metric"]
+            scores = {lang: row["new"] for lang, row in decision["languages"].items() if row.get("new") is not None}
+            champion_scores = (promotion.version_scores(client, current, tasks.get(cfg.finetune.task).key, metric)
+                               if current is not None else None)
+            redone = {**promotion.decide(scores, champion_scores, rcfg, metric, now),
+                      "rechecked_against": now, "first_against": decision.get("champion_version")}
+            log.warning("register: %s version %s was judged against version %s, but the alias %s moved to %s "
+                        "meanwhile; the gate ran again against %s: %s", rcfg.model_name, version,
+                        decision.get("champion_version"), rcfg.champion_alias, now, now,
+                        "passes" if redone["promote"] else "; ".join(redone["reasons"]))
+            decision = redone
+            client.log_dict(client.get_model_version(rcfg.model_name, str(version)).run_id, decision,
+                            "eval/promotion.json")
+        promote = forced or (decision["promote"] and auto)
+        record_decision(client, rcfg.model_name, version, decision, rcfg.champion_alias, promote)
+    return decision, promote
 
 
 def compare_versions(cfg: PipelineConfig, version: int, against: int | None = None) -> dict:
@@ -290,6 +404,5 @@ def promote(cfg: PipelineConfig, version: int, force: bool = False) -> dict:
     if force and not decision["promote"]:
         decision = {**decision, "reasons": ["forced by hand: " + "; ".join(decision["reasons"])]}
     go = decision["promote"] or force
-    record_decision(client, cfg.registry.model_name, version, {**decision, "promote": go},
-                    cfg.registry.champion_alias, go)
+    decision, go = settle_decision(client, cfg, version, {**decision, "promote": go}, True, forced=force)
     return {**decision, "promoted": go}

@@ -20,6 +20,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .redact import redact_uri
+
 
 COMPLETE = "_COMPLETE.json"  # a folder's file list (name, bytes, sha256), written last: the folder is whole
 WRITING = "_WRITING"          # present while a remote folder is being replaced: the folder is not to be used
@@ -56,6 +58,11 @@ def expand(patterns: list[str]) -> list[str]:
         fs, path = get_fs(pattern)
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         prefix = "" if protocol in ("file", "local") else f"{protocol}://"
+        if protocol in ("http", "https"):  # a URL is one file (fsspec's path is the URL; its '?' starts a query)
+            if not fs.exists(path):
+                raise FileNotFoundError(f"input not found: {redact_uri(pattern)}")
+            out.append(path)
+            continue
         if any(ch in path for ch in "*?["):
             matches = fs.glob(path)
         elif fs.isdir(path) and (fs.exists(f"{path}/state.json") or fs.exists(f"{path}/dataset_dict.json")):
@@ -66,10 +73,10 @@ def expand(patterns: list[str]) -> list[str]:
         elif fs.exists(path):
             matches = [path]
         else:
-            raise FileNotFoundError(f"input not found: {pattern}")
+            raise FileNotFoundError(f"input not found: {redact_uri(pattern)}")
         files = sorted(p for p in matches if fs.isfile(p))
         if not files:
-            raise FileNotFoundError(f"no input files match: {pattern}")
+            raise FileNotFoundError(f"no input files match: {redact_uri(pattern)}")
         out.extend(prefix + p for p in files)
     return sorted(dict.fromkeys(out))
 

@@ -7,11 +7,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline import promotion, register
 from pipeline.config import PipelineConfig
+from pipeline.redact import redacted_errors
 
 
 @task(name="register-model")
 def register_task(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig) -> dict:
-    info = register.register(model_dir, eval_report, manifest, manifest_sha256, cfg, cfg.path("model-pretrained"))
+    with redacted_errors():  # the state and log of a failed run name the registry without its credentials
+        info = register.register(model_dir, eval_report, manifest, manifest_sha256, cfg, cfg.path("model-pretrained"))
     decision = info["promotion"]
     create_markdown_artifact(
         key="registered-model",

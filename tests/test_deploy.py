@@ -99,8 +99,11 @@ def test_each_stage_gets_its_retries_timeout_and_tag():
     cfg = PipelineConfig.model_validate({"orchestration": {"retries": 3, "retry_delay_seconds": 5,
                                                            "timeout_seconds": {"pretrain": 60}}})
     storage, training = stage(prepare_corpus_task, cfg), stage(pretrain_task, cfg)
-    assert storage.retries == 3 and storage.retry_delay_seconds == [5, 10, 20] and storage.timeout_seconds is None
+    # a stage not given keeps its default timeout; one set to null has none
+    assert storage.retries == 3 and storage.retry_delay_seconds == [5, 10, 20] and storage.timeout_seconds == 12 * 3600
     assert training.retries == 1 and training.timeout_seconds == 60 and "babelforge-training" in training.tags
+    cfg.orchestration.timeout_seconds = {"prepare-corpus": None}
+    assert stage(prepare_corpus_task, cfg).timeout_seconds is None
     assert "babelforge-training" not in storage.tags
     # retried: network and storage trouble; not retried: what a retry cannot fix
     assert transient(None, None, SimpleNamespace(data=ConnectionError("reset")))
@@ -131,3 +134,18 @@ def test_a_failed_stage_is_reported_with_the_stage_and_the_error(prefect_api, tm
     assert "nothing-here" in artifact.data
     [prepare] = [t for t in task_runs if t.name.startswith("prepare-corpus")]
     assert prepare.run_count == 1  # FileNotFoundError: no retry
+
+
+def test_deployments_that_read_inputs_restrict_where_from():
+    """The deployments that run the corpus phase set corpus.ingest.allowed_roots, and their own
+    default inputs lie inside them (from BABELFORGE_HOME, as the worker runs them)."""
+    from pipeline.allowed_roots import check
+    from pipeline.config import PipelineConfig
+
+    ingesting = {"nightly", "prepare-corpus"}
+    for d in SPEC["deployments"]:
+        if d["name"] not in ingesting:
+            continue
+        cfg = PipelineConfig.model_validate(d["parameters"]["config"])
+        assert cfg.corpus.ingest.allowed_roots, f"{d['name']}: no corpus.ingest.allowed_roots"
+        check(cfg.corpus.ingest.inputs, cfg.corpus.ingest.allowed_roots)

@@ -150,3 +150,54 @@ def test_the_prefect_kubernetes_work_pool_template():
                                                        spec["variables"]["properties"].items()}
                           | {"name": "run-1", "command": "prefect flow-run execute"})
     assert filled["job_manifest"]["spec"]["template"]["spec"]["containers"][0]["image"] == "babelforge:cpu"
+
+
+def test_the_compose_stack_is_private_by_default():
+    """Every published port on loopback; the Ray dashboard (an unauthenticated job API) not
+    published, only through the opt-in loopback override; MinIO's root key only in MinIO and
+    its init step, every other service with a key of its own (created by deploy/minio-init.sh
+    with a policy limited to its bucket); Prefect behind basic auth; the worker's input roots set."""
+    deploy = ROOT / "deploy"
+    spec = yaml.safe_load((deploy / "compose.yaml").read_text())
+    services = spec["services"]
+    published = {name: svc.get("ports", []) for name, svc in services.items()}
+    assert any(published.values())
+    for name, ports in published.items():
+        for port in ports:
+            host_ip, _, rest = str(port).partition(":")
+            assert host_ip == "127.0.0.1" and rest.count(":") == 1, f"{name}: port {port} not bound to loopback"
+    assert not published["ray-head"] and "8265" not in json.dumps(published)
+    override = yaml.safe_load((deploy / "compose.dashboard.yaml").read_text())
+    assert override["services"] == {"ray-head": {"ports": ["127.0.0.1:8265:8265"]}}
+
+    def keys(svc: dict) -> set[str]:
+        env = svc.get("environment") or {}
+        return {re.fullmatch(r"\$\{(\w+).*\}", str(v)).group(1) for k, v in env.items() if SECRET.search(k)
+                or k.startswith(("MINIO_ROOT_", "PREFECT_API_AUTH", "PREFECT_SERVER_API_AUTH"))}
+
+    root = {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}
+    for name, svc in services.items():
+        if keys(svc) & root:
+            assert name in ("minio", "minio-init"), f"{name} gets the object store's root key"
+    runs, mlflow = {"RUNS_S3_ACCESS_KEY", "RUNS_S3_SECRET_KEY"}, {"MLFLOW_S3_ACCESS_KEY", "MLFLOW_S3_SECRET_KEY"}
+    for name in ("prefect-worker", "ray-head", "ray-worker"):
+        assert runs <= keys(services[name]) and not keys(services[name]) & (mlflow | root)
+    assert mlflow <= keys(services["mlflow"]) and not keys(services["mlflow"]) & (runs | root)
+    assert not keys(services["prefect-server"]) & (runs | mlflow | root)
+    init = services["minio-init"]
+    [mount] = init["volumes"]
+    script_path = deploy / mount.split(":")[0]
+    assert init["entrypoint"][-1] == mount.split(":")[1] and script_path.exists()
+    script = script_path.read_text()
+    for policy, bucket, user in (("babelforge-runs", "babelforge", "RUNS_S3"), ("babelforge-mlflow", "mlflow", "MLFLOW_S3")):
+        assert f"policy {policy} {bucket}" in script
+        assert f'user "${user}_ACCESS_KEY" "${user}_SECRET_KEY" {policy}' in script
+    assert "arn:aws:s3:::$2/*" in script and "s3:*" not in script and "admin:" not in script
+    assert services["mlflow"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    assert "PREFECT_AUTH_STRING" in keys(services["prefect-server"]) & keys(services["prefect-worker"])
+    roots = services["prefect-worker"]["environment"]["BABELFORGE_ALLOWED_ROOTS"].split(",")
+    assert roots and all(r.startswith(("/opt/babelforge/", "s3://babelforge/")) for r in roots)
+    example = {l.split("=", 1)[0] for l in (deploy / "stack.env.example").read_text().splitlines()
+               if "=" in l and not l.startswith("#")}
+    needed = set(re.findall(r"\$\{(\w+):\?", (deploy / "compose.yaml").read_text()))
+    assert needed == example, f"stack.env.example lacks {needed - example} / has unused {example - needed}"

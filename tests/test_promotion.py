@@ -81,12 +81,14 @@ def test_versions_take_the_champion_alias_only_through_the_gate(tmp_path, monkey
 
 
 def test_a_retried_registration_returns_the_version_instead_of_a_duplicate(tmp_path, monkeypatch, prefect_api):
-    """register-model under Prefect is cached on the registry, run, weights and evaluation: a
-    flow retried after its registration succeeded gets the same version back."""
+    """register-model is idempotent in the registry itself (each version tagged with its key:
+    registry, run, weights, evaluation): a flow retried after its registration succeeded gets the
+    same version back, and no Prefect result is persisted (Prefect pickles those: a writable
+    result store would run code on a cache hit)."""
     from mlflow import MlflowClient
     from prefect import flow
 
-    from tasks import run_stage
+    from tasks import run_stage, stage
     from tasks.register import register_task
 
     monkeypatch.chdir(tmp_path)
@@ -109,3 +111,14 @@ def test_a_retried_registration_returns_the_version_instead_of_a_duplicate(tmp_p
     assert registration(report)["version"] == 2
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert len(client.search_model_versions("name='retry-model'")) == 2
+    staged = stage(register_task, cfg)
+    assert not staged.persist_result and staged.cache_key_fn is None
+
+    # a registration that stopped after creating its version, before recording the gate's decision:
+    # the retry records it (and moves the alias) instead of registering a duplicate
+    for k in ("promotion", "promotion.reasons", "promotion.against", "promotion.deltas"):
+        client.delete_model_version_tag("retry-model", "2", k)
+    client.delete_registered_model_alias("retry-model", "champion")
+    again = registration(report)
+    assert again["version"] == 2 and len(client.search_model_versions("name='retry-model'")) == 2
+    assert client.get_model_version("retry-model", "2").tags["promotion"] in ("promoted", "rejected", "passed")

@@ -39,8 +39,11 @@ def test_register_creates_versions_with_metrics_card_and_checksum(model_and_mani
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = PipelineConfig.model_validate({"run_name": "t1", "registry": {"tracking_uri": uri, "model_name": "m"}})
     first = register(str(root / "model"), EVAL, manifest, "abc123", cfg)
-    second = register(str(root / "model"), EVAL, manifest, "abc123", cfg)
-    assert (first["version"], second["version"]) == (1, 2)
+    again = register(str(root / "model"), EVAL, manifest, "abc123", cfg)  # the same model and evaluation
+    other = {**EVAL, "lm": {"languages": {"fr": {"loss": 4.0}}}}
+    second = register(str(root / "model"), other, manifest, "abc123", cfg)  # another evaluation: a new version
+    assert (first["version"], again["version"], second["version"]) == (1, 1, 2)
+    assert again["run_id"] == first["run_id"]
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mv = client.get_model_version("m", "1")

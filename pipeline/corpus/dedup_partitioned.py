@@ -35,7 +35,6 @@ per map task sorted by partition with an index of byte offsets, as Spark's sort-
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -57,7 +56,6 @@ ROW_GROUP = 65_536
 SMALL_GROUP = 48  # candidate groups up to this size are compared pair by pair, all at once
 COMPACT_EDGES = 1 << 20  # links gathered before they are deduplicated
 PAIR_CHUNK = 32_768  # signature pairs compared per NumPy call (~26 MB of signatures)
-_SUFFIX = re.compile(r"(~\d+)+$")
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,14 @@ def _part_str(values: list[str], parts: int) -> np.ndarray:
 
 
 def _family(doc_id: str) -> str:
-    return _SUFFIX.sub("", doc_id)
+    """The id without its `~N` suffixes ('a~2~1' -> 'a'), as `(~\\d+)+$` would strip them, in
+    time linear in the id: that regex, searched, restarts at every `~` and is quadratic in a
+    long run of suffixes (a 16 KB id took 0.85 s, a 1 MB one hours)."""
+    tail = len(doc_id) - doc_id.endswith("\n")  # `$` also matched before a final newline
+    end = tail
+    while (cut := doc_id.rfind("~", 0, end)) >= 0 and doc_id[cut + 1:end].isdecimal():  # \d: category Nd
+        end = cut
+    return doc_id[:end] + doc_id[tail:]
 
 
 # -- spill files -------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ Inputs (`corpus.parallel.inputs`, each a file, folder or glob):
                              `fra_Latn.txt`, ...); each file is aligned with the pivot language's
                              file by line lengths (Gale & Church 1993, nltk's implementation) and
                              gives pivot-X pairs, one per bead of 1 or 2 lines a side
-Line files may be .gz / .bz2 / .xz / .zst compressed.
+Line files may be .gz / .bz2 / .xz / .zst compressed. Files are streamed in chunks of about
+`corpus.ingest.batch_bytes` (`read_chunks`), so a unit's memory follows the chunk, not the file.
 
 Each pair goes through (rejects keep the pair with stage `parallel` and the reason):
     read errors             bad_row (a TSV line without exactly one tab, JSON that does not parse,
@@ -23,7 +24,9 @@ Each pair goes through (rejects keep the pair with stage `parallel` and the reas
                             without a partner), number_mismatch (an aligned bead whose two sides
                             write different numbers: the alignment drifted there),
                             alignment_failed (most of a file's lines had no partner: not the
-                            same text as the pivot's, every line rejected)
+                            same text as the pivot's, every line rejected), line_too_long (a
+                            line over corpus.ingest.max_line_bytes, read through unheld; the
+                            reject keeps its start)
     normalisation           as documents (Unicode normalisation, mojibake, control characters,
                             PII redaction), without the boilerplate-line patterns: a sentence
                             about cookies is not a cookie banner -> empty_after_cleaning
@@ -55,10 +58,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import posixpath
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import zip_longest
 
 import numpy as np
 import pyarrow as pa
@@ -68,11 +75,12 @@ import regex
 
 from ..config import CorpusConfig, ParallelConfig, ParallelInput
 from ..language_codes import is_unidentified, language, normalize, normalize_code
+from ..redact import redact_text, redact_uri
 from ..schema import PAIR_REJECT_SCHEMA, PAIR_SCHEMA, concat
-from ..storage import exists, expand, get_fs, join, read_json, read_parquet, remove, write_json, write_parquet
+from ..storage import exists, expand, get_fs, join, put_local, read_json, read_parquet, remove, write_json
 from . import langid
 from .clean import normalize_text
-from .ingest import COMPRESSIONS
+from .ingest import COMPRESSIONS, KEPT_CHARS, Limits, TooLong, line_blocks
 from .shard import CHARS_PER_TOKEN, DEFAULT_CHARS_PER_TOKEN, RollingParquet, heldout_mask, temperature_weights
 
 log = logging.getLogger(__name__)
@@ -98,8 +106,8 @@ class PairUnit:
     input_index: int  # which entry of corpus.parallel.inputs
     align: bool = False  # two translations of one document, aligned by line lengths (a `pivot` input)
 
-    def __str__(self) -> str:
-        return " + ".join(self.uris)
+    def __str__(self) -> str:  # as unit records and logs name it: without credentials
+        return " + ".join(redact_uri(u) for u in self.uris)
 
 
 def _strip_compression(name: str) -> tuple[str, str | None]:
@@ -221,18 +229,37 @@ def input_files(cfg: ParallelConfig) -> list[str]:
 # ---------------------------------------------------------------- reading
 
 
-def _read_lines(uri: str) -> list[str]:
+def _lines(uri: str, limits: Limits, block_bytes: int) -> Iterator[tuple[int, str | TooLong]]:
+    """(line number from 1, text) of a line file, read in blocks (`ingest.line_blocks`: memory
+    bounded whatever the file and its lines), undecodable bytes replaced; a line over
+    `limits.line_bytes` comes as a `TooLong`, read through but not held."""
     fs, path = get_fs(uri)
     _, codec = _strip_compression(uri)
     with fs.open(path, "rb", compression=codec) as f:
-        data = f.read()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    text = data.decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
+        for first, block in line_blocks(f, 1, None, block_bytes, limits.line_bytes):
+            if isinstance(block, TooLong):
+                yield first, block
+                continue
+            if first == 1 and block.startswith(b"\xef\xbb\xbf"):
+                block = block[3:]
+            lines = block.split(b"\n")
+            if not block or block.endswith(b"\n"):
+                lines.pop()  # the newline ends the line before it, it does not open another
+            for i, raw in enumerate(lines, start=first):
+                if len(raw) > limits.line_bytes:  # inside a block (a longer line is cut off by `line_blocks`)
+                    yield i, TooLong(len(raw), raw[:4 * KEPT_CHARS])
+                else:
+                    yield i, raw.decode("utf-8", errors="replace").rstrip("\r")
+
+
+def _text(line: str | TooLong) -> str:
+    """A line's text; of an over-long one, the start that was kept (for its reject)."""
+    return line if isinstance(line, str) else line.head.decode("utf-8", errors="replace")[:KEPT_CHARS]
+
+
+def _too_long(uri: str, row: int, line: TooLong, limits: Limits, **sides) -> dict:
+    return _bad(uri, row, "line_too_long", f"line of {line.size} bytes, over corpus.ingest.max_line_bytes "
+                f"({limits.line_bytes}); the reject keeps its first {KEPT_CHARS} characters", **sides)
 
 
 def _pair_id(uri: str, row: int) -> str:
@@ -241,129 +268,229 @@ def _pair_id(uri: str, row: int) -> str:
 
 def _bad(uri: str, row: int | None, reason: str, detail: str, src: str | None = None, tgt: str | None = None,
          src_lang=None, tgt_lang=None) -> dict:
+    uri = redact_uri(uri)  # the reader used the real URI; the row carries it without credentials
     where = f"{uri}:{row}" if row is not None else uri
     return {"id": _pair_id(uri, row) if row is not None else posixpath.basename(uri), "stage": STAGE,
-            "reason": reason, "detail": f"{where}: {detail}", "src_lang": src_lang, "tgt_lang": tgt_lang,
+            "reason": reason, "detail": redact_text(f"{where}: {detail}"), "src_lang": src_lang,
+            "tgt_lang": tgt_lang,
             "src_text": src, "tgt_text": tgt, "source": uri, "synthetic": False}
 
 
-def read_unit(unit: PairUnit, pin: ParallelInput) -> tuple[dict[str, list], list[dict]]:
+class _Chunk:
+    """Raw pairs (columns id, src, tgt, src_lang, tgt_lang, source) and unreadable rows (reject
+    dicts) of a unit, given out in chunks of about `size` bytes of text."""
+
+    def __init__(self, unit: PairUnit, size: int):
+        self.unit, self.size = unit, size
+        self.cols, self.bad, self.bytes = self._empty(), [], 0
+
+    @staticmethod
+    def _empty() -> dict[str, list]:
+        return {k: [] for k in ("id", "src", "tgt", "src_lang", "tgt_lang", "source")}
+
+    def add(self, uri: str, row: int, src: str, tgt: str, sl=None, tl=None) -> None:
+        values = {"id": _pair_id(uri, row), "src": src, "tgt": tgt, "src_lang": sl or self.unit.src_lang,
+                  "tgt_lang": tl or self.unit.tgt_lang, "source": redact_uri(uri)}
+        for key, value in values.items():
+            self.cols[key].append(value)
+        self.bytes += len(src) + len(tgt)
+
+    def reject(self, row: dict) -> None:
+        self.bad.append(row)
+        self.bytes += len(row["src_text"] or "") + len(row["tgt_text"] or "")
+
+    def full(self) -> bool:
+        return self.bytes >= self.size
+
+    def take(self) -> tuple[dict[str, list], list[dict]]:
+        out = (self.cols, self.bad)
+        self.cols, self.bad, self.bytes = self._empty(), [], 0
+        return out
+
+
+def read_chunks(unit: PairUnit, pin: ParallelInput, limits: Limits | None = None,
+                chunk_bytes: int = 2 << 20) -> Iterator[tuple[dict[str, list], list[dict]]]:
     """Raw pairs of a unit as columns (id, src, tgt, src_lang, tgt_lang, source) and the rows
-    that could not be read (reject dicts naming file, line and field)."""
-    cols: dict[str, list] = {k: [] for k in ("id", "src", "tgt", "src_lang", "tgt_lang", "source")}
-    bad: list[dict] = []
-
-    def add(uri: str, row: int, src: str, tgt: str, sl=None, tl=None) -> None:
-        cols["id"].append(_pair_id(uri, row))
-        cols["src"].append(src)
-        cols["tgt"].append(tgt)
-        cols["src_lang"].append(sl or unit.src_lang)
-        cols["tgt_lang"].append(tl or unit.tgt_lang)
-        cols["source"].append(uri)
-
+    that could not be read (reject dicts naming file, line and field), in chunks of about
+    `chunk_bytes` of text: files are streamed (lines in blocks, Parquet by batches), so a unit
+    holds a chunk, not its files; two line-aligned files are counted first (a mismatch rejects
+    every line). A multi-way document is aligned whole (at most MAX_ALIGN_LINES lines)."""
+    limits = limits or Limits.of()
+    chunk = _Chunk(unit, chunk_bytes)
     if unit.align:
-        pivot_uri, uri = unit.uris
-        src, tgt = _read_lines(pivot_uri), _read_lines(uri)
-        s_rows = [i for i, line in enumerate(src) if line.strip()]
-        t_rows = [i for i, line in enumerate(tgt) if line.strip()]
-        longest = max(len(s_rows), len(t_rows))
-        if longest > MAX_ALIGN_LINES:  # the alignment is O(n x m) in time and memory
-            beads = [([i], []) for i in range(len(s_rows))] + [([], [j]) for j in range(len(t_rows))]
-            lonely, failed = len(s_rows) + len(t_rows), True
-            why = (f"{longest} lines: more than the {MAX_ALIGN_LINES} one alignment takes (split the documents "
-                   f"into chapters, one file per chapter and language)")
-        else:
-            beads = align_lines([len(src[i].strip()) for i in s_rows], [len(tgt[i].strip()) for i in t_rows])
-            lonely = sum(len(s) + len(t) for s, t in beads if not (s and t))
-            failed = lonely > (len(s_rows) + len(t_rows)) / 2
-            why = f"{lonely} of the {len(s_rows) + len(t_rows)} lines found no partner: not the same text"
-        for s, t in beads:
-            a = " ".join(src[s_rows[x]].strip() for x in s)
-            b = " ".join(tgt[t_rows[x]].strip() for x in t)
-            row = t_rows[t[0]] + 1 if t else s_rows[s[0]] + 1
-            where = uri if t else pivot_uri
-            if failed:
-                bad.append(_bad(where, row, "alignment_failed", f"{pivot_uri} and {uri}: {why}", a or None, b or None,
-                                unit.src_lang, unit.tgt_lang))
-            elif not (s and t):
-                bad.append(_bad(where, row, "unaligned", f"no line of {uri if s else pivot_uri} aligns with this one",
-                                a or None, b or None, unit.src_lang, unit.tgt_lang))
-            elif (na := _numerals(a)) and (nb := _numerals(b)) and na != nb:
-                # numbered headings and articles that disagree: the length alignment drifted here
-                bad.append(_bad(where, row, "number_mismatch", f"numbers {sorted(na)} in {pivot_uri} but "
-                                f"{sorted(nb)} here", a, b, unit.src_lang, unit.tgt_lang))
-            else:
-                add(uri, row, a, b)
-        return cols, bad
-    if len(unit.uris) == 2:
-        src_uri, tgt_uri = unit.uris
-        src, tgt = _read_lines(src_uri), _read_lines(tgt_uri)
-        if len(src) != len(tgt):
-            detail = f"{len(src)} lines, but {tgt_uri} has {len(tgt)}: the files are not line-aligned"
-            for i in range(max(len(src), len(tgt))):
-                bad.append(_bad(src_uri, i + 1, "line_count_mismatch", detail, src[i] if i < len(src) else None,
-                                tgt[i] if i < len(tgt) else None, unit.src_lang, unit.tgt_lang))
-            return cols, bad
-        for i, (s, t) in enumerate(zip(src, tgt)):
-            add(src_uri, i + 1, s, t)
-        return cols, bad
+        steps = _aligned(unit, limits, chunk_bytes, chunk)
+    elif len(unit.uris) == 2:
+        steps = _line_aligned(unit, limits, chunk_bytes, chunk)
+    else:
+        steps = _table_rows(unit, pin, limits, chunk_bytes, chunk)
+    for _ in steps:  # each step adds a row (or none) to `chunk`
+        if chunk.full():
+            yield chunk.take()
+    yield chunk.take()
 
+
+def _count(uri: str, limits: Limits, block_bytes: int) -> tuple[int, int]:
+    """(lines, lines with text that fit the limit) of a line file, streamed."""
+    lines = texts = 0
+    for _, line in _lines(uri, limits, block_bytes):
+        lines += 1
+        texts += isinstance(line, str) and bool(line.strip())
+    return lines, texts
+
+
+def _aligned(unit: PairUnit, limits: Limits, block_bytes: int, chunk: _Chunk) -> Iterator[None]:
+    """Two translations of one document aligned by line lengths (a `pivot` input)."""
+    pivot_uri, uri = unit.uris
+    langs = {"src_lang": unit.src_lang, "tgt_lang": unit.tgt_lang}
+    longest = max(_count(pivot_uri, limits, block_bytes)[1], _count(uri, limits, block_bytes)[1])
+    if longest > MAX_ALIGN_LINES:  # the alignment is O(n x m) in time and memory: every line rejected, streamed
+        why = (f"{longest} lines: more than the {MAX_ALIGN_LINES} one alignment takes (split the documents "
+               f"into chapters, one file per chapter and language)")
+        for where, side in ((pivot_uri, "src"), (uri, "tgt")):
+            for row, line in _lines(where, limits, block_bytes):
+                if isinstance(line, TooLong):
+                    chunk.reject(_too_long(where, row, line, limits, **{side: _text(line)}, **langs))
+                elif line.strip():
+                    chunk.reject(_bad(where, row, "alignment_failed", f"{pivot_uri} and {uri}: {why}",
+                                      **{side: line.strip()}, **langs))
+                yield
+        return
+    sides = []
+    for where, side in ((pivot_uri, "src"), (uri, "tgt")):
+        kept = []  # (line number, text) of the lines with text
+        for row, line in _lines(where, limits, block_bytes):
+            if isinstance(line, TooLong):
+                chunk.reject(_too_long(where, row, line, limits, **{side: _text(line)}, **langs))
+            elif line.strip():
+                kept.append((row, line.strip()))
+        sides.append(kept)
+    src, tgt = sides
+    beads = align_lines([len(s) for _, s in src], [len(t) for _, t in tgt])
+    lonely = sum(len(s) + len(t) for s, t in beads if not (s and t))
+    failed = lonely > (len(src) + len(tgt)) / 2
+    why = f"{lonely} of the {len(src) + len(tgt)} lines found no partner: not the same text"
+    for s, t in beads:
+        a = " ".join(src[x][1] for x in s)
+        b = " ".join(tgt[x][1] for x in t)
+        row = tgt[t[0]][0] if t else src[s[0]][0]
+        where = uri if t else pivot_uri
+        if failed:
+            chunk.reject(_bad(where, row, "alignment_failed", f"{pivot_uri} and {uri}: {why}", a or None, b or None,
+                              **langs))
+        elif not (s and t):
+            chunk.reject(_bad(where, row, "unaligned", f"no line of {uri if s else pivot_uri} aligns with this one",
+                              a or None, b or None, **langs))
+        elif (na := _numerals(a)) and (nb := _numerals(b)) and na != nb:
+            # numbered headings and articles that disagree: the length alignment drifted here
+            chunk.reject(_bad(where, row, "number_mismatch", f"numbers {sorted(na)} in {pivot_uri} but "
+                              f"{sorted(nb)} here", a, b, **langs))
+        else:
+            chunk.add(uri, row, a, b)
+        yield
+
+
+def _line_aligned(unit: PairUnit, limits: Limits, block_bytes: int, chunk: _Chunk) -> Iterator[None]:
+    """Two line-aligned files (<stem>.<src>, <stem>.<tgt>), read side by side."""
+    src_uri, tgt_uri = unit.uris
+    langs = {"src_lang": unit.src_lang, "tgt_lang": unit.tgt_lang}
+    (n_src, _), (n_tgt, _) = _count(src_uri, limits, block_bytes), _count(tgt_uri, limits, block_bytes)
+    pairs = zip_longest(_lines(src_uri, limits, block_bytes), _lines(tgt_uri, limits, block_bytes))
+    if n_src != n_tgt:
+        detail = f"{n_src} lines, but {tgt_uri} has {n_tgt}: the files are not line-aligned"
+        for i, (s, t) in enumerate(pairs, start=1):
+            chunk.reject(_bad(src_uri, i, "line_count_mismatch", detail, _text(s[1]) if s else None,
+                              _text(t[1]) if t else None, **langs))
+            yield
+        return
+    for (i, s), (_, t) in pairs:
+        if isinstance(s, TooLong) or isinstance(t, TooLong):
+            where, line = (src_uri, s) if isinstance(s, TooLong) else (tgt_uri, t)
+            chunk.reject(_too_long(where, i, line, limits, src=_text(s), tgt=_text(t), **langs))
+        else:
+            chunk.add(src_uri, i, s, t)
+        yield
+
+
+def _table_rows(unit: PairUnit, pin: ParallelInput, limits: Limits, block_bytes: int,
+                chunk: _Chunk) -> Iterator[None]:
+    """A table file of pairs: .tsv, .jsonl / .json lines, or .parquet (by batches)."""
     uri = unit.uris[0]
     base, _ = _strip_compression(uri)
     fmt = base.lower().rsplit(".", 1)[-1]
-    if fmt == "parquet":
-        fs, path = get_fs(uri)
-        with fs.open(path, "rb") as f:
-            table = pq.read_table(f)
-        fields = [pin.src_field, pin.tgt_field] + [x for x in (pin.src_lang_field, pin.tgt_lang_field) if x]
-        missing = [x for x in fields if x not in table.column_names]
-        if missing:
-            bad.append(_bad(uri, None, "bad_row", f"missing field(s) {missing}; columns are {table.column_names} "
-                            f"(set src_field / tgt_field of this parallel input)"))
-            return cols, bad
-        rows = table.select(fields).to_pylist()
-        records = ((i + 1, r) for i, r in enumerate(rows))
-    else:
-        records = None
+    langs = {"src_lang": unit.src_lang, "tgt_lang": unit.tgt_lang}
     if fmt == "tsv":
         if not (unit.src_lang and unit.tgt_lang):
             raise ParallelInputError(f"{uri}: a TSV of pairs needs src_lang and tgt_lang on its parallel input")
-        for i, line in enumerate(_read_lines(uri)):
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 2:
-                bad.append(_bad(uri, i + 1, "bad_row", f"expected src<TAB>tgt, found {len(parts)} field(s)",
-                                line, None, unit.src_lang, unit.tgt_lang))
-                continue
-            add(uri, i + 1, parts[0], parts[1])
-        return cols, bad
-    if fmt in ("jsonl", "json"):
-        def parsed():
-            for i, line in enumerate(_read_lines(uri)):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    bad.append(_bad(uri, i + 1, "bad_row", f"not JSON: {e.msg}", line))
-                    continue
-                if not isinstance(obj, dict):
-                    bad.append(_bad(uri, i + 1, "bad_row", "a JSON line must be an object", line))
-                    continue
-                yield i + 1, obj
-        records = parsed()
+        for i, line in _lines(uri, limits, block_bytes):
+            if isinstance(line, TooLong):
+                chunk.reject(_too_long(uri, i, line, limits, src=_text(line), **langs))
+            elif line.strip():
+                parts = line.split("\t")
+                if len(parts) != 2:
+                    chunk.reject(_bad(uri, i, "bad_row", f"expected src<TAB>tgt, found {len(parts)} field(s)",
+                                      line, None, **langs))
+                else:
+                    chunk.add(uri, i, parts[0], parts[1])
+            yield
+        return
+    if fmt == "parquet":
+        records = _parquet_records(uri, pin, block_bytes, chunk)
+    else:
+        records = _json_records(uri, limits, block_bytes, chunk)
     for row, obj in records:
         src, tgt = obj.get(pin.src_field), obj.get(pin.tgt_field)
         sl = obj.get(pin.src_lang_field) if pin.src_lang_field else None
         tl = obj.get(pin.tgt_lang_field) if pin.tgt_lang_field else None
         missing = [f for f, v in ((pin.src_field, src), (pin.tgt_field, tgt)) if not isinstance(v, str)]
         if missing:
-            bad.append(_bad(uri, row, "bad_row", f"field(s) {missing} missing or not text",
-                            src if isinstance(src, str) else None, tgt if isinstance(tgt, str) else None))
+            chunk.reject(_bad(uri, row, "bad_row", f"field(s) {missing} missing or not text",
+                              src if isinstance(src, str) else None, tgt if isinstance(tgt, str) else None))
+        else:
+            chunk.add(uri, row, src, tgt, sl, tl)  # a side without a language is left to language ID
+        yield
+
+
+def _parquet_records(uri: str, pin: ParallelInput, block_bytes: int, chunk: _Chunk) -> Iterator[tuple[int, dict]]:
+    fs, path = get_fs(uri)
+    with fs.open(path, "rb") as f:
+        pf = pq.ParquetFile(f, buffer_size=min(block_bytes, 8 << 20))
+        names = pf.schema_arrow.names
+        fields = list(dict.fromkeys([pin.src_field, pin.tgt_field] +
+                                    [x for x in (pin.src_lang_field, pin.tgt_lang_field) if x]))
+        missing = [x for x in fields if x not in names]
+        if missing:
+            chunk.reject(_bad(uri, None, "bad_row", f"missing field(s) {missing}; columns are {names} "
+                              f"(set src_field / tgt_field of this parallel input)"))
+            return
+        meta = pf.metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        rows = max(1, meta.num_rows * block_bytes // max(1, size))
+        row = 1
+        for batch in pf.iter_batches(batch_size=rows, columns=fields, use_threads=False):
+            for r in batch.to_pylist():
+                yield row, r
+                row += 1
+
+
+def _json_records(uri: str, limits: Limits, block_bytes: int, chunk: _Chunk) -> Iterator[tuple[int, dict]]:
+    for i, line in _lines(uri, limits, block_bytes):
+        if isinstance(line, TooLong):
+            chunk.reject(_too_long(uri, i, line, limits, src=_text(line)))
             continue
-        add(uri, row, src, tgt, sl, tl)  # a side without a language is left to language ID
-    return cols, bad
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            chunk.reject(_bad(uri, i, "bad_row", f"not JSON: {e.msg}", line))
+            continue
+        except (ValueError, RecursionError) as e:  # an integer of over 4300 digits, nesting deeper than the stack
+            chunk.reject(_bad(uri, i, "bad_row", f"not readable JSON: {e}", line))
+            continue
+        if not isinstance(obj, dict):
+            chunk.reject(_bad(uri, i, "bad_row", "a JSON line must be an object", line))
+            continue
+        yield i, obj
 
 
 # ---------------------------------------------------------------- checks
@@ -492,7 +619,8 @@ def unit_fingerprint(unit: PairUnit, cfg: CorpusConfig) -> str:
     dump = cfg.model_dump(mode="json")
     pin = dump["parallel"]["inputs"][unit.input_index]
     rules = {k: v for k, v in dump["parallel"].items() if k not in ("inputs", "heldout_fraction", "alpha")}
-    h.update(json.dumps([pin, rules, dump["clean"], dump["langid"], VERSION], sort_keys=True).encode())
+    h.update(json.dumps([pin, rules, dump["clean"], dump["langid"], dump["ingest"]["max_line_bytes"], VERSION],
+                        sort_keys=True).encode())
     h.update(langid.models_digest(cfg.langid.models).encode())
     for uri in unit.uris:
         fs, path = get_fs(uri)
@@ -507,12 +635,21 @@ def run_unit(unit: PairUnit, out_dir: str, cfg: CorpusConfig) -> dict:
     if exists(done):
         return {**read_json(done), "resumed": True}
     t = time.monotonic()
-    cols, bad = read_unit(unit, cfg.parallel.inputs[unit.input_index])
-    pairs, rejects = check_pairs(cols, cfg)
-    write_parquet(join(d, "pairs.parquet"), pairs)
-    write_parquet(join(d, "rejects.parquet"), rejects_table(bad + rejects))
-    info = {"unit": str(unit), "dir": d, "input": len(cols["id"]) + len(bad), "kept": pairs.num_rows,
-            "seconds": round(time.monotonic() - t, 3)}
+    n_input = kept = 0
+    with tempfile.TemporaryDirectory() as tmp:  # chunk by chunk into local files, then put in place
+        local = {name: os.path.join(tmp, f"{name}.parquet") for name in ("pairs", "rejects")}
+        with pq.ParquetWriter(local["pairs"], PAIR_SCHEMA, compression="zstd") as pairs_out, \
+                pq.ParquetWriter(local["rejects"], PAIR_REJECT_SCHEMA, compression="zstd") as rejects_out:
+            for cols, bad in read_chunks(unit, cfg.parallel.inputs[unit.input_index], Limits.of(cfg.ingest),
+                                         cfg.ingest.batch_bytes):
+                pairs, rejects = check_pairs(cols, cfg)
+                pairs_out.write_table(pairs)
+                rejects_out.write_table(rejects_table(bad + rejects))
+                n_input += len(cols["id"]) + len(bad)
+                kept += pairs.num_rows
+        for name, path in local.items():
+            put_local(path, join(d, f"{name}.parquet"))
+    info = {"unit": str(unit), "dir": d, "input": n_input, "kept": kept, "seconds": round(time.monotonic() - t, 3)}
     write_json(done, info)
     return {**info, "resumed": False}
 

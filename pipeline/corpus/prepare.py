@@ -32,8 +32,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import charts
+from ..allowed_roots import check as check_allowed
 from ..config import CorpusConfig, RayConfig
 from ..language_codes import is_unidentified
+from ..lock import holding
+from ..redact import object_uri, redact_uri, refuse_redacted
 from ..schema import DOC_SCHEMA, PAIR_REJECT_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, rejects_from_docs, split
 from ..storage import (
     absolute,
@@ -58,7 +61,7 @@ VERSION = 4  # bump when the unit output changes (2: lang_top, cluster_size; 3: 
 
 
 # settings of how the corpus is computed, not of what it is: outside the fingerprints
-HOW = {"engine": True, "cpus_per_unit": True, "unit_cache": True, "ingest": {"batch_bytes"},
+HOW = {"engine": True, "cpus_per_unit": True, "unit_cache": True, "ingest": {"batch_bytes", "allowed_roots"},
        "dedup": {"partitions", "partition_rows", "spill_dir"}}
 
 
@@ -66,28 +69,50 @@ class AccountingError(RuntimeError):
     """input != kept + rejected: a row was lost or duplicated."""
 
 
+def config_key(cfg: CorpusConfig) -> dict:
+    """The config as the fingerprints hash it: without the settings of how it is computed (HOW),
+    its inputs as the objects they name (`object_uri`: a presigned URL signed again, with
+    another signature, date and expiry, is the same input; a local path is itself)."""
+    dump = cfg.model_dump(mode="json", exclude=HOW)
+    dump["ingest"]["inputs"] = [object_uri(u) for u in cfg.ingest.inputs]
+    return dump
+
+
 def fingerprint(files: list[str], cfg: CorpusConfig) -> str:
     h = hashlib.sha256()
     # where the units run does not change the corpus: a rerun on Ray reuses a local result
-    h.update(json.dumps(cfg.model_dump(mode="json", exclude=HOW), sort_keys=True).encode())
+    h.update(json.dumps(config_key(cfg), sort_keys=True).encode())
     h.update(str(VERSION).encode())
     h.update(langid.models_digest(cfg.langid.models).encode())
     for m in cfg.augment.models:  # a retrained translation model under the same path changes the corpus
         h.update(augment_mod.model_digest(m.model_dir).encode())
     for uri in files:
-        fs, path = get_fs(uri)
-        h.update(uri.encode())
-        h.update(str(fs.ukey(path)).encode())
+        h.update(object_uri(uri).encode())
+        h.update(version_key(uri).encode())
     return h.hexdigest()
 
 
+def version_key(uri: str) -> str:
+    """The store's version key of an input: fsspec's `ukey` (ETag on S3; size and modification
+    time for local files), except over HTTP(S), where fsspec's is the URL itself, so a presigned
+    URL signed again would look like another file and a changed file like the same one: there
+    the server's ETag / Last-Modified / size. With the object the URI names (`object_uri`) it
+    keys the units: a re-signed URL of the same object finds them, a changed object does not."""
+    fs, path = get_fs(uri)
+    if {"http", "https"} & set((fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol):
+        info = fs.info(path)
+        return json.dumps({k: info.get(k) for k in ("size", "ETag", "Content-MD5", "Digest", "Last-Modified")},
+                          sort_keys=True)
+    return str(fs.ukey(path))
+
+
 def input_files(files: list[str]) -> list[dict]:
-    """Lineage of the inputs: URI, bytes, and the store's version key (ETag on S3; size and
-    modification time for local files), as the unit keys use them."""
+    """Lineage of the inputs: URI (without credentials), bytes, and the store's version key
+    (`version_key`), as the unit keys use them."""
     out = []
     for uri in files:
         fs, path = get_fs(uri)
-        out.append({"uri": uri, "bytes": fs.size(path), "ukey": str(fs.ukey(path))})
+        out.append({"uri": redact_uri(uri), "bytes": fs.size(path), "ukey": version_key(uri)})
     return out
 
 
@@ -154,12 +179,13 @@ def build_report(n_input: int, tally: Tally, timings: dict) -> dict:
 
 def unit_fingerprint(part: ingest.Part, cfg: CorpusConfig) -> str:
     """What a work unit's output depends on: the file (URI + size/mtime/etag), the part of it,
-    and the config of the per-unit stages."""
-    fs, path = get_fs(part.uri)
+    and the config of the per-unit stages. The file is named by the object its URI names
+    (`Part.key`: no credential, signature or signing date is part of the key)."""
     h = hashlib.sha256()
-    unit_cfg = {k: cfg.model_dump(mode="json", exclude=HOW)[k] for k in ("ingest", "langid", "clean", "dedup")}
+    unit_cfg = {k: config_key(cfg)[k] for k in ("ingest", "langid", "clean", "dedup")}
     h.update(json.dumps(unit_cfg, sort_keys=True).encode())
-    h.update(f"{VERSION}|{part}|{part.first}|{fs.ukey(path)}|{langid.models_digest(cfg.langid.models)}".encode())
+    h.update(f"{VERSION}|{part.key}|{part.first}|{version_key(part.uri)}|"
+             f"{langid.models_digest(cfg.langid.models)}".encode())
     return h.hexdigest()[:20]
 
 
@@ -241,7 +267,8 @@ def run_unit(part: ingest.Part, out_dir: str, cfg_json: dict) -> dict:
     n_input = removed = 0
     try:
         t = time.monotonic()
-        for docs, rej in ingest.iter_part(part, cfg.ingest.text_field, cfg.ingest.id_field, cfg.ingest.batch_bytes):
+        for docs, rej in ingest.iter_part(part, cfg.ingest.text_field, cfg.ingest.id_field, cfg.ingest.batch_bytes,
+                                          ingest.Limits.of(cfg.ingest)):
             timings["ingest"] += time.monotonic() - t
             n_input += docs.num_rows + rej.num_rows
             kept, rejects, n = process_batch(docs, cfg, timings)
@@ -389,6 +416,7 @@ def prepare_parallel(out_dir: str, cfg: CorpusConfig, extra: pa.Table) -> tuple[
         writer.close()
 
 
+@holding("out_dir", purpose="corpus phase")  # one run at a time in out_dir (pipeline/lock.py)
 def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ray_cfg: RayConfig | None = None) -> dict:
     """Run the corpus phase; return the report (with `manifest_sha256`).
 
@@ -396,7 +424,11 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
     run killed midway and started again redoes only the units without a commit, and writes
     the same manifest as an uninterrupted run."""
     cfg = cfg or CorpusConfig()
+    for uri in inputs:  # a redacted copy (a config read back from an output) cannot be read
+        refuse_redacted(uri, "corpus.ingest.inputs")
+    check_allowed([*inputs, *(p.path for p in cfg.parallel.inputs)], cfg.ingest.allowed_roots)  # before any read
     files = expand(inputs)
+    check_allowed(files + parallel.input_files(cfg.parallel), cfg.ingest.allowed_roots)  # symlinks, glob matches
     fp = fingerprint(files + parallel.input_files(cfg.parallel), cfg)
     manifest_uri = join(out_dir, MANIFEST)
     if exists(manifest_uri) and read_json(manifest_uri).get("fingerprint") == fp:
@@ -489,7 +521,8 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
                     "in %s/unidentified (und_<Script>), with their candidate languages", und["rows"], out_dir)
     write_json(join(out_dir, "report.json"), report)
     charts.corpus_chart(report, join(out_dir, "report.png"))
-    manifest = {"version": VERSION, "fingerprint": fp, "inputs": files, "input_files": input_files(files), **body}
+    manifest = {"version": VERSION, "fingerprint": fp, "inputs": [redact_uri(f) for f in files],
+                "input_files": input_files(files), **body}
     if pairs_section:
         manifest["parallel"] = pairs_section
     if cfg.augment.tag:

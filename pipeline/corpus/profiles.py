@@ -188,8 +188,17 @@ def _punctuation_class() -> str:
 
 # Edge punctuation of a whitespace token; not \W, which would also strip the combining vowel
 # signs of Devanagari, Bengali, Thai... (categories Mn/Mc are not "word" characters to `re`).
-_PUNCT = _punctuation_class()
-_WORD_EDGES = re.compile(f"^{_PUNCT}+|{_PUNCT}+$")
+_EDGE = re.compile(f"{_punctuation_class()}+")
+
+
+def _strip_edges(token: str) -> str:
+    """`token` without its leading and trailing punctuation, in time linear in its length: two
+    anchored matches (the second on the reversed token) instead of a search for `P+$`, which
+    restarts at every character of a long punctuation run and is quadratic in it."""
+    lead = _EDGE.match(token)
+    i = lead.end() if lead else 0
+    trail = _EDGE.match(token[::-1], 0, len(token) - i)
+    return token[i:len(token) - (trail.end() if trail else 0)]
 
 
 @lru_cache(maxsize=1)
@@ -204,7 +213,7 @@ def segment(text: str, mode: str) -> list[str]:
     (rjieba for Chinese, pythainlp newmm for Thai), or single letters for other unsegmented
     scripts. Punctuation-only tokens are dropped."""
     if mode == "whitespace":  # also the Ethiopic word space (U+1361), which stands for a space
-        tokens = [t if t[0].isalnum() and t[-1].isalnum() else _WORD_EDGES.sub("", t)  # most need no regex
+        tokens = [t if t[0].isalnum() and t[-1].isalnum() else _strip_edges(t)  # most need no regex
                   for t in text.replace("\u1361", " ").split()]
     elif mode == "jieba":
         import rjieba

@@ -79,14 +79,46 @@ def ratio_margin(sim: torch.Tensor, k: int = MARGIN_K) -> torch.Tensor:
     return sim / ((near_a + near_b) / 2).clamp(min=1e-6)
 
 
-def accuracy(za: torch.Tensor, zb: torch.Tensor, margin: bool = False) -> tuple[float, float]:
+BLOCK_CELLS = 1 << 24  # similarities held at once by `accuracy` (64 MB of float32)
+
+
+def accuracy(za: torch.Tensor, zb: torch.Tensor, margin: bool = False,
+             block_cells: int = BLOCK_CELLS) -> tuple[float, float]:
     """(a->b, b->a) share of rows whose best row on the other side is their own: by cosine, or
-    by ratio margin (`margin`)."""
-    sim = za @ zb.T
+    by ratio margin (`margin`). Computed a block of query rows against all candidates at a
+    time (about `block_cells` similarities), never the n x n matrix (100k pairs: 40 GB, twice
+    with the margin): a->b takes each block's row maxima, b->a keeps each column's best row so
+    far (the first on ties, as argmax does), and the margin's neighbour means come from a first
+    pass (rows' k best per block, columns' k best merged across blocks). The figures are those
+    of the whole matrix (`ratio_margin`)."""
+    n, m = len(za), len(zb)
+    step = max(1, block_cells // max(m, 1))
+    blocks = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
     if margin:
-        sim = ratio_margin(sim)
-    target = torch.arange(len(za))
-    return float((sim.argmax(1) == target).float().mean()), float((sim.argmax(0) == target).float().mean())
+        k_a, k_b = min(MARGIN_K, m), min(MARGIN_K, n)
+        near_a, top_b = [], None
+        for lo, hi in blocks:
+            sim = za[lo:hi] @ zb.T
+            near_a.append(sim.topk(k_a, dim=1).values.mean(1, keepdim=True))
+            top = sim.topk(min(k_b, hi - lo), dim=0).values
+            if top_b is not None:  # the columns' k best so far and this block's
+                top = torch.cat([top_b, top]).topk(min(k_b, len(top_b) + len(top)), dim=0).values
+            top_b = top
+        near_a, near_b = torch.cat(near_a), top_b.mean(0, keepdim=True)
+    hits_ab = []
+    best = torch.full((m,), -torch.inf)
+    best_row = torch.zeros(m, dtype=torch.long)
+    for lo, hi in blocks:
+        sim = za[lo:hi] @ zb.T
+        if margin:
+            sim = sim / ((near_a[lo:hi] + near_b) / 2).clamp(min=1e-6)
+        hits_ab.append(sim.argmax(1) == torch.arange(lo, hi))
+        rows = sim.argmax(0)
+        value = sim.gather(0, rows[None])[0]
+        better = value > best
+        best, best_row = torch.where(better, value, best), torch.where(better, rows + lo, best_row)
+    hits_ab = torch.cat(hits_ab) if hits_ab else torch.zeros(0, dtype=torch.bool)
+    return float(hits_ab.float().mean()), float((best_row == torch.arange(n)).float().mean())
 
 
 def evaluate_retrieval(model_dir: str, manifest: dict, corpus_dir: str, max_length: int, causal: bool = False,

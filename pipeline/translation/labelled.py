@@ -21,6 +21,7 @@ import pyarrow as pa
 from ..config import PipelineConfig
 from ..corpus import augment as aug
 from ..corpus.langid import detect_scripts
+from ..redact import redact_uri
 from ..storage import atomic_open, join, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ def augment_labelled(cfg: PipelineConfig, out_dir: str) -> dict:
     for tm in a.models:
         idx = [i for i, lang in enumerate(langs_all) if lang == tm.source]
         if not idx:
-            log.info("translate-train %s->%s: no %s examples in %s", tm.source, tm.target, tm.source, fc.train_path)
+            log.info("translate-train %s->%s: no %s examples in %s", tm.source, tm.target, tm.source,
+                     redact_uri(fc.train_path))
             continue
         texts = [texts_all[i] for i in idx]
         scripts = detect_scripts(texts)
@@ -62,7 +64,7 @@ def augment_labelled(cfg: PipelineConfig, out_dir: str) -> dict:
         good = [k for k, v in enumerate(verdicts) if v is None]
 
         def emit(kind: str, lang: str, k: int, text: str | None, verdict) -> None:
-            origin = f"{fc.train_path}#{idx[k]}"
+            origin = f"{redact_uri(fc.train_path)}#{idx[k]}"  # rows name their file without credentials
             if verdict is None:
                 kept.append({"lang": lang, "label": labels_all[idx[k]], "text": _clean_field(text), "origin": origin,
                              "kind": kind})

@@ -22,7 +22,9 @@ from typing import Callable
 import regex
 
 UNSPACED = {"Hani", "Hans", "Hant", "Jpan", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"}
-_CLOSERS = r"[\p{Pe}\p{Pf}\"'»”’]*"
+# at most 16 closing marks between a sentence's end and the split: an unbounded run made the
+# lookbehind of _UNSPACED_END (tried at every character) rescan it each time, quadratic in it
+_CLOSERS = r"[\p{Pe}\p{Pf}\"'»”’]{0,16}"
 _SPACED_END = regex.compile(rf"(?<=\p{{Sentence_Terminal}}{_CLOSERS})\s+")
 _UNSPACED_END = regex.compile(rf"(?<=\p{{Sentence_Terminal}}{_CLOSERS})\s*")
 _CLAUSE = regex.compile(r"[,;:،؛、，；：–—]\s*")
