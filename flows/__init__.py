@@ -14,9 +14,15 @@ def _flow_run():
     return flow_run.id, (when if hasattr(when, "astimezone") else None)
 
 
-def this_run(config):
+def this_run(config, reads=None):
     """The config of this flow run: `run_name` placeholders ({flow_run}, {date}, {time}) filled
-    from the Prefect flow run (a subflow gets its parent's already-filled config)."""
+    from the Prefect flow run (a subflow gets its parent's already-filled config). First, before
+    any work, every location the flow's parts `reads` read (default: all) is checked against the
+    allowed roots, and its Ray cluster against the allowed ones (`pipeline.allowed_roots.check_run`:
+    a UI run chooses them all)."""
+    from pipeline.allowed_roots import READS, check_run
+
+    check_run(config, reads=READS if reads is None else reads)
     return config.resolved(*_flow_run())
 
 

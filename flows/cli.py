@@ -26,15 +26,26 @@ from pipeline.config import ConfigError, PipelineConfig, load_config
 from pipeline.redact import install_log_redaction, redact_text, redact_uri
 
 
+# what each command reads (pipeline/allowed_roots.py `run_inputs`), checked before it starts
+READS = {"run": ("corpus", "pretrain", "finetune", "evaluate"), "prepare": ("corpus",), "profiles": ("corpus",),
+         "pretrain": ("pretrain",), "finetune": ("finetune", "evaluate"), "translate-train": ("translate",),
+         "evaluate": ("evaluate",), "compare": (), "promote": ()}
+
+
 def _config(args: argparse.Namespace, new_run: bool = False) -> PipelineConfig:
     """The run config: --config's YAML (or the embedded defaults) with --set overrides on top.
     Placeholders in run_name ({flow_run}, {date}, {time}) name a new run: only `run` starts one;
-    the stage commands work on an existing run, named in full."""
+    the stage commands work on an existing run, named in full. Every location the command reads
+    (`READS`; its INPUT arguments in place of corpus.ingest.inputs) is checked against the
+    allowed roots, and the Ray cluster against the allowed ones, before any work."""
+    from pipeline.allowed_roots import check_run
+
     cfg = load_config(getattr(args, "config", None), getattr(args, "set", None))
     name = getattr(args, "run_name", None) or cfg.run_name
     if not new_run and "{" in name:
         raise ConfigError(f"run_name {name!r} has placeholders, which name a new run; this command works on an "
                           f"existing run: pass its full name with --run-name")
+    check_run(cfg, getattr(args, "inputs", None), READS.get(getattr(args, "command", None), READS["run"]))
     return cfg
 
 

@@ -15,7 +15,7 @@ from tasks.register import register_task
 
 @flow(name="evaluate_and_register", log_prints=True, flow_run_name=run_label)
 def evaluate_and_register(config: PipelineConfig = PipelineConfig()) -> dict:
-    config = this_run(config)
+    config = this_run(config, reads=("evaluate",))
     with run_folder_lease(config):
         corpus_dir = config.path("corpus")
         manifest = read_manifest(corpus_dir)

@@ -13,7 +13,7 @@ from tasks.corpus import prepare_corpus_task
 
 @flow(name="prepare_corpus", log_prints=True, flow_run_name=run_label)
 def prepare_corpus(config: PipelineConfig = PipelineConfig()) -> dict:
-    config = this_run(config)
+    config = this_run(config, reads=("corpus",))
     with run_folder_lease(config):
         corpus_dir = config.path("corpus")
         report = run_stage(prepare_corpus_task, config, config.corpus.ingest.inputs, corpus_dir, config.corpus,

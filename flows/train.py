@@ -13,7 +13,7 @@ from tasks.train import finetune_task, pretrain_task, train_tokenizer_task, tran
 
 @flow(name="train", log_prints=True, flow_run_name=run_label)
 def train(config: PipelineConfig = PipelineConfig(), corpus_dir: str | None = None) -> dict:
-    config = this_run(config)
+    config = this_run(config, reads=("pretrain", "finetune"))
     with run_folder_lease(config):
         corpus_dir = corpus_dir or config.path("corpus")
         manifest = read_manifest(corpus_dir)

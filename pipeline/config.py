@@ -96,7 +96,9 @@ class IngestConfig(_Model):
         "input (and corpus.parallel input) must lie under one of them, checked before anything is read: local "
         "paths with `..` and symlinks resolved, URIs by scheme, bucket/host and whole path segments. Empty: no "
         "restriction (local use); the deployments set it, and BABELFORGE_ALLOWED_ROOTS on a worker narrows it "
-        "further (a flow run's parameters cannot widen it).",
+        "further (a flow run's parameters cannot widen it). Only the worker's roots apply to the model and data "
+        "folders a run reads (language-ID and translation models, pretrained model and tokenizer, fine-tuning "
+        "files).",
     )
     text_field: str = "text"
     id_field: str = "id"
@@ -195,9 +197,10 @@ class LangIdConfig(_Model):
 class LidTrainConfig(_Model):
     """Training a fastText language-ID model (`babelforge langid train`, pipeline/corpus/langid_train.py)."""
 
-    inputs: list[str] = Field(
+    inputs: list[URI] = Field(
         default_factory=list, description="Folders of `<label>.txt` files, `label<TAB>text` TSVs, or Parquet "
-        "files with columns label and text.")
+        "files with columns label and text (local or URIs). A credential in a URI is read with, never written "
+        "out; on a worker with BABELFORGE_ALLOWED_ROOTS, each must lie under one of its roots.")
     heldout_fraction: float = Field(default=0.2, ge=0.0, lt=1.0, description="Lines held out for evaluation.")
     max_per_label: int = Field(default=2000, ge=1, description="Distinct lines kept per label (balance).")
     min_per_label: int = Field(default=400, ge=1, description="Small labels are repeated to this many examples.")
@@ -472,7 +475,8 @@ class ModelConfig(_Model):
 
 class RayConfig(_Model):
     address: str | None = Field(
-        default=None, description="Ray cluster address; default: RAY_ADDRESS or a local Ray."
+        default=None, description="Ray cluster address; default: RAY_ADDRESS or a local Ray. On a worker with "
+        "BABELFORGE_ALLOWED_RAY_ADDRESSES, the address (this or RAY_ADDRESS) must be one of it."
     )
     num_workers: int = Field(default=2, ge=1)
     use_gpu: bool = False
@@ -647,11 +651,18 @@ class RegistryConfig(_Model):
                                      "(none: no floor).")
     auto_promote: bool = Field(default=True, description="Move the alias to a version that passes the gate "
                                "(false: the decision is recorded, `babelforge promote` moves it).")
+    require_lineage: bool = Field(default=True, description="Register only a model that records what it was "
+                                  "made from (a babelforge fine-tuning export: its pretrained model, corpus and "
+                                  "labelled data, checked against this run). False: a model made elsewhere is "
+                                  "registered too, tagged `lineage: unrecorded`.")
     lock_dir: URI | None = Field(
         default=None, description="Folder of the promotion locks (one per registered model): the gate's decision "
         "and the alias move happen under it, so two registrations cannot both promote against one champion. "
-        "None: beside a SQLite store's database, else <output_dir>/.registry-locks; runs that register into "
-        "one MLflow server from different output_dirs should share one lock_dir.")
+        "None: beside a SQLite store's database, else <output_dir>/.registry-locks (a warning says so). With a "
+        "tracking server (http://, a database), runs with different output_dirs then take different locks and "
+        "race: two registrations can both promote against one champion. If more than one output_dir registers "
+        "into one server, set lock_dir to a folder they all share (e.g. s3://bucket/registry-locks); a single "
+        "writer needs none.")
 
 
 # Default timeout of each stage (Prefect task) in seconds: generous for real work at scale, finite

@@ -6,7 +6,9 @@ is removed when the block ends, also on an error. Another run that asks for the 
 fails at once (or after `wait_s`) with `LeaseHeldError`, which names the holder and says how to
 clear a stale lease; it has written nothing into the folder but its attempt. A process that is
 killed leaves its lease behind, unrefreshed: a lease whose last heartbeat is older than its TTL
-is stale, and the next run takes it over (logged, naming the old holder). A lease of a process
+is stale, and the next run takes it over (logged, naming the old holder); the old holder, if it
+still runs (it was paused), learns it at its next heartbeat and stops at its next commit point
+(`check_leases`: before a stage, a manifest, a folder switch) with `LeaseLostError`. A lease of a process
 of the same machine (same host name, boot and pid namespace) whose pid is free, or reused by a
 process started at another time, is taken over at once: a run killed by the OOM killer or
 SIGKILL can be rerun without waiting for the TTL; a paused process keeps its lease until the TTL.
@@ -26,6 +28,8 @@ Atomicity, per storage:
 - other fsspec storage: written when absent, then read back after a settle delay and kept only
   if it still holds this run's token. Residual race: two runs that write within the settle
   delay of each other's read-back can both believe they hold it.
+On every storage a heartbeat's write and the release's delete are serialised in the holder (a
+beat in flight when the run ends cannot recreate the lease after it was removed).
 
 Staleness compares the holder's last heartbeat (its wall clock, in the lease) with the reader's
 clock: hosts must agree on the time to within much less than the TTL.
@@ -63,8 +67,8 @@ log = logging.getLogger(__name__)
 LOCK = ".lock.json"
 MUTEX_STALE_S = 30.0  # a local mutex file older than this was left by a killed process
 
-# the leases (lock URIs) held by the current run: Prefect subflows and task threads inherit the context
-_held: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("babelforge_leases", default=())
+# the leases held by the current run: Prefect subflows and task threads inherit the context
+_held: contextvars.ContextVar[tuple["Lease", ...]] = contextvars.ContextVar("babelforge_leases", default=())
 
 
 class LeaseHeldError(RuntimeError):
@@ -85,7 +89,8 @@ class LeaseHeldError(RuntimeError):
 
 
 class LeaseLostError(RuntimeError):
-    """This run's lease was taken over by another run (it had gone stale: no heartbeat for its TTL)."""
+    """This run's lease was taken over by another run (it had gone stale: no heartbeat for its TTL).
+    Raised at this run's next commit point (`check_leases`), so it stops writing, and by `release`."""
 
 
 def describe(holder: dict) -> str:
@@ -304,6 +309,19 @@ class _LocalStore(_Store):
             return True
 
 
+def _lost_race(e: OSError) -> bool:
+    """Whether S3 refused a conditional write because another writer got there first: 412
+    `PreconditionFailed` (the object exists, or changed since it was read) or 409
+    `ConditionalRequestConflict` (another conditional write of the object was in flight)."""
+    resp = getattr(e.__cause__, "response", None) or {}
+    code = str((resp.get("Error") or {}).get("Code", ""))
+    status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+        return True
+    text = str(e).lower()
+    return "precondition" in text or "conditionalrequestconflict" in text or "conflicting conditional" in text
+
+
 class _S3Store(_Store):
     def __init__(self, fs, path: str):
         self.fs, self.path = fs, path
@@ -335,8 +353,8 @@ class _S3Store(_Store):
             resp = self.fs.pipe_file(self.path, _encode(body), mode="create")
         except FileExistsError:
             return None
-        except OSError as e:  # a 412 that s3fs did not map to FileExistsError
-            if "precondition" in str(e).lower():
+        except OSError as e:  # a 412 that s3fs did not map to FileExistsError, or a 409
+            if _lost_race(e):
                 return None
             raise
         current, etag = self.read()  # a store that ignored If-None-Match shows another run's token here
@@ -356,8 +374,8 @@ class _S3Store(_Store):
         except (FileExistsError, FileNotFoundError):
             return None
         except OSError as e:
-            if "precondition" in str(e).lower() or getattr(e, "errno", None) == errno.EINVAL:
-                return None  # changed since it was read: another run refreshed or took it
+            if _lost_race(e) or getattr(e, "errno", None) == errno.EINVAL:
+                return None  # changed since it was read, or being changed: another run refreshed or took it
             raise
         return (resp or {}).get("ETag") or True
 
@@ -450,7 +468,9 @@ class Lease:
                      "ttl_s": self.ttl_s, **_this_process()}
         self.store = _store(self.uri)
         self.lost: dict | None = None
+        self.beat_unix = 0.0  # when this run last wrote its lease (acquired or refreshed)
         self._stop = threading.Event()
+        self._io = threading.Lock()  # a heartbeat's write and the release's delete never overlap
         self._thread: threading.Thread | None = None
 
     def _fresh(self) -> dict:
@@ -463,6 +483,7 @@ class Lease:
     def acquire(self, wait_s: float = 0.0, poll_s: float = 1.0) -> "Lease":
         start = time.monotonic()
         while True:
+            self.beat_unix = time.time()
             if self.store.create(self._fresh()) is not None:
                 break
             current, _ = self.store.read()
@@ -470,6 +491,7 @@ class Lease:
                 continue  # released between our create and read: try again
             gone = holder_is_gone(current)
             if gone or is_stale(current, default_ttl=self.ttl_s):
+                self.beat_unix = time.time()
                 taken = self.store.swap(lambda cur, seen=current: cur is not None and
                                         cur.get("token") == seen.get("token") and
                                         (holder_is_gone(cur) or is_stale(cur, default_ttl=self.ttl_s)),
@@ -486,7 +508,15 @@ class Lease:
             time.sleep(min(poll_s, max(0.05, wait_s - waited)))
         # a lease of another run on a folder above or just below this one covers it too
         if self.related:
-            other = self._related_holder()
+            try:
+                other = self._related_holder()
+            except BaseException:  # storage unreadable (os.scandir, fs.ls, S3): no heartbeat runs, so not kept
+                try:
+                    self.store.delete_if(self._mine)
+                except Exception as e:
+                    log.warning("lease: could not remove %s after a failed check of the folders around it (%s); "
+                                "it goes stale %.0f s after it was written", redact_uri(self.uri), e, self.ttl_s)
+                raise
             if other is not None:
                 self.store.delete_if(self._mine)
                 uri, holder = other
@@ -536,44 +566,79 @@ class Lease:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
-            try:
-                if self.store.swap(self._mine, self._fresh()) is None:
+            with self._io:
+                if self._stop.is_set():  # released meanwhile: a write now would recreate the lease
+                    return
+                try:
+                    fresh = self._fresh()
+                    if self.store.swap(self._mine, fresh) is not None:
+                        self.beat_unix = fresh["heartbeat_unix"]
+                        continue
                     current, _ = self.store.read()
                     if self._mine(current):  # the write failed for another reason: try again at the next beat
                         log.warning("lease: heartbeat of %s was not written; retrying", self.what)
                         continue
                     self.lost = current or {"host": "?", "pid": "?", "purpose": "nobody (the lease was deleted)"}
                     log.error("lease: %s was taken over by another run (%s) while this run held it: its heartbeat "
-                              "had stopped for over %.0f s (a paused process?). Outputs of this run in that folder "
-                              "may be overwritten", self.what, describe(self.lost), self.ttl_s)
+                              "had stopped for over %.0f s (a paused process?). This run stops at its next commit "
+                              "point", self.what, describe(self.lost), self.ttl_s)
                     return
-            except Exception as e:  # storage unreachable for a moment: try again at the next beat
-                log.warning("lease: heartbeat of %s failed (%s); retrying in %.0f s", self.what, e, self.heartbeat_s)
+                except Exception as e:  # storage unreachable for a moment: try again at the next beat
+                    log.warning("lease: heartbeat of %s failed (%s); retrying in %.0f s", self.what, e,
+                                self.heartbeat_s)
+
+    def _lost_error(self, before: str = "") -> LeaseLostError:
+        stop = f"; stopped before {before}" if before else ""
+        return LeaseLostError(f"{self.what}: this run's lease was taken over by another run ({describe(self.lost or {})})"
+                              f" after this run sent no heartbeat for over {self.ttl_s:.0f} s{stop}; outputs of this "
+                              f"run in {redact_uri(self.folder)} may have been changed by it")
+
+    def check(self, before: str = "") -> None:
+        """Raise `LeaseLostError` (naming the new holder) if another run took this lease over:
+        as the heartbeat found, or, when the heartbeat is late (this process was paused, and
+        its heartbeat thread has not run yet), as the lease reads now."""
+        if self.lost is None and self.beat_unix and time.time() - self.beat_unix > self.ttl_s / 2:
+            try:
+                current, _ = self.store.read()
+            except Exception as e:  # unreadable for a moment: the heartbeat decides
+                log.warning("lease: could not read %s to check it (%s)", redact_uri(self.uri), e)
+            else:
+                if not self._mine(current):
+                    self.lost = current or {"host": "?", "pid": "?", "purpose": "nobody (the lease was deleted)"}
+        if self.lost is not None:
+            raise self._lost_error(before)
+
+    RELEASE_WAIT_S = 60.0  # for a heartbeat write in flight
 
     def release(self) -> None:
         """Stop the heartbeat and remove the lease if it is still this run's. Raises
         `LeaseLostError` if it was taken over meanwhile."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        if self.lost is None:
-            try:
-                if self.store.delete_if(self._mine):
-                    log.info("lease: released %s", self.what)
+        if not self._io.acquire(timeout=self.RELEASE_WAIT_S):  # a heartbeat write hangs: removing now could race it
+            log.warning("lease: could not remove %s (a heartbeat write is still in flight); it goes stale %.0f s "
+                        "after its last heartbeat", redact_uri(self.uri), self.ttl_s)
+            return
+        try:  # the heartbeat cannot write from here on: it finds _stop set under _io
+            if self.lost is None:
+                try:
+                    if self.store.delete_if(self._mine):
+                        log.info("lease: released %s", self.what)
+                        return
+                except Exception as e:
+                    log.warning("lease: could not remove %s (%s); it goes stale %.0f s after its last heartbeat",
+                                redact_uri(self.uri), e, self.ttl_s)
                     return
-            except Exception as e:
-                log.warning("lease: could not remove %s (%s); it goes stale %.0f s after its last heartbeat",
-                            redact_uri(self.uri), e, self.ttl_s)
-                return
-            self.lost = self.store.read()[0] or {"purpose": "nobody (the lease was deleted)"}
-        raise LeaseLostError(f"{self.what}: this run's lease was taken over by another run ({describe(self.lost)}) "
-                             f"after this run sent no heartbeat for over {self.ttl_s:.0f} s; outputs of this run "
-                             f"in {redact_uri(self.folder)} may have been changed by it")
+                self.lost = self.store.read()[0] or {"purpose": "nobody (the lease was deleted)"}
+        finally:
+            self._io.release()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+        raise self._lost_error()
 
 
 def _covered(uri: str, related: bool) -> bool:
     """Whether the current run holds the lease `uri` (or, for `related` leases, one on a folder above it)."""
-    held = _held.get()
+    held = [lease.uri for lease in _held.get()]
     if uri in held:
         return True
     if not related:
@@ -594,49 +659,44 @@ def hold(folder: str, *, ttl_s: float = 300.0, heartbeat_s: float | None = None,
         return
     lease = Lease(folder, ttl_s=ttl_s, heartbeat_s=heartbeat_s, owner=owner, purpose=purpose, what=what,
                   related=related).acquire(wait_s)
-    token = _held.set((*_held.get(), uri))
+    token = _held.set((*_held.get(), lease))
     try:
         yield lease
-    except BaseException:
+    except BaseException as error:
         _held.reset(token)
         try:
             lease.release()
         except LeaseLostError as e:
-            log.error("%s", e)
+            if not isinstance(error, LeaseLostError):  # else said already
+                log.error("%s", e)
         raise
     _held.reset(token)
     lease.release()
 
 
-def holds(folder: str) -> bool:
-    """Whether the current run holds the lease of `folder` or of a folder above it."""
-    return _covered(lock_uri(folder), True)
+def check_leases(before: str = "") -> None:
+    """Raise `LeaseLostError`, naming the new holder, if a lease the current run holds was taken
+    over by another run (see `Lease.check`). Called at the commit points (before each stage of
+    a flow, before a corpus manifest is written, before `storage.writable_dir` switches a
+    folder in), so a run that lost its folder stops writing into it; `before` says what it
+    would have done."""
+    for lease in _held.get():
+        lease.check(before)
+
+
+def lease_settings(lk=None) -> dict:
+    """`hold`'s timing arguments from a `LockConfig` (`cfg.lock`; its defaults when None)."""
+    if lk is None:
+        from .config import LockConfig
+
+        lk = LockConfig()
+    return {"ttl_s": lk.ttl_seconds, "heartbeat_s": lk.heartbeat_seconds, "wait_s": lk.wait_seconds}
 
 
 def hold_run(cfg, folder: str | None = None, owner: dict | None = None, purpose: str = ""):
     """`hold` on a run's folder (`cfg.run_dir`, or `folder`) with the run's lease settings (`cfg.lock`)."""
-    lk = cfg.lock
-    return hold(folder or cfg.run_dir, ttl_s=lk.ttl_seconds, heartbeat_s=lk.heartbeat_seconds,
-                wait_s=lk.wait_seconds, owner=owner, purpose=purpose or f"run {cfg.run_name}")
-
-
-def holding(folder_arg: str, purpose: str = ""):
-    """Decorator: the function holds the lease of the folder passed as its argument
-    `folder_arg` for its whole call (reentrant: a caller that holds it or a folder above
-    passes through)."""
-    import functools
-    import inspect
-
-    def wrap(fn):
-        sig = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def inner(*args, **kwargs):
-            folder = sig.bind(*args, **kwargs).arguments[folder_arg]
-            with hold(folder, purpose=purpose or fn.__name__):
-                return fn(*args, **kwargs)
-        return inner
-    return wrap
+    return hold(folder or cfg.run_dir, **lease_settings(cfg.lock), owner=owner,
+                purpose=purpose or f"run {cfg.run_name}")
 
 
 def slug(name: str) -> str:

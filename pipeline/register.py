@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import promotion
@@ -88,23 +89,30 @@ class LineageError(ValueError):
     """The model to register was not made from this run's pretrained model and corpus."""
 
 
-def check_model_lineage(model_dir: str, pretrained_dir: str | None, manifest_sha256: str) -> dict:
+def check_model_lineage(model_dir: str, pretrained_dir: str | None, manifest_sha256: str, cfg: PipelineConfig) -> dict:
     """What the fine-tuned model at `model_dir` records it was made from (its checkpoint's
     `trainer_meta.json`), checked against this run: the pretrained model it names must be the
-    one at `pretrained_dir` now, and the corpus its pretraining read the manifest registered
-    with it. A model that records nothing (made outside babelforge's fine-tuning) is
-    registered with a warning; one that records something else is refused."""
-    from .storage import exists, read_json, sha256_dir
+    one at `pretrained_dir` now, the corpus its pretraining read the manifest registered with
+    it, and its task the configured one. A model that records nothing (an export of an older
+    babelforge, or a model made elsewhere) is refused unless `registry.require_lineage` is off."""
+    from .storage import exists, model_sha256, read_json
 
     meta = f"{model_dir.rstrip('/')}/trainer_meta.json"
     made_from = (read_json(meta).get("lineage") or {}) if exists(meta) else {}
     if not made_from:
-        log.warning("register: %s records no lineage (not a babelforge fine-tuning export); its tags say what this "
-                    "run had, unchecked", model_dir)
+        if cfg.registry.require_lineage:
+            raise LineageError(f"{model_dir}: not registered: the model records no lineage (what it was fine-tuned "
+                               f"from), so its tags could name a pretrained model and corpus it was not made from. "
+                               f"Fine-tune it again with this version, or set registry.require_lineage: false to "
+                               f"register a model made elsewhere")
+        log.warning("register: %s records no lineage; registered as unrecorded (registry.require_lineage off)",
+                    model_dir)
         return {}
     wrong = []
+    if made_from.get("task") and made_from["task"] != cfg.finetune.task:
+        wrong.append(f"fine-tuned for task {made_from['task']}, this run's is {cfg.finetune.task}")
     if pretrained_dir and exists(f"{pretrained_dir}/config.json") and made_from.get("pretrained_sha256"):
-        now = sha256_dir(pretrained_dir)
+        now = model_sha256(pretrained_dir)
         if made_from["pretrained_sha256"] != now:
             wrong.append(f"fine-tuned from pretrained model {made_from['pretrained_sha256'][:12]}, this run's "
                          f"{pretrained_dir} is {now[:12]}")
@@ -127,7 +135,7 @@ def lineage(cfg: PipelineConfig, pretrained_dir: str | None, made_from: dict | N
     import hashlib
     import subprocess
 
-    from .storage import exists, read_json, sha256_dir
+    from .storage import exists, model_sha256, read_json
 
     root = Path(__file__).resolve().parents[1]
 
@@ -150,20 +158,45 @@ def lineage(cfg: PipelineConfig, pretrained_dir: str | None, made_from: dict | N
     except Exception as e:  # no Prefect, or its API unreachable: the version is registered all the same
         log.warning("register: no flow-run id for the lineage tags (%s)", e)
     if pretrained_dir and exists(f"{pretrained_dir}/config.json"):
-        out["pretrained_sha256"] = sha256_dir(pretrained_dir)
+        out["pretrained_sha256"] = model_sha256(pretrained_dir)
         meta = f"{pretrained_dir}/trainer_meta.json"
         trained_on = (read_json(meta).get("lineage") or {}) if exists(meta) else {}
         out.update({f"pretrained.{k}": str(v) for k, v in trained_on.items() if v})
     out.update({f"finetuned.{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True)
                 for k, v in (made_from or {}).items() if v is not None and k != "label2id"})
+    if not made_from:
+        out["lineage"] = "unrecorded"
     return out
+
+
+CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+@contextmanager
+def registry_credentials():
+    """The scope of the credentials `without_credentials` hands MLflow: when it ends,
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD are as they were before (removed if
+    unset), so neither a later MLflow client of this process pointed at another host nor a child
+    process started afterwards gets them. `register`, `compare_versions` and `promote` (the work
+    done with a `client_for` client) each run inside one (as a decorator; nested scopes restore in
+    turn). While it lasts the variables are the process's: one registry at a time per process."""
+    saved = {k: os.environ.get(k) for k in CREDENTIAL_VARS}
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def without_credentials(uri: str) -> str:
     """`uri` as MLflow is given it: an http(s) URI's `user:password@` moved into MLflow's own
     credential variables (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, sent as HTTP
     basic auth as the userinfo would have been), so no URL MLflow builds, prints ("View run
-    at ...") or puts in an error message carries the password. Other URIs are unchanged."""
+    at ...") or puts in an error message carries the password. Other URIs are unchanged. Call it
+    inside `registry_credentials`, which takes the variables back when the work is done."""
     from urllib.parse import unquote, urlsplit, urlunsplit
 
     parts = urlsplit(uri)
@@ -178,7 +211,8 @@ def without_credentials(uri: str) -> str:
 
 def client_for(cfg: PipelineConfig):
     """An MLflow client on the configured registry, with the fluent API pointed at it too, and
-    the URI it was given (without credentials: `without_credentials`)."""
+    the URI it was given (without credentials: `without_credentials`); for use inside
+    `registry_credentials`."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -193,9 +227,9 @@ def registration_key(model_dir: str, eval_report: dict, manifest_sha256: str, cf
     and config (not its model card, which registration writes), the corpus and the evaluation."""
     import hashlib
 
-    from .storage import sha256_dir
+    from .storage import model_sha256
 
-    weights = sha256_dir(model_dir, skip=lambda name: name == "README.md" or name.endswith(".png"))
+    weights = model_sha256(model_dir)
     key = json.dumps([cfg.registry.model_dump(mode="json"), cfg.run_name, manifest_sha256, eval_report, weights],
                      sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()
@@ -207,6 +241,7 @@ def registered_version(client, model_name: str, key: str):
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
+@registry_credentials()
 def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig,
              pretrained_dir: str | None = None) -> dict:
     """Register the classifier at `model_dir` as a new version, with its gate decision. Idempotent:
@@ -215,7 +250,7 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
     the record, so no orchestrator result cache (Prefect pickles those) is needed."""
     import mlflow
 
-    made_from = check_model_lineage(model_dir, pretrained_dir, manifest_sha256)  # before anything is written
+    made_from = check_model_lineage(model_dir, pretrained_dir, manifest_sha256, cfg)  # before anything is written
     rcfg = cfg.registry
     client, uri = client_for(cfg)
     key = registration_key(model_dir, eval_report, manifest_sha256, cfg)
@@ -291,7 +326,7 @@ def register(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256:
         description=f"run {cfg.run_name}; {task.title.lower()}: {task.summary(test)}",
     )
     decision, promoted = settle_decision(client, cfg, version.version, decision, rcfg.auto_promote)
-    uri = redact_uri(uri)  # never logged or returned (into a persisted Prefect result) with a credential
+    uri = redact_uri(uri)  # never logged or returned (into Prefect task state) with a credential
     log.info("register: %s version %s (run %s) in %s; gate: %s (%s)", rcfg.model_name, version.version, run_id, uri,
              "promoted" if promoted else "passed, not promoted (auto_promote off)" if decision["promote"]
              else "not promoted", "; ".join(decision["reasons"]))
@@ -310,18 +345,21 @@ def _model_exists(client, model_name: str) -> bool:
 
 
 def record_decision(client, model_name: str, version, decision: dict, alias: str, promote: bool) -> None:
-    """The gate's decision as tags on the version (and on its run); the alias moved if `promote`."""
-    tags = {"promotion": "promoted" if promote else "passed" if decision["promote"] else "rejected",
-            "promotion.reasons": "; ".join(decision["reasons"])[:5000],
+    """The gate's decision as tags on the version (and on its run); the alias moved if `promote`.
+    The alias moves first and the version's `promotion` tag is written last: `register` retries
+    a registration whose version lacks that tag, so a crash on the way is redone, never reported
+    as a promotion that did not happen."""
+    if promote:
+        client.set_registered_model_alias(model_name, alias, str(version))
+    tags = {"promotion.reasons": "; ".join(decision["reasons"])[:5000],
             "promotion.against": str(decision.get("champion_version") or ""),
-            "promotion.deltas": json.dumps({k: v.get("delta") for k, v in decision["languages"].items()})[:5000]}
-    for k, v in tags.items():
-        client.set_model_version_tag(model_name, str(version), k, v)
+            "promotion.deltas": json.dumps({k: v.get("delta") for k, v in decision["languages"].items()})[:5000],
+            "promotion": "promoted" if promote else "passed" if decision["promote"] else "rejected"}  # last
     mv = client.get_model_version(model_name, str(version))
     for k, v in tags.items():
         client.set_tag(mv.run_id, k, v)
-    if promote:
-        client.set_registered_model_alias(model_name, alias, str(version))
+    for k, v in tags.items():
+        client.set_model_version_tag(model_name, str(version), k, v)
 
 
 def promotion_lock_folder(cfg: PipelineConfig) -> str:
@@ -333,9 +371,21 @@ def promotion_lock_folder(cfg: PipelineConfig) -> str:
     base = rcfg.lock_dir
     if not base:
         uri = tracking_uri(rcfg.tracking_uri)
-        base = (str(Path(uri.removeprefix("sqlite:///")).parent / ".registry-locks") if uri.startswith("sqlite:///")
-                else join(cfg.output_dir, ".registry-locks"))
+        if uri.startswith("sqlite:///"):
+            base = str(Path(uri.removeprefix("sqlite:///")).parent / ".registry-locks")
+        else:
+            base = join(cfg.output_dir, ".registry-locks")
+            if (redact_uri(uri), base) not in _warned_lock_dir:
+                _warned_lock_dir.add((redact_uri(uri), base))
+                log.warning("register: the promotion lock of %s is under %s because registry.lock_dir is not set: "
+                            "runs with another output_dir that register into the same MLflow server (%s) take "
+                            "another lock, so two of their registrations can both promote against one champion. "
+                            "If more than one output_dir registers there, set registry.lock_dir to a folder they "
+                            "all share.", rcfg.model_name, redact_uri(base), redact_uri(uri))
     return join(base, slug(rcfg.model_name))
+
+
+_warned_lock_dir: set[tuple[str, str]] = set()  # (tracking URI, lock folder) warned about once
 
 
 def settle_decision(client, cfg: PipelineConfig, version, decision: dict, auto: bool,
@@ -375,6 +425,7 @@ def settle_decision(client, cfg: PipelineConfig, version, decision: dict, auto: 
     return decision, promote
 
 
+@registry_credentials()
 def compare_versions(cfg: PipelineConfig, version: int, against: int | None = None) -> dict:
     """The gate's decision for a registered `version` against `against` (default: the champion)."""
     client, _ = client_for(cfg)
@@ -392,6 +443,7 @@ def compare_versions(cfg: PipelineConfig, version: int, against: int | None = No
                             rcfg, metric, int(other.version) if other else None)
 
 
+@registry_credentials()
 def promote(cfg: PipelineConfig, version: int, force: bool = False) -> dict:
     """Move the champion alias to `version` if it passes the gate against the champion (or
     regardless with `force`, recorded as such)."""

@@ -163,6 +163,17 @@ def sha256_dir(uri: str, skip=lambda name: False) -> str:
     return h.hexdigest()
 
 
+MODEL_RECORDS = ("trainer_meta.json", "README.md")  # written beside a model, not the model
+
+
+def model_sha256(uri: str) -> str:
+    """The identity of a saved model: sha256 of its weights, config and tokenizer files, leaving
+    out what is written beside them (its checkpoint's `trainer_meta.json`, with the metrics of
+    the step that saved it; the model card and its charts). A rerun that hands a finished
+    checkpoint on unchanged exports the same identity."""
+    return sha256_dir(uri, skip=lambda name: name in MODEL_RECORDS or name.endswith(".png"))
+
+
 def local_dir(uri: str) -> str:
     """A local folder with the contents of folder `uri` (a tokenizer, a model): a local path
     as it is (absolute); a remote one downloaded once into the cache (`BABELFORGE_CACHE`, else
@@ -172,26 +183,37 @@ def local_dir(uri: str) -> str:
     if not is_remote(uri):
         require_whole(uri)
         return absolute(uri)
-    require_whole(uri)
     fs, path = get_fs(uri)
     root = path.rstrip("/")
-    listing = sorted((f, d.get("size"), str(d.get("ETag") or d.get("etag") or d.get("LastModified") or d.get("mtime")))
-                     for f, d in fs.find(root, detail=True).items())
-    if not listing:
+    found = fs.find(root, detail=True)
+    if not found:
         raise FileNotFoundError(f"{uri}: no files")
+    state, listed = _state(fs, root, {f[len(root):].lstrip("/"): d.get("size") for f, d in found.items()})
+    if state == "partial":
+        raise _incomplete(uri)
+    listing = sorted((f, d.get("size"), str(d.get("ETag") or d.get("etag") or d.get("LastModified") or d.get("mtime")))
+                     for f, d in found.items())
     key = hashlib.sha256(json.dumps([uri, listing], default=str).encode()).hexdigest()[:24]
     cache = Path(os.environ.get("BABELFORGE_CACHE", Path.home() / ".cache" / "babelforge"), "dirs", key)
     done = cache.with_name(f"{key}.complete")  # beside the copy, not in it
     if not done.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache.parent))
-        for f, _, _ in listing:
-            target = (tmp / f[len(root):].lstrip("/")).resolve()
-            if not target.is_relative_to(tmp.resolve()):  # a key like a/../../x must not write outside
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise ValueError(f"{uri}: object {f!r} names a path outside its folder; refused")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fs.get(f, str(target))
+        try:
+            for f, _, _ in listing:
+                target = (tmp / f[len(root):].lstrip("/")).resolve()
+                if not target.is_relative_to(tmp.resolve()):  # a key like a/../../x must not write outside
+                    raise ValueError(f"{uri}: object {f!r} names a path outside its folder; refused")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fs.get(f, str(target))
+            if listed is not None:  # the copy is what the writer listed, byte for byte
+                got = _listing(tmp)
+                wrong = [n for n, m in listed.items() if got.get(n, {}).get("sha256") != m["sha256"]]
+                if wrong:
+                    raise _incomplete(uri, f"; {wrong[:3]} differ from their listed sha256 (changed while read?)")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         try:
             os.replace(tmp, cache)
         except OSError:  # another process got there first: its copy is the same
@@ -216,6 +238,18 @@ def _listing(root: Path) -> dict[str, dict]:
     return out
 
 
+def _state(fs, root: str, sizes: dict[str, int | None]) -> tuple[str, dict | None]:
+    """(state, the file list of `_COMPLETE.json` or None) of a folder from one listing of it."""
+    if WRITING in sizes:
+        return "partial", None
+    if COMPLETE not in sizes:
+        return "unmarked", None
+    with fs.open(f"{root}/{COMPLETE}", "rb") as f:
+        listed = json.loads(f.read().decode("utf-8"))["files"]
+    whole = all(sizes.get(name) == meta["bytes"] for name, meta in listed.items())
+    return ("complete" if whole else "partial"), listed
+
+
 def folder_state(uri: str) -> str:
     """'missing', 'partial' (a replacement was interrupted, or a file its `_COMPLETE.json` lists
     is missing or of another size), 'complete' (written whole by `writable_dir`) or 'unmarked'
@@ -225,22 +259,32 @@ def folder_state(uri: str) -> str:
     if not fs.isdir(root):
         return "missing"
     sizes = {f[len(root):].lstrip("/"): d.get("size") for f, d in fs.find(root, detail=True).items()}
-    if WRITING in sizes:
-        return "partial"
-    if COMPLETE not in sizes:
-        return "unmarked"
-    with fs.open(f"{root}/{COMPLETE}", "rb") as f:
-        listed = json.loads(f.read().decode("utf-8"))["files"]
-    whole = all(sizes.get(name) == meta["bytes"] for name, meta in listed.items())
-    return "complete" if whole else "partial"
+    return _state(fs, root, sizes)[0]
+
+
+def _incomplete(uri: str, why: str = "") -> IncompleteFolderError:
+    return IncompleteFolderError(
+        f"{uri}: an earlier write of this folder did not finish (it holds {WRITING}, or files its {COMPLETE} "
+        f"lists are missing{why}): rerun the stage that writes it, or delete the folder")
 
 
 def require_whole(uri: str) -> None:
     """Raise `IncompleteFolderError` for a folder left half written."""
     if folder_state(uri) == "partial":
-        raise IncompleteFolderError(
-            f"{uri}: an earlier write of this folder did not finish (it holds {WRITING}, or files its {COMPLETE} "
-            f"lists are missing): rerun the stage that writes it, or delete the folder")
+        raise _incomplete(uri)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 @contextmanager
@@ -252,22 +296,29 @@ def writable_dir(uri: str) -> Iterator[str]:
     one, whole. On object storage (no rename of folders): `_WRITING` is put first, the old
     files removed, the new ones uploaded, `_COMPLETE.json` written last and `_WRITING` removed;
     a writer killed on the way leaves `_WRITING`, and readers (`local_dir`, `require_whole`)
-    refuse the folder until a rerun replaces it."""
+    refuse the folder until a rerun replaces it. A run whose lease was taken over by another run
+    (pipeline/lock.py) replaces nothing: `LeaseLostError`."""
+    from .lock import check_leases  # here, not above: lock.py builds on this module
+
     if not is_remote(uri):
         target = Path(absolute(uri))
         target.parent.mkdir(parents=True, exist_ok=True)
-        for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a writer that was killed
+        for stale in [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
             shutil.rmtree(stale, ignore_errors=True)
         tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
         tmp.mkdir()
         try:
             yield str(tmp)
             Path(tmp, COMPLETE).write_text(json.dumps({"files": _listing(tmp)}, indent=1, sort_keys=True))
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
-            if target.exists():
-                os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            check_leases(f"replacing {redact_uri(uri)}")
+            if target.exists() and _exchange(tmp, target):  # one step: readers see the old folder or the new
+                shutil.rmtree(tmp, ignore_errors=True)  # (now the old one)
+            else:  # two renames: for an instant there is no folder (a reader finds none, never half of one)
+                old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+                if target.exists():
+                    os.rename(target, old)
+                os.rename(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return
@@ -276,6 +327,7 @@ def writable_dir(uri: str) -> Iterator[str]:
         files = _listing(Path(d))
         fs, path = get_fs(uri)
         root = path.rstrip("/")
+        check_leases(f"replacing {redact_uri(uri)}")
         fs.makedirs(root, exist_ok=True)
         fs.pipe_file(f"{root}/{WRITING}", b"")
         for f in fs.find(root):

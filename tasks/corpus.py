@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 
-from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from pipeline.config import CorpusConfig, RayConfig
 from pipeline.corpus import prepare
-from pipeline.redact import redacted_errors
 from pipeline.storage import absolute, get_fs
+from tasks import stage_task
 
 
 def _language_rows(report: dict) -> list[dict]:
@@ -32,12 +31,11 @@ def _language_rows(report: dict) -> list[dict]:
     return rows
 
 
-@task(name="prepare-corpus", task_run_name="prepare-corpus -> {out_dir}")
+@stage_task(name="prepare-corpus", task_run_name="prepare-corpus -> {out_dir}")
 def prepare_corpus_task(inputs: list[str], out_dir: str, cfg: CorpusConfig, ray_cfg: RayConfig | None = None) -> dict:
     """The corpus phase; its work units run on the Ray cluster of `ray_cfg` when one is
     configured (`corpus.engine: auto`), else in the task's process."""
-    with redacted_errors():  # an input's credentials stay out of the failed state and its log
-        report = prepare.prepare(inputs, out_dir, cfg, ray_cfg)
+    report = prepare.prepare(inputs, out_dir, cfg, ray_cfg)
     create_table_artifact(key="corpus-languages", table=_language_rows(report),
                           description=f"Corpus per language: {out_dir}")
     chart_uri = f"{out_dir}/report.png"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline import charts
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import evaluate
 from pipeline.training import tasks
+from tasks import stage_task
 
 
-@task(name="evaluate")
+@stage_task(name="evaluate")
 def evaluate_task(classifier_dir: str, pretrained_dir: str, manifest: dict, corpus_dir: str, out_dir: str,
                   cfg: PipelineConfig) -> dict:
     key, test = evaluate.evaluate_finetuned(classifier_dir, cfg)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import base64
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline.config import LidTrainConfig
 from pipeline.corpus.langid_train import train
 from pipeline.storage import get_fs, join
+from tasks import stage_task
 
 
-@task(name="train-langid", task_run_name="train-langid -> {out_dir}")
+@stage_task(name="train-langid", task_run_name="train-langid -> {out_dir}")
 def train_langid_task(cfg: LidTrainConfig, out_dir: str) -> dict:
     report = train(cfg, out_dir)
     create_table_artifact(

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline import promotion, register
 from pipeline.config import PipelineConfig
-from pipeline.redact import redacted_errors
+from tasks import stage_task
 
 
-@task(name="register-model")
+@stage_task(name="register-model")
 def register_task(model_dir: str, eval_report: dict, manifest: dict, manifest_sha256: str, cfg: PipelineConfig) -> dict:
-    with redacted_errors():  # the state and log of a failed run name the registry without its credentials
-        info = register.register(model_dir, eval_report, manifest, manifest_sha256, cfg, cfg.path("model-pretrained"))
+    info = register.register(model_dir, eval_report, manifest, manifest_sha256, cfg, cfg.path("model-pretrained"))
     decision = info["promotion"]
     create_markdown_artifact(
         key="registered-model",

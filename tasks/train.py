@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from pipeline.config import PipelineConfig
 from pipeline.corpus.shard import read_texts
 from pipeline.training import finetune, pretrain, tokenizer
+from tasks import stage_task
 
 
-@task(name="train-tokenizer")
+@stage_task(name="train-tokenizer")
 def train_tokenizer_task(manifest: dict, corpus_dir: str, out_dir: str, cfg: PipelineConfig) -> str:
     tok = tokenizer.train_tokenizer(manifest, corpus_dir, out_dir, cfg.tokenizer, cfg.model.objective)
     heldout = {lang: read_texts(manifest, corpus_dir, lang) for lang in manifest["languages"]}
@@ -22,7 +22,7 @@ def train_tokenizer_task(manifest: dict, corpus_dir: str, out_dir: str, cfg: Pip
     return out_dir
 
 
-@task(name="pretrain")
+@stage_task(name="pretrain")
 def pretrain_task(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     result = pretrain.pretrain(corpus_dir, manifest, tokenizer_dir, out_dir, cfg)
     rows = [{"language": k.removeprefix("loss/"), "training_loss": v}
@@ -42,12 +42,12 @@ def pretrain_task(corpus_dir: str, manifest: dict, tokenizer_dir: str, out_dir: 
     return result
 
 
-@task(name="finetune")
+@stage_task(name="finetune")
 def finetune_task(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     return finetune.finetune(pretrained_dir, out_dir, cfg)
 
 
-@task(name="translate-train")
+@stage_task(name="translate-train")
 def translate_train_task(out_dir: str, cfg: PipelineConfig) -> dict:
     """Translate-train and paraphrase examples for fine-tuning (finetune.translate_train / paraphrase)."""
     from pipeline.translation.labelled import augment_labelled

@@ -146,3 +146,13 @@ def test_a_remote_key_that_climbs_out_of_its_folder_is_refused(s3, tmp_path, mon
     with pytest.raises(ValueError, match="outside its folder"):
         local_dir("s3://babelforge-test/atomic/evil")
     assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_a_copy_that_differs_from_its_listing_is_refused_and_leaves_nothing(s3, tmp_path, monkeypatch):
+    monkeypatch.setenv("BABELFORGE_CACHE", str(tmp_path / "cache"))
+    uri = "s3://babelforge-test/atomic/tampered"
+    _write(uri, "v1")
+    s3.pipe_file("babelforge-test/atomic/tampered/part-1.txt", b"XX 1")  # same size, other bytes
+    with pytest.raises(IncompleteFolderError, match="differ from their listed sha256"):
+        local_dir(uri)
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # the download was removed

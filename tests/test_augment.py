@@ -292,6 +292,14 @@ def test_translate_train_keeps_labels_and_paraphrases_are_checked(bt_model, tmp_
                                      "copy_of_source", "no_pivot"}
     rejects = pq.read_table(Path(cfg.path("labelled")) / "translated-train-rejects.parquet")
     assert rejects.num_rows == report["rejected"] == 16 + sum(tt["rejected"].values())
+    # a retried flow gets the same rows back (fine-tuning's lineage holds them), not a new translation;
+    # other examples are translated again
+    tsv = Path(report["path"])
+    stamp = tsv.stat().st_mtime_ns
+    assert augment_labelled(cfg, cfg.path("labelled")) == report and tsv.stat().st_mtime_ns == stamp
+    with train.open("a", encoding="utf-8") as f:
+        f.write("en\tsports\tThe final was played in the rain.\n")
+    assert augment_labelled(cfg, cfg.path("labelled"))["made_from"] != report["made_from"]
     with pytest.raises(ValueError, match="sequence classification only"):
         augment_labelled(cfg.model_copy(update={"finetune": cfg.finetune.model_copy(
             update={"task": "token_classification"})}), str(tmp_path / "x"))

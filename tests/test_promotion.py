@@ -45,7 +45,7 @@ def test_versions_take_the_champion_alias_only_through_the_gate(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = PipelineConfig.model_validate({"run_name": "gate", "output_dir": str(tmp_path / "runs"),
-                                         "registry": {"tracking_uri": uri, "model_name": "gate-model"}})
+                                         "registry": {"tracking_uri": uri, "model_name": "gate-model", "require_lineage": False}})
     manifest = {"alpha": 0.3, "languages": {lang: {"rows": 10, "weight": 1 / 3} for lang in LANGS}}
     runs = [{"eng_Latn": 0.60, "fra_Latn": 0.50, "yor_Latn": 0.30},   # v1: first, promoted
             {"eng_Latn": 0.80, "fra_Latn": 0.55, "yor_Latn": 0.22},   # v2: yor_Latn regresses
@@ -94,7 +94,7 @@ def test_a_retried_registration_returns_the_version_instead_of_a_duplicate(tmp_p
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = PipelineConfig.model_validate({"run_name": "retry", "output_dir": str(tmp_path / "runs"),
-                                         "registry": {"tracking_uri": uri, "model_name": "retry-model"}})
+                                         "registry": {"tracking_uri": uri, "model_name": "retry-model", "require_lineage": False}})
     manifest = {"alpha": 0.3, "languages": {lang: {"rows": 10, "weight": 1 / 3} for lang in LANGS}}
     model_dir = tmp_path / "model"
     model_dir.mkdir()
@@ -112,7 +112,7 @@ def test_a_retried_registration_returns_the_version_instead_of_a_duplicate(tmp_p
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert len(client.search_model_versions("name='retry-model'")) == 2
     staged = stage(register_task, cfg)
-    assert not staged.persist_result and staged.cache_key_fn is None
+    assert staged.persist_result is False and staged.cache_key_fn is None
 
     # a registration that stopped after creating its version, before recording the gate's decision:
     # the retry records it (and moves the alias) instead of registering a duplicate

@@ -37,7 +37,7 @@ def test_register_creates_versions_with_metrics_card_and_checksum(model_and_mani
 
     root, manifest = model_and_manifest
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = PipelineConfig.model_validate({"run_name": "t1", "registry": {"tracking_uri": uri, "model_name": "m"}})
+    cfg = PipelineConfig.model_validate({"run_name": "t1", "registry": {"tracking_uri": uri, "model_name": "m", "require_lineage": False}})
     first = register(str(root / "model"), EVAL, manifest, "abc123", cfg)
     again = register(str(root / "model"), EVAL, manifest, "abc123", cfg)  # the same model and evaluation
     other = {**EVAL, "lm": {"languages": {"fr": {"loss": 4.0}}}}
@@ -79,7 +79,7 @@ def test_ner_model_is_registered_with_its_entity_f1(model_and_manifest, tmp_path
 
     root, manifest = model_and_manifest
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = PipelineConfig.model_validate({"run_name": "ner", "registry": {"tracking_uri": uri, "model_name": "n"},
+    cfg = PipelineConfig.model_validate({"run_name": "ner", "registry": {"tracking_uri": uri, "model_name": "n", "require_lineage": False},
                                          "finetune": {"task": "token_classification", "train_path": "x/*/train.txt"}})
     info = register(str(root / "model"), NER_EVAL, manifest, "def456", cfg)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -138,7 +138,7 @@ def test_charts_and_retrieval_reach_report_card_and_mlflow(model_and_manifest, t
     model = tmp_path / "model"
     shutil.copytree(root / "model", model)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = PipelineConfig.model_validate({"run_name": "charts", "registry": {"tracking_uri": uri, "model_name": "m"}})
+    cfg = PipelineConfig.model_validate({"run_name": "charts", "registry": {"tracking_uri": uri, "model_name": "m", "require_lineage": False}})
     reg = register(str(model), report, manifest, "abc", cfg)
     card = (model / "README.md").read_text()
     assert "Sentence retrieval" in card and "![classification](classification.png)" in card
@@ -152,3 +152,33 @@ def test_charts_and_retrieval_reach_report_card_and_mlflow(model_and_manifest, t
     assert "Sentence retrieval on held-out translation pairs (udhr)" in card and (model / "retrieval_udhr.png").exists()
     files = {f.path for f in client.list_artifacts(reg["run_id"], "model")}
     assert {"model/retrieval.png", "model/lm.png", "model/classification.png"} <= files
+
+
+def test_a_model_that_records_no_lineage_or_another_task_is_not_registered(model_and_manifest, tmp_path):
+    """A model without the lineage a babelforge fine-tuning export records (an older export, or
+    one made elsewhere) would be tagged with this run's pretrained model and corpus: refused
+    unless registry.require_lineage is off (then tagged `lineage: unrecorded`); a model whose
+    lineage names another task is refused too. Nothing reaches MLflow before the check."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from pipeline.register import LineageError
+
+    root, manifest = model_and_manifest
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    raw = {"run_name": "lin", "registry": {"tracking_uri": uri, "model_name": "lin"}}
+    with pytest.raises(LineageError, match="records no lineage.*require_lineage"):
+        register(str(root / "model"), EVAL, manifest, "abc123", PipelineConfig.model_validate(raw))
+    assert not MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
+
+    other = tmp_path / "ner-model"
+    shutil.copytree(root / "model", other)
+    (other / "trainer_meta.json").write_text(json.dumps({"lineage": {"task": "token_classification",
+                                                                     "manifest_sha256": "abc123"}}))
+    with pytest.raises(LineageError, match="task token_classification"):
+        register(str(other), EVAL, manifest, "abc123", PipelineConfig.model_validate(raw))
+
+    raw["registry"]["require_lineage"] = False
+    info = register(str(root / "model"), EVAL, manifest, "abc123", PipelineConfig.model_validate(raw))
+    assert MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version("lin", str(info["version"])).tags["lineage"] == "unrecorded"

@@ -349,7 +349,8 @@ def test_two_concurrent_registrations_give_one_champion_consistent_with_the_gate
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = PipelineConfig.model_validate({"run_name": "race", "output_dir": str(tmp_path / "runs"),
-                                         "registry": {"tracking_uri": uri, "model_name": "race-model"}})
+                                         "registry": {"tracking_uri": uri, "model_name": "race-model",
+                                                      "require_lineage": False}})
     manifest = {"alpha": 0.3, "languages": {"eng_Latn": {"rows": 10, "weight": 0.5},
                                             "fra_Latn": {"rows": 10, "weight": 0.5}}}
 
@@ -470,3 +471,279 @@ def test_flows_hold_their_run_folder_and_their_subflows_pass_through(prefect_api
     error = out["other"].result(raise_on_failure=False)
     assert isinstance(error, LeaseHeldError) and f"Prefect flow run {out['me']}" in str(error)
     assert not (run_dir / LOCK).exists() and not (run_dir / "corpus" / LOCK).exists()
+
+
+# --------------------------------------------------------------------------- review fixes (issue 31)
+
+def _take_over(folder: Path, purpose: str = "run B") -> str:
+    """What another run's takeover leaves: the lease, now naming that run (a fresh heartbeat)."""
+    body = json.loads((folder / LOCK).read_text())
+    body.update(token="b" * 32, pid=424242, purpose=purpose, heartbeat_unix=time.time())
+    tmp = folder / f"{LOCK}.tmp-test"
+    tmp.write_text(json.dumps(body))
+    os.replace(tmp, folder / LOCK)
+    return body["token"]
+
+
+def _until_lost(lease: Lease) -> None:
+    deadline = time.monotonic() + 10
+    while lease.lost is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lease.lost is not None, "the heartbeat did not notice the takeover"
+
+
+def test_a_run_whose_lease_was_taken_over_stops_at_its_next_commit_point(tmp_path, monkeypatch):
+    """M2: a holder that was paused past its TTL and taken over keeps running; it must not
+    commit anything more into the folder: no corpus manifest, no model switched in, no further
+    stage, each refused with LeaseLostError naming the new holder; the new holder's lease stays."""
+    import tasks
+    from pipeline.corpus import prepare as prepare_mod
+    from pipeline.storage import writable_dir
+
+    run = tmp_path / "run"
+    corpus_cfg = load_yaml(ROOT / "configs" / "demo.yaml").corpus
+    real_dedup = prepare_mod.dedup_partitioned.dedup
+    holder: dict = {}
+
+    def dedup_then_taken_over(*args, **kwargs):  # the units are written; the run "pauses" here
+        if not holder.get("token"):
+            holder["token"] = _take_over(run)
+            _until_lost(holder["lease"])
+        return real_dedup(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_mod.dedup_partitioned, "dedup", dedup_then_taken_over)
+    with pytest.raises(LeaseLostError, match=r"taken over by another run \(host .*pid 424242, run B.*stopped before "
+                                             r"writing .*manifest\.json"):
+        with hold(str(run), ttl_s=2.0, heartbeat_s=0.2) as lease:
+            holder["lease"] = lease
+            prepare_mod.prepare([NEWS], str(run / "corpus"), corpus_cfg)
+    assert (run / "corpus" / "_units").exists() and not (run / "corpus" / "manifest.json").exists()
+    assert json.loads((run / LOCK).read_text())["token"] == holder["token"]  # not removed by the loser
+    os.unlink(run / LOCK)
+
+    # a model folder: the old one stays, the new one is not switched in
+    (run / "model").mkdir()
+    (run / "model" / "weights").write_text("old")
+    with pytest.raises(LeaseLostError, match="run B.*stopped before replacing"):
+        with hold(str(run), ttl_s=2.0, heartbeat_s=0.2) as lease:
+            with writable_dir(str(run / "model")) as d:
+                Path(d, "weights").write_text("new")
+                _take_over(run)
+                _until_lost(lease)
+    assert (run / "model" / "weights").read_text() == "old"
+    os.unlink(run / LOCK)
+
+    # the next stage of a flow is not started
+    started, reported = [], []
+    monkeypatch.setattr(tasks, "stage", lambda task, cfg: lambda *a, **k: started.append(task.name))
+    monkeypatch.setattr(tasks, "failed_stage", lambda name, run_name, e: reported.append((name, e)))
+    task = type("Task", (), {"name": "pretrain"})()
+    cfg = type("Cfg", (), {"run_name": "run"})()
+    with pytest.raises(LeaseLostError, match="run B.*stopped before stage pretrain"):
+        with hold(str(run), ttl_s=2.0, heartbeat_s=0.2) as lease:
+            tasks.run_stage(task, cfg)
+            assert started == ["pretrain"]  # held: the stage runs
+            _take_over(run)
+            _until_lost(lease)
+            tasks.run_stage(task, cfg)
+    assert started == ["pretrain"] and reported[0][0] == "pretrain"
+    assert not tasks.transient(None, None, type("State", (), {"data": reported[0][1]})())  # not retried
+    os.unlink(run / LOCK)
+
+
+def test_a_paused_holder_whose_heartbeat_has_not_run_yet_finds_its_lease_lost(tmp_path):
+    """A resumed process may reach a commit point before its heartbeat thread runs: a late
+    heartbeat makes the check read the lease itself."""
+    from pipeline.lock import check_leases
+
+    run = tmp_path / "run"
+    with pytest.raises(LeaseLostError, match="run B"):
+        with hold(str(run), ttl_s=2.0, heartbeat_s=0.2) as lease:
+            lease._stop.set()  # its heartbeat thread has not run since the pause
+            lease._thread.join()
+            check_leases("x")  # its last beat is recent: no read, passes
+            lease.beat_unix -= 5.0
+            check_leases("x")  # late, but the lease is still its own: passes
+            _take_over(run)
+            check_leases("writing the manifest")
+    assert json.loads((run / LOCK).read_text())["purpose"] == "run B"
+
+
+def test_a_lease_is_not_left_behind_when_the_folders_around_cannot_be_read(tmp_path, monkeypatch, s3):
+    """M3: the check of the folders around fails after the lease was created (no heartbeat
+    runs yet): the lease is removed before the error is raised."""
+    run = tmp_path / "run"
+    run.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path) == run:
+            raise OSError(5, "Input/output error", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(OSError, match="Input/output error"):
+        Lease(str(run)).acquire()
+    assert not (run / LOCK).exists()
+    monkeypatch.undo()
+
+    folder = "s3://babelforge-test/runs/m3"
+
+    async def lsdir(*args, **kwargs):  # what s3fs's `ls` awaits
+        raise OSError(5, "An error occurred (InternalError) when calling the ListObjectsV2 operation")
+
+    monkeypatch.setattr(type(s3), "_lsdir", lsdir)
+    with pytest.raises(OSError, match="InternalError"):
+        Lease(folder).acquire()
+    monkeypatch.undo()
+    s3.invalidate_cache()
+    assert not s3.exists(f"{folder}/{LOCK}")
+
+
+def test_s3_conflicting_conditional_writes_lose_the_race_instead_of_failing(s3):
+    """L7: S3 answers 409 ConditionalRequestConflict to a conditional write racing another one:
+    as a 412, the writer lost the race (create and takeover return None, a run retries)."""
+    from botocore.exceptions import ClientError
+    from s3fs.errors import translate_boto_error
+
+    from pipeline.lock import _S3Store
+
+    path = "babelforge-test/runs/conflict/.lock.json"
+    store = _S3Store(s3, path)
+    assert store.create({"token": "a" * 32, "heartbeat_unix": time.time()}) is not None
+
+    class Conflicting:  # the store's filesystem, whose conditional puts meet another one in flight
+        def __getattr__(self, name):
+            return getattr(s3, name)
+
+        def pipe_file(self, *args, **kwargs):
+            raise translate_boto_error(ClientError(
+                {"Error": {"Code": "ConditionalRequestConflict", "Message": "A conflicting conditional operation "
+                           "is currently in progress against this resource. Please try again."},
+                 "ResponseMetadata": {"HTTPStatusCode": 409}}, "PutObject"))
+
+    store.fs = Conflicting()
+    assert store.swap(lambda cur: True, {"token": "b" * 32}) is None
+    s3.rm_file(path)
+    assert store.create({"token": "b" * 32}) is None
+
+
+def test_a_heartbeat_in_flight_at_release_cannot_recreate_the_lease(monkeypatch):
+    """L7: on storage without conditional writes (here fsspec's memory://), a heartbeat that
+    read the lease (its own) before the release removed it must not write it back after: the
+    release waits for the beat in flight, then removes the lease, and no beat follows."""
+    import uuid
+
+    import fsspec
+
+    from pipeline.lock import _SettleStore
+
+    monkeypatch.setattr(_SettleStore, "SETTLE_S", 0.01)
+    folder = f"memory://lease-{uuid.uuid4().hex[:8]}/run"
+    fs = fsspec.filesystem("memory")
+    lease = Lease(folder, ttl_s=2.0, heartbeat_s=0.1).acquire()
+    assert isinstance(lease.store, _SettleStore)
+    real_write = lease.store._write_and_verify
+    in_flight, go = threading.Event(), threading.Event()
+
+    def slow_write(body):  # the beat has read the lease, its own; its write is slow
+        in_flight.set()
+        assert go.wait(30)
+        return real_write(body)
+
+    lease.store._write_and_verify = slow_write
+    assert in_flight.wait(10)
+    lease._thread.join = lambda timeout=None: None  # as a join that timed out: the beat is still in flight
+    released = threading.Thread(target=lease.release)
+    released.start()
+    time.sleep(0.3)
+    go.set()
+    released.join(30)
+    time.sleep(0.5)  # several heartbeat periods
+    assert not fs.exists(lease.uri.removeprefix("memory://")), "the lease was written back after its release"
+
+
+def test_a_non_sqlite_tracking_server_without_lock_dir_warns_once(tmp_path, caplog):
+    """L2: the default promotion lock is per output_dir: with a tracking server, runs of other
+    output_dirs would take other locks. Said once, with the setting, without the credential."""
+    import uuid
+
+    from pipeline.register import promotion_lock_folder
+
+    server = f"http://user:pw@mlflow-{uuid.uuid4().hex[:8]}:5000"
+    cfg = PipelineConfig.model_validate({"output_dir": str(tmp_path / "runs"),
+                                         "registry": {"tracking_uri": server, "model_name": "m"}})
+    caplog.set_level("WARNING", logger="pipeline.register")
+    assert promotion_lock_folder(cfg) == promotion_lock_folder(cfg)
+    warned = [r.getMessage() for r in caplog.records if "registry.lock_dir" in r.getMessage()]
+    assert len(warned) == 1 and "pw" not in warned[0] and "both promote" in warned[0], warned
+    caplog.clear()
+    for registry in ({"tracking_uri": server, "model_name": "m", "lock_dir": str(tmp_path / "locks")},
+                     {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "model_name": "m"}):
+        promotion_lock_folder(PipelineConfig.model_validate({"output_dir": str(tmp_path / "runs"),
+                                                             "registry": registry}))
+    assert not [r for r in caplog.records if "registry.lock_dir" in r.getMessage()]
+    from pipeline.config import RegistryConfig
+
+    assert "race" in RegistryConfig.model_fields["lock_dir"].description
+
+
+@pytest.mark.parametrize("crash_at", ["alias", "promotion tag"])
+def test_a_registration_retried_after_a_crash_in_its_decision_reports_what_the_registry_holds(
+        tmp_path, monkeypatch, crash_at):
+    """L1: the first attempt dies while recording its promotion (before the alias moves, or
+    after, before the version's `promotion` tag); the retry (the same registration, returned
+    as it is) must not report a promotion the alias does not show."""
+    from mlflow import MlflowClient
+
+    from pipeline.register import register
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = PipelineConfig.model_validate({"run_name": "crash", "output_dir": str(tmp_path / "runs"),
+                                         "registry": {"tracking_uri": uri, "model_name": "crash-model",
+                                                      "require_lineage": False}})
+    manifest = {"alpha": 0.3, "languages": {"eng_Latn": {"rows": 10, "weight": 0.5},
+                                            "fra_Latn": {"rows": 10, "weight": 0.5}}}
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"name": name}))
+    assert register(str(tmp_path / "v1"), _report(0.5), manifest, "0" * 64, cfg)["promoted"]
+
+    real_alias, real_tag = MlflowClient.set_registered_model_alias, MlflowClient.set_model_version_tag
+
+    def alias(self, *args, **kwargs):
+        if crash_at == "alias":
+            raise ConnectionError("the registration's process died here")
+        return real_alias(self, *args, **kwargs)
+
+    def tag(self, name, version, key, value):
+        if crash_at == "promotion tag" and key == "promotion":
+            raise ConnectionError("the registration's process died here")
+        return real_tag(self, name, version, key, value)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", alias)
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", tag)
+    with pytest.raises(ConnectionError):
+        register(str(tmp_path / "v2"), _report(0.7), manifest, "0" * 64, cfg)
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    again = register(str(tmp_path / "v2"), _report(0.7), manifest, "0" * 64, cfg)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias("crash-model", "champion").version
+    assert again["promoted"] and str(champion) == str(again["version"]) == "2"
+    assert client.get_model_version("crash-model", "2").tags["promotion"] == "promoted"
+
+
+def test_prepare_holds_its_folder_with_the_configured_lease_and_one_decorator_is_left(tmp_path, monkeypatch):
+    """L8: `prepare` holds its out_dir with the lease settings it is given (cfg.lock), not the
+    built-in defaults; the lease helpers that duplicated the CLI's are gone."""
+    import pipeline.lock as lock_mod
+    from pipeline.config import LockConfig
+    from pipeline.corpus import prepare as prepare_mod
+
+    out = tmp_path / "corpus"
+    monkeypatch.setattr(prepare_mod, "_prepare", lambda *args: json.loads((out / LOCK).read_text()))
+    lease = prepare_mod.prepare([NEWS], str(out), None, None, lock=LockConfig(ttl_seconds=40, heartbeat_seconds=4))
+    assert lease["ttl_s"] == 40.0 and lease["purpose"] == "corpus phase" and not (out / LOCK).exists()
+    assert not hasattr(lock_mod, "holding") and not hasattr(lock_mod, "holds")

@@ -272,15 +272,56 @@ def test_mlflow_gets_the_credentials_apart_from_the_uri(monkeypatch):
     MLflow builds or prints carries it."""
     from mlflow.utils.credentials import get_default_host_creds
 
-    from pipeline.register import without_credentials
+    from pipeline.register import registry_credentials, without_credentials
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "")
-    assert without_credentials("sqlite:////tmp/m.db") == "sqlite:////tmp/m.db"
-    assert without_credentials("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
-    assert without_credentials("https://bf:p%40ss@mlflow.internal:5000/prefix") == "https://mlflow.internal:5000/prefix"
-    creds = get_default_host_creds("https://mlflow.internal:5000/prefix")
-    assert (creds.username, creds.password) == ("bf", "p@ss")
+    with registry_credentials():
+        assert without_credentials("sqlite:////tmp/m.db") == "sqlite:////tmp/m.db"
+        assert without_credentials("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+        assert without_credentials("https://bf:p%40ss@mlflow.internal:5000/prefix") == \
+            "https://mlflow.internal:5000/prefix"
+        creds = get_default_host_creds("https://mlflow.internal:5000/prefix")
+        assert (creds.username, creds.password) == ("bf", "p@ss")
+    creds = get_default_host_creds("https://mlflow.internal:5000/prefix")  # the scope ended: taken back
+    assert (creds.username, creds.password) == (None, None)  # "" as before: none
+
+
+def test_registry_credentials_last_as_long_as_the_work_with_the_registry(monkeypatch):
+    """register(), compare_versions() and promote() hand MLflow the tracking URI's user:password
+    for their own requests only: afterwards (success or error) the credential variables are as
+    they were, so a later client of this process on another host, or a child process, does not
+    get them; an operator's own values come back."""
+    import os
+
+    from mlflow import MlflowClient
+    from mlflow.utils.credentials import get_default_host_creds
+
+    from pipeline import promotion, register
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "operator")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    cfg = PipelineConfig.model_validate({"registry": {"tracking_uri": "http://bf:REGPW@127.0.0.1:9"}})
+    seen = []
+
+    def probe(*args, **kwargs):  # the first request of each: what MLflow would authenticate with
+        seen.append((os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")))
+        raise ConnectionError("stop here")
+
+    monkeypatch.setattr(MlflowClient, "get_model_version", probe)         # compare_versions
+    monkeypatch.setattr(promotion, "champion", probe)                     # promote
+    monkeypatch.setattr(register, "check_model_lineage", lambda *a, **k: {})
+    monkeypatch.setattr(register, "registration_key", probe)              # register, once it has its client
+    calls = (lambda: register.compare_versions(cfg, 2, 1), lambda: register.promote(cfg, 2),
+             lambda: register.register("m", {}, {}, "0" * 64, cfg))
+    for call in calls:
+        with pytest.raises(ConnectionError):
+            call()
+        assert seen.pop() == ("bf", "REGPW")  # the work itself had them
+        assert os.environ.get("MLFLOW_TRACKING_USERNAME") == "operator"
+        assert "MLFLOW_TRACKING_PASSWORD" not in os.environ
+        other = get_default_host_creds("http://elsewhere.example:5000")
+        assert (other.username, other.password) == ("operator", None)
 
 
 def test_a_redacted_input_is_refused_before_any_work(tmp_path):
@@ -305,6 +346,110 @@ def test_the_cli_never_prints_a_tracking_uri_with_its_credential(monkeypatch, ca
     assert "CLISECRET" not in out.out + out.err and "registered m version 1 in http://***@h:5000" in out.out
     rc = main(["prepare", "https://127.0.0.1:9/none.jsonl?X-Amz-Signature=***", "--out", "o"])
     assert rc == 2 and "corpus.ingest.inputs" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- every stage, and language-ID training
+
+STAGE_URL = "https://h.example/labelled/train.tsv?X-Amz-Signature=STAGESIG"
+
+
+def _boom(*args, **kwargs):
+    raise FileNotFoundError(f"input not found: {STAGE_URL}")
+
+
+def _stages() -> list:
+    from prefect import Task
+
+    import tasks.corpus
+    import tasks.evaluate
+    import tasks.langid
+    import tasks.register
+    import tasks.train
+
+    return [t for m in (tasks.corpus, tasks.evaluate, tasks.langid, tasks.register, tasks.train)
+            for t in vars(m).values() if isinstance(t, Task)]
+
+
+def test_every_stage_raises_its_errors_redacted(monkeypatch):
+    """Whatever stage fails on a location with a credential (finetune.train_path, a presigned
+    URL), the error it raises to Prefect names it redacted, of the same type (a retry still tells
+    a permanent error): every task is made by tasks.stage_task."""
+    import inspect
+
+    import pipeline.corpus.prepare
+    import pipeline.evaluation.evaluate
+    import pipeline.register
+    import pipeline.translation.labelled
+    import tasks.langid
+    from pipeline.training import finetune, pretrain, tokenizer
+
+    for module, name in ((pipeline.corpus.prepare, "prepare"), (tokenizer, "train_tokenizer"),
+                         (pretrain, "pretrain"), (finetune, "finetune"),
+                         (pipeline.translation.labelled, "augment_labelled"),
+                         (pipeline.evaluation.evaluate, "evaluate_finetuned"), (pipeline.register, "register"),
+                         (tasks.langid, "train")):
+        monkeypatch.setattr(module, name, _boom)
+    stages = _stages()
+    assert {t.name for t in stages} == {"prepare-corpus", "train-tokenizer", "pretrain", "finetune", "translate-train",
+                                        "evaluate", "register-model", "train-langid"}
+    for t in stages:
+        assert getattr(t.fn, "redacts_errors", False), f"{t.name} is not made by tasks.stage_task"
+        with pytest.raises(FileNotFoundError) as e:
+            t.fn(*[PipelineConfig() if p == "cfg" else None for p in inspect.signature(t.fn).parameters])
+        assert "STAGESIG" not in str(e.value) and "X-Amz-Signature=***" in str(e.value), t.name
+
+
+def test_a_failed_stage_leaves_no_credential_in_its_prefect_state(prefect_api, monkeypatch):
+    """Through Prefect: the failed task run's state message, as stored by the API, and the
+    run-failure artifact name the location redacted (fine-tuning, whose task had no redaction)."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from pipeline.training import finetune
+    from tasks import stage
+    from tasks.train import finetune_task
+
+    monkeypatch.setattr(finetune, "finetune", _boom)
+    cfg = PipelineConfig.model_validate({"finetune": {"train_path": STAGE_URL}})
+
+    @flow
+    def probe() -> tuple[str, str]:
+        state = stage(finetune_task, cfg)("pretrained", "model", cfg, return_state=True)
+        return state.message, str(state.state_details.task_run_id)
+
+    message, task_run_id = probe()
+    with get_client(sync_client=True) as client:
+        stored = client.read_task_run(task_run_id).state
+    for text in (message, stored.message):
+        assert "STAGESIG" not in text and "X-Amz-Signature=***" in text
+    assert stored.is_failed()
+
+
+def test_langid_training_keeps_its_inputs_credentials_out_of_report_and_parameters(http_files, tmp_path):
+    """`LidTrainConfig.inputs` is a URI field: read with its credentials, written (report.json's
+    config, the flow run's parameters, the returned report) without them."""
+    from flows.train_langid import train_langid
+    from pipeline.config import LidTrainConfig
+    from pipeline.corpus.langid_train import train
+
+    served, port = http_files
+    lines = [f"eng\tthe small cat number {i} sees the big brown dog in the garden" for i in range(60)]
+    lines += [f"fra\tle petit chat numéro {i} voit le grand chien brun dans le jardin" for i in range(60)]
+    (served / "lid.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    url = f"http://lid:LIDPW@127.0.0.1:{port}/lid.tsv?X-Amz-Signature=LIDSIG"
+    cfg = LidTrainConfig(inputs=[url], epoch=2, min_updates=0, min_per_label=20, cutoff=1000, bucket=10_000,
+                         dim=8, reference_model=None)
+    assert cfg.inputs == [url]  # the reader gets it whole
+    sent = json.dumps(train_langid.serialize_parameters({"config": cfg, "out_dir": "o"}))
+    assert "LIDPW" not in sent and "LIDSIG" not in sent and "http://***@127.0.0.1" in sent
+    report = train(cfg, str(tmp_path / "out"))
+    assert report["labels"] == 2
+    written = (tmp_path / "out" / "report.json").read_text() + (tmp_path / "out" / "report.md").read_text()
+    for text in (written, json.dumps(report)):
+        assert "LIDPW" not in text and "LIDSIG" not in text
+    assert report["config"]["inputs"] == [f"http://***@127.0.0.1:{port}/lid.tsv?X-Amz-Signature=***"]
+    with pytest.raises(ValueError, match=r"inputs\[0\]: http://\*\*\*@"):  # a redacted copy read back
+        train(LidTrainConfig.model_validate(report["config"]), str(tmp_path / "again"))
 
 
 # ---------------------------------------------------------------- a whole run with planted secrets
@@ -474,7 +619,8 @@ def test_a_planted_secret_appears_in_no_output_of_a_run(s3, prefect_api, mlflow_
     cfg = PipelineConfig.model_validate({
         "run_name": "planted", "output_dir": str(tmp_path / "runs"),
         "corpus": {"ingest": {"inputs": [presigned, userinfo]}, "unit_cache": str(tmp_path / "units")},
-        "registry": {"tracking_uri": tracking, "model_name": "planted-model", "auto_promote": False}})
+        "registry": {"tracking_uri": tracking, "model_name": "planted-model", "auto_promote": False,
+                     "require_lineage": False}})  # a hand-made model: no fine-tuning lineage
 
     # 1. the corpus phase as a Prefect flow (flow-run parameters, task artifacts, logs to the API)
     result = prepare_corpus(cfg)
@@ -509,7 +655,7 @@ def test_a_planted_secret_appears_in_no_output_of_a_run(s3, prefect_api, mlflow_
 
     registered = register_planted(cfg, str(model_dir), report_eval, manifest, result["manifest_sha256"])
     assert registered["tracking_uri"] == mlflow_url  # the credentials went to MLflow apart from the URI
-    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == secret["TRACKING"]  # the flow had the real URI
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == ""  # ... for the registration only: taken back after it
     client = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
     params = client.get_run(registered["run_id"]).data.params
     assert "registry.tracking_uri" not in params and "registry.model_name" in params

@@ -49,6 +49,7 @@ FORMATS = (".jsonl", ".json", ".txt", ".parquet", ".warc", ".wet")
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}  # line files, streamed
 _BOM = b"\xef\xbb\xbf"
 KEPT_CHARS = 4096  # of an over-long row, its reject keeps this much text: enough to recognise it
+MAX_SLICE_ROWS = 65536  # rows of a Parquet slice at most (2 MB batches of 32-byte texts)
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,9 @@ def _read_parquet(uri: str, f, groups: range | None, first: int, text_field: str
             continue
         size = sum(rg.column(j).total_uncompressed_size for j in range(rg.num_columns)
                    if rg.column(j).path_in_schema in columns)
-        step = max(1, rg.num_rows * batch_bytes // max(size, 1))
+        # rows per slice from the footer's sizes (which the file's writer chose: capped, so a footer that
+        # understates them cannot make one slice the whole group)
+        step = max(1, min(rg.num_rows * batch_bytes // max(size, 1), MAX_SLICE_ROWS))
         try:
             for b in pf.iter_batches(batch_size=step, row_groups=[i], columns=columns, use_threads=False):
                 yield _read_table(uri, pa.Table.from_batches([b]), text_field, id_field, row, limits)
@@ -523,8 +526,9 @@ def line_blocks(f, first: int, size: int | None, block_bytes: int, max_line_byte
     (its number, `TooLong`) for a line over `max_line_bytes`; `size`: bytes to read (None: to
     the end). Each byte read is searched for newlines once and copied a bounded number of times
     (no growing buffer searched again: that was quadratic in a long line), and memory holds
-    about two blocks whatever the lines: a long line waits in a temporary file, one over the
-    limit is only counted."""
+    about two blocks while reading: a long line waits in a temporary file, one over the limit is
+    only counted; a long line that fits the limit is then handed on whole (so a task holds up to
+    `max_line_bytes` for it, the price of processing it)."""
     read_bytes = max(1, min(read_bytes, block_bytes // 2))
     cur, lines, n, left = _Line(block_bytes // 2, max_line_bytes), [], 0, size
 

@@ -41,7 +41,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from .. import language_codes
-from ..config import LidTrainConfig
+from ..config import LidTrainConfig, public_dump
+from ..redact import redact, redact_uri, refuse_redacted
 from ..storage import atomic_open, get_fs, join, put_local, write_json
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,11 @@ def read_labelled(inputs: list[str]) -> tuple[list[str], list[str]]:
     texts: list[str] = []
     for uri in inputs:
         fs, path = get_fs(uri)
+        shown = redact_uri(uri)  # errors name the input without its credentials
         if fs.isdir(path):
             files = sorted(p for p in fs.find(path) if _file_label(p.rsplit("/", 1)[-1]))
             if not files:
-                raise LidDataError(f"{uri}: no `<label>.txt` files in this folder")
+                raise LidDataError(f"{shown}: no `<label>.txt` files in this folder")
             for p in files:
                 label = _file_label(p.rsplit("/", 1)[-1])
                 lines = [l.strip() for l in fs.cat_file(p).decode("utf-8-sig").splitlines()]
@@ -88,10 +90,10 @@ def read_labelled(inputs: list[str]) -> tuple[list[str], list[str]]:
                 t = pq.read_table(f)
             missing = {"label", "text"} - set(t.column_names)
             if missing:
-                raise LidDataError(f"{uri}: Parquet needs columns 'label' and 'text' (missing {sorted(missing)})")
+                raise LidDataError(f"{shown}: Parquet needs columns 'label' and 'text' (missing {sorted(missing)})")
             for i, (lab, txt) in enumerate(zip(t["label"].to_pylist(), t["text"].to_pylist()), 1):
                 if not lab or not isinstance(txt, str):
-                    raise LidDataError(f"{uri}: row {i}: empty label or text")
+                    raise LidDataError(f"{shown}: row {i}: empty label or text")
                 if txt.strip():
                     raw.append(lab)
                     texts.append(txt.strip())
@@ -102,7 +104,7 @@ def read_labelled(inputs: list[str]) -> tuple[list[str], list[str]]:
                     continue
                 lab, sep, txt = line.partition("\t")
                 if not sep or "\t" in txt or not _LABEL.match(lab.strip()):
-                    raise LidDataError(f"{uri}:{i}: expected `label<TAB>text` with a language label, got {line[:60]!r}")
+                    raise LidDataError(f"{shown}:{i}: expected `label<TAB>text` with a language label, got {line[:60]!r}")
                 raw.append(lab.strip())
                 texts.append(txt.strip())
     return raw, texts
@@ -340,12 +342,29 @@ def recheck_labels(reference: str, train_set: dict[str, list[str]], confident: f
     return dict(sorted(out.items()))
 
 
+def check_inputs(cfg: LidTrainConfig) -> None:
+    """Before any work: no input is a redacted copy (read back from a flow run's stored
+    parameters), and every input and the reference model lie under the worker's roots
+    (BABELFORGE_ALLOWED_ROOTS, pipeline/allowed_roots.py; a folder by every file in it): the
+    `train-langid` deployment runs whatever inputs a Prefect UI user gives it."""
+    from ..allowed_roots import SHIPPED_LID_MODELS, check_locations
+
+    for i, uri in enumerate(cfg.inputs):
+        refuse_redacted(uri, f"inputs[{i}]")
+    locations = [(f"inputs[{i}]", uri) for i, uri in enumerate(cfg.inputs)]
+    if cfg.reference_model and cfg.reference_model not in SHIPPED_LID_MODELS:
+        locations.append(("reference_model", cfg.reference_model))
+    check_locations(locations)
+
+
 def train(cfg: LidTrainConfig, out_dir: str) -> dict:
-    """Train, evaluate and write the model and its report under `out_dir`; return the report."""
+    """Train, evaluate and write the model and its report under `out_dir`; return the report
+    (credentials of the URIs it names redacted, as in report.json)."""
     t0 = time.monotonic()
+    check_inputs(cfg)
     raw, texts = read_labelled(cfg.inputs)
     if not texts:
-        raise LidDataError(f"no labelled text in {cfg.inputs}")
+        raise LidDataError(f"no labelled text in {[redact_uri(u) for u in cfg.inputs]}")
     labs = canonical_labels(raw, texts)
     train_set, heldout, skipped = split_examples(labs, texts, cfg)
     lines = training_lines(train_set, cfg, cfg.seed)
@@ -366,10 +385,11 @@ def train(cfg: LidTrainConfig, out_dir: str) -> dict:
     confusion_chart(gold, pred, join(out_dir, "confusion.png"))
     report = {"model": join(out_dir, name), "labels": len(train_set), "train_examples": len(lines),
               "doc_lines": cfg.doc_lines, "bytes": model_bytes, "seconds": round(time.monotonic() - t0, 1),
-              "config": cfg.model_dump(mode="json"), **ev, "skipped": skipped}
+              "config": public_dump(cfg), **ev, "skipped": skipped}  # inputs without their credentials
     if cfg.reference_model:
         report["recheck"] = {"reference": cfg.reference_model, "confident": cfg.reference_confident,
                              "labels": recheck_labels(cfg.reference_model, train_set, cfg.reference_confident)}
+    report = redact(report)  # and any other URI in it (the model's, under out_dir)
     write_json(join(out_dir, "report.json"), report)
     with atomic_open(join(out_dir, "report.md"), "w") as f:
         f.write(markdown(report))

@@ -33,9 +33,9 @@ import pyarrow.parquet as pq
 
 from .. import charts
 from ..allowed_roots import check as check_allowed
-from ..config import CorpusConfig, RayConfig
+from ..config import CorpusConfig, LockConfig, RayConfig
 from ..language_codes import is_unidentified
-from ..lock import holding
+from ..lock import check_leases, hold, lease_settings
 from ..redact import object_uri, redact_uri, refuse_redacted
 from ..schema import DOC_SCHEMA, PAIR_REJECT_SCHEMA, REJECT_SCHEMA, UNKNOWN_LANG, rejects_from_docs, split
 from ..storage import (
@@ -416,14 +416,19 @@ def prepare_parallel(out_dir: str, cfg: CorpusConfig, extra: pa.Table) -> tuple[
         writer.close()
 
 
-@holding("out_dir", purpose="corpus phase")  # one run at a time in out_dir (pipeline/lock.py)
-def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ray_cfg: RayConfig | None = None) -> dict:
+def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ray_cfg: RayConfig | None = None,
+            lock: LockConfig | None = None) -> dict:
     """Run the corpus phase; return the report (with `manifest_sha256`).
 
     Work units (one per input file) are committed under `out_dir/_units/` as they finish; a
     run killed midway and started again redoes only the units without a commit, and writes
-    the same manifest as an uninterrupted run."""
-    cfg = cfg or CorpusConfig()
+    the same manifest as an uninterrupted run. One run at a time in `out_dir`: it holds the
+    folder's lease (pipeline/lock.py, timing from `lock`), or runs under its caller's."""
+    with hold(out_dir, purpose="corpus phase", **lease_settings(lock)):
+        return _prepare(inputs, out_dir, cfg or CorpusConfig(), ray_cfg)
+
+
+def _prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig, ray_cfg: RayConfig | None) -> dict:
     for uri in inputs:  # a redacted copy (a config read back from an output) cannot be read
         refuse_redacted(uri, "corpus.ingest.inputs")
     check_allowed([*inputs, *(p.path for p in cfg.parallel.inputs)], cfg.ingest.allowed_roots)  # before any read
@@ -527,6 +532,7 @@ def prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig | None = None, ra
         manifest["parallel"] = pairs_section
     if cfg.augment.tag:
         manifest["synthetic_tag"] = cfg.augment.tag  # training puts it before every augmented document
+    check_leases(f"writing {redact_uri(manifest_uri)}")  # a run that lost its folder commits nothing
     write_json(manifest_uri, manifest)  # commit point
     report["manifest_sha256"] = sha256_file(manifest_uri)
     log.info("prepare: %d input, %d kept, %d unidentified, %d rejected, %d languages -> %s", report["input"],

@@ -99,7 +99,7 @@ def _load(config: dict, fcfg: FinetuneConfig, task):
     from transformers import AutoTokenizer
 
     label2id = config["label2id"]
-    resumed = raytrain.load_state(ray.train.get_checkpoint())
+    resumed = raytrain.load_state(ray.train.get_checkpoint(), config["lineage"])
     source = resumed[0] if resumed else config["pretrained_dir"]
     source = local_dir(source)  # a model on s3:// is read from a local copy
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
@@ -191,6 +191,11 @@ def epoch_stream(table: pa.Table, epochs: int, seed: int) -> pa.Table:
     return pa.concat_tables([table.take(rng.permutation(table.num_rows)) for _ in range(epochs)])
 
 
+# the labelled data's locations: the workers get the rows, not these (a presigned URL carries a
+# credential, and Ray Train keeps the loop config in its state and dashboard)
+DATA_PATHS = {"train_path", "dev_path", "test_path", "extra_train_paths"}
+
+
 def table_sha256(table: pa.Table | None) -> str | None:
     """sha256 of a table's rows (Arrow IPC stream of its columns, in order)."""
     import hashlib
@@ -210,11 +215,11 @@ def finetune_lineage(pretrained_dir: str, train: pa.Table, dev: pa.Table | None,
     trains and selects on, the task and its labels. Recorded in every checkpoint and the
     exported model; a run whose checkpoint says otherwise is refused (`raytrain.check_lineage`),
     and registration checks the model's record against the run's pretrained model and corpus."""
-    from ..storage import exists, read_json, sha256_dir
+    from ..storage import exists, model_sha256, read_json
 
     meta = f"{pretrained_dir.rstrip('/')}/trainer_meta.json"
     pretrained = (read_json(meta).get("lineage") or {}) if exists(meta) else {}
-    return {"pretrained_sha256": sha256_dir(pretrained_dir),
+    return {"pretrained_sha256": model_sha256(pretrained_dir),
             "manifest_sha256": pretrained.get("manifest_sha256"),
             "tokenizer_sha256": pretrained.get("tokenizer_sha256"),
             "train_sha256": table_sha256(train), "dev_sha256": table_sha256(dev),
@@ -250,7 +255,8 @@ def finetune(pretrained_dir: str, out_dir: str, cfg: PipelineConfig) -> dict:
     total_steps = -(-(train.num_rows * fcfg.epochs // cfg.ray.num_workers) // fcfg.batch_size)
     result = raytrain.fit(
         train_loop,
-        {"finetune": fcfg.model_dump(), "pretrained_dir": absolute(pretrained_dir), "label2id": label2id,
+        {"finetune": fcfg.model_dump(exclude=DATA_PATHS), "pretrained_dir": absolute(pretrained_dir),
+         "label2id": label2id,
          "threads": cfg.ray.cpus_per_worker, "max_length": cfg.model.max_length,
          "steps_per_epoch": -(-total_steps // fcfg.epochs), "total_steps": total_steps,
          "dev": dev.to_pydict() if dev is not None else None, "lineage": lineage},

@@ -163,7 +163,7 @@ def _load_model(config: dict, mcfg, pcfg, device):
     import ray.train
     from transformers import AutoTokenizer
 
-    resumed = raytrain.load_state(ray.train.get_checkpoint())
+    resumed = raytrain.load_state(ray.train.get_checkpoint(), config.get("lineage"))
     if resumed:
         ckpt_dir, state = resumed
         tokenizer = AutoTokenizer.from_pretrained(ckpt_dir, local_files_only=True)
@@ -214,8 +214,8 @@ def _hand_on(state: dict, model, optimizer, tokenizer, step: int, max_steps: int
     metrics = {k: v for k, v in meta.items() if k in ("step", "lr", "tokens_per_s") or k.startswith("loss")}
     ckpt = {k: v for k, v in state.items() if k != "dir"}
     ckpt.update(final=True, optimizer=raytrain.optimizer_state(model, optimizer))
-    raytrain.report(metrics, model, tokenizer,
-                    {**ckpt, "meta": {k: meta[k] for k in ("objective", "lineage") if k in meta}})
+    kept = {k: v for k, v in meta.items() if k not in metrics and k != "sharded"}  # all it recorded, lineage too
+    raytrain.report(metrics, model, tokenizer, {**ckpt, "meta": kept})
 
 
 def _lm_rows(ids: torch.Tensor, tokenizer, causal: bool, pcfg, gen) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,6 +29,9 @@ def init_ray(cfg: RayConfig) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False  # log lines, not redrawn bars
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
+        from ..allowed_roots import check_ray_address
+
+        check_ray_address(address, "ray.address" if cfg.address else "RAY_ADDRESS")  # the worker's allowlist
         log.info("ray: connecting to %s", address)
         ray.init(address=address, log_to_driver=True)
     else:
@@ -295,14 +298,21 @@ def batches(shard, batch_size: int, skip: int, drop_last: bool = True, repeat_un
             return
 
 
-def load_state(checkpoint) -> tuple[str, dict] | None:
+def load_state(checkpoint, lineage: dict | None = None) -> tuple[str, dict] | None:
     """Return (local checkpoint dir, saved training state) from a Ray checkpoint. The state
-    holds tensors and plain values only and is read without running code (`safe_load`)."""
+    holds tensors and plain values only and is read without running code (`safe_load`). With
+    `lineage`, the checkpoint Ray restores must record that lineage: the driver checked the
+    newest one it found (`check_lineage`), the worker checks the one it resumes."""
     from .safe_load import load_trainer_state
 
     if checkpoint is None:
         return None
     d = checkpoint.to_directory()
+    if lineage is not None:
+        meta = Path(d, "trainer_meta.json")
+        saved = json.loads(meta.read_text()).get("lineage") if meta.exists() else None
+        if saved != lineage:
+            raise LineageError(f"checkpoint {checkpoint.path} records lineage {saved}, this run {lineage}: not resumed")
     return d, load_trainer_state(os.path.join(d, "trainer_state.pt"))
 
 

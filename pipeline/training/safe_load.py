@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint file holds something other than tensors and plain values."""
+class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
+    """A checkpoint file holds something other than tensors and plain values (a ValueError:
+    no retry can fix it)."""
 
 
 def load_trainer_state(path: str | Path) -> dict:
@@ -68,10 +69,15 @@ class _MetadataUnpickler(pickle.Unpickler):
 def read_dcp_metadata(data: bytes, path: str = ".metadata"):
     """A torch.distributed.checkpoint `.metadata` pickle, unpickled with only DCP's own types."""
     try:
-        return _MetadataUnpickler(io.BytesIO(data)).load()
+        metadata = _MetadataUnpickler(io.BytesIO(data)).load()
     except UnsafeCheckpointError as e:
         raise UnsafeCheckpointError(f"{path}: refused: {e}; a sharded checkpoint's index holds nothing else, so "
                                     f"this one was not written by torch.distributed.checkpoint") from e
+    for info in (getattr(metadata, "storage_data", None) or {}).values():  # shard files: names inside the folder
+        name = str(getattr(info, "relative_path", ""))
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise UnsafeCheckpointError(f"{path}: refused: it names the shard file {name!r}, outside its checkpoint")
+    return metadata
 
 
 def dcp_reader(ckpt_dir: str):
@@ -93,19 +99,23 @@ def dcp_reader(ckpt_dir: str):
 
 
 def dcp_planner():
-    """DCP's default load planner, which unpickles non-tensor values (the optimizer's param
-    groups) unrestricted: each value is first read with `weights_only=True`, so one
-    that holds anything but tensors and plain values is refused before the default reads it."""
+    """DCP's default load planner, except that non-tensor values (the optimizer's param groups)
+    are read with `weights_only=True` and placed as the default planner places them (it would
+    unpickle them unrestricted)."""
+    from torch.distributed.checkpoint._traverse import set_element
     from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 
     class SafeLoadPlanner(DefaultLoadPlanner):
         def load_bytes(self, read_item, value: io.BytesIO) -> None:
+            fqn = read_item.dest_index.fqn
             try:
-                torch.load(value, weights_only=True)
+                obj = torch.load(value, weights_only=True)
             except pickle.UnpicklingError as e:
-                raise UnsafeCheckpointError(f"sharded checkpoint entry {read_item.dest_index.fqn}: refused: it "
-                                            f"holds objects other than tensors and plain values ({e})") from e
-            value.seek(0)
-            super().load_bytes(read_item, value)
+                raise UnsafeCheckpointError(f"sharded checkpoint entry {fqn}: refused: it holds objects other "
+                                            f"than tensors and plain values ({e})") from e
+            if self.flatten_state_dict:
+                set_element(self.original_state_dict, self.mappings[fqn], obj)
+            else:
+                self.state_dict[fqn] = obj
 
     return SafeLoadPlanner()

@@ -113,6 +113,7 @@ def sample_texts(manifest: dict, corpus_dir: str, max_sentences: int, seed: int 
 
 
 SCORE_DECIMALS = 4
+STEP_TOLERANCE = 1e-7  # scores this close are one (the trainer's summation noise is ~1e-11)
 
 
 def _canonical_unigram(tok, texts: list[str], specials: list[str], unk: str, byte_fallback: bool):
@@ -140,16 +141,23 @@ def _canonical_unigram(tok, texts: list[str], specials: list[str], unk: str, byt
         # exact steps of 1e-4 above (its own float arithmetic). Pieces EM kept may share the
         # lowest score exactly, so which character took it is unknown: the characters at the
         # lowest score and on the steps share those scores, the most frequent the highest.
+        # "At" a score means within STEP_TOLERANCE of it: EM's pieces at the lowest score carry the
+        # summation noise (b) too (~1e-11: some land exactly on it, others just above, and which
+        # do changes from run to run), far below the 1e-4 steps.
         floor = min(score for _, score in rest)
         singles: dict[float, list[str]] = {}
         for piece, score in rest:
             if len(piece) == 1:
                 singles.setdefault(score, []).append(piece)
-        group, scores, penalty = list(singles.get(floor, [])), [floor] * len(singles.get(floor, [])), 0.0001
-        while floor + penalty in singles:
-            group += singles[floor + penalty]
-            scores += [floor + penalty] * len(singles[floor + penalty])
-            penalty += 0.0001
+        group, scores, step = [], [], 0
+        while True:
+            at = [s for s in singles if abs(s - (floor + step * 0.0001)) < STEP_TOLERANCE]
+            if not at:
+                break
+            for s in sorted(at):
+                group += singles[s]
+                scores += [s] * len(singles[s])
+            step += 1
         if len(group) > 1:
             freq = Counter(ch for t in texts for ch in t)
             order = sorted(group, key=lambda ch: (freq[ch], ch), reverse=True)

@@ -22,7 +22,7 @@ from ..config import PipelineConfig
 from ..corpus import augment as aug
 from ..corpus.langid import detect_scripts
 from ..redact import redact_uri
-from ..storage import atomic_open, join, write_json, write_parquet
+from ..storage import atomic_open, exists, join, read_json, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 OUTPUT = "translated-train.tsv"
@@ -30,6 +30,18 @@ OUTPUT = "translated-train.tsv"
 
 def _clean_field(text: str) -> str:
     return " ".join(text.replace("\t", " ").split())
+
+
+def _made_from(train: pa.Table, cfg: PipelineConfig) -> str:
+    """sha256 of what translate-train output is made of: the labelled rows, the translation
+    models and checks (corpus.augment), and which of translate-train / paraphrase is on."""
+    import hashlib
+    import json
+
+    rows = hashlib.sha256(json.dumps(train.select(["lang", "label", "text"]).to_pydict(),
+                                     ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([rows, cfg.corpus.augment.model_dump(mode="json"), cfg.finetune.translate_train,
+                                      cfg.finetune.paraphrase], sort_keys=True).encode()).hexdigest()
 
 
 def augment_labelled(cfg: PipelineConfig, out_dir: str) -> dict:
@@ -44,6 +56,11 @@ def augment_labelled(cfg: PipelineConfig, out_dir: str) -> dict:
     if not a.models:
         raise ValueError("finetune.translate_train / paraphrase: corpus.augment.models lists no translation model")
     train = read_labelled(fc.train_path)
+    made_from = _made_from(train, cfg)
+    done = join(out_dir, "translated-train.json")
+    if exists(done) and exists(join(out_dir, OUTPUT)) and read_json(done).get("made_from") == made_from:
+        log.info("translate-train: %s already made from these examples and models; kept", join(out_dir, OUTPUT))
+        return read_json(done)  # a retried flow gets the same rows, so fine-tuning keeps its lineage
     texts_all, labels_all, langs_all = (train[c].to_pylist() for c in ("text", "label", "lang"))
     seen = {_clean_field(t).casefold() for t in texts_all}
     translators = aug.Translators(cfg.corpus)
@@ -104,7 +121,7 @@ def augment_labelled(cfg: PipelineConfig, out_dir: str) -> dict:
     write_parquet(join(out_dir, "translated-train-rejects.parquet"), pa.Table.from_pylist(
         rejected, schema=pa.schema([(c, pa.string()) for c in
                                     ("id", "kind", "lang", "reason", "detail", "text", "source_text")])))
-    out = {"path": path, "kept": len(kept), "rejected": len(rejected),
+    out = {"path": path, "made_from": made_from, "kept": len(kept), "rejected": len(rejected),
            "languages": {k: {"kept": v["kept"], "rejected": dict(sorted(v["rejected"].items()))}
                          for k, v in sorted(report.items())}}
     write_json(join(out_dir, "translated-train.json"), out)
