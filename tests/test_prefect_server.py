@@ -215,7 +215,7 @@ def test_two_nights_of_the_nightly_deployment_register_two_versions(server, depl
     from conftest import SAMPLE_LANGS, label
     from mlflow import MlflowClient
 
-    from pipeline.storage import sha256_dir, sha256_file
+    from pipeline.storage import model_sha256, sha256_file
 
     inputs = tmp_path / "inputs"
     shutil.copytree(ROOT / "data" / "sample" / "corpus", inputs)
@@ -257,7 +257,7 @@ def test_two_nights_of_the_nightly_deployment_register_two_versions(server, depl
         tags = versions[version].tags
         assert tags["manifest_sha256"] == sha and tags["pretrained.manifest_sha256"] == sha
         assert tags["run_name"] == run.name and tags["flow_run_id"] == night["id"]
-        assert tags["pretrained_sha256"] == sha256_dir(str(run / "model-pretrained"))
+        assert tags["pretrained_sha256"] == model_sha256(str(run / "model-pretrained"))
         assert len(tags["config_sha256"]) == 64
         run_data = client.get_run(versions[version].run_id).data
         assert all(f"accuracy.{label(lang)}" in run_data.metrics for lang in SAMPLE_LANGS)

@@ -67,7 +67,7 @@ def test_the_whole_dag_runs_as_a_ray_job_on_s3_as_on_one_node(ray_head, s3, pref
     from prefect.settings import PREFECT_API_URL
 
     from flows.multilingual_pipeline import multilingual_pipeline
-    from pipeline.storage import sha256_dir
+    from pipeline.storage import model_sha256
 
     for name in ("train.tsv", "test.tsv"):
         s3.put(str(SAMPLE / "labelled" / name), f"babelforge-test/labelled/{name}")
@@ -92,7 +92,7 @@ def test_the_whole_dag_runs_as_a_ray_job_on_s3_as_on_one_node(ray_head, s3, pref
     reg = result["registered"]
     client = MlflowClient(tracking_uri=reg["tracking_uri"], registry_uri=reg["tracking_uri"])
     mv = client.get_model_version(reg["model_name"], str(reg["version"]))
-    assert mv.tags["pretrained_sha256"] == sha256_dir(f"s3://{one}/model-pretrained")
+    assert mv.tags["pretrained_sha256"] == model_sha256(f"s3://{one}/model-pretrained")
     assert mv.tags["run_name"] == "dag"
 
     # 2. the same config as a Ray Job on the two-node cluster
