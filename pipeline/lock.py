@@ -55,6 +55,7 @@ import socket
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -184,24 +185,41 @@ def lock_uri(folder: str) -> str:
 
 # --------------------------------------------------------------------------- storage
 
-class _Store:
+class _Store(ABC):
     """Atomic create / compare-and-swap / delete of one small JSON object."""
 
+    @abstractmethod
     def read(self) -> tuple[dict | None, Any]:
         """(the lease, a version tag for `swap`), or (None, None) when there is none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def create(self, body: dict) -> Any:
         """Create the object if absent; its version tag, or None if it exists."""
-        raise NotImplementedError
 
+    @abstractmethod
     def swap(self, expect: Callable[[dict | None], bool], body: dict) -> Any:
         """Replace the object with `body` if `expect(current)`, atomically; the new version tag,
         or None if `expect` said no or the object changed meanwhile."""
-        raise NotImplementedError
 
+    @abstractmethod
     def delete_if(self, expect: Callable[[dict | None], bool]) -> bool:
-        raise NotImplementedError
+        """Remove the object if `expect(current)`; whether it was removed."""
+
+
+class _FsStore(_Store):
+    """A lease object on an fsspec file system (object storage)."""
+
+    def __init__(self, fs, path: str):
+        self.fs, self.path = fs, path
+
+    def delete_if(self, expect):
+        """Read, then delete if still expected: between the two the lease could only change
+        hands if it had gone stale."""
+        current, _ = self.read()
+        if current is None or not expect(current):
+            return False
+        self.fs.rm_file(self.path)
+        return True
 
 
 def _encode(body: dict) -> bytes:
@@ -322,9 +340,9 @@ def _lost_race(e: OSError) -> bool:
     return "precondition" in text or "conditionalrequestconflict" in text or "conflicting conditional" in text
 
 
-class _S3Store(_Store):
+class _S3Store(_FsStore):
     def __init__(self, fs, path: str):
-        self.fs, self.path = fs, path
+        super().__init__(fs, path)
         self.bucket, self.key, _ = fs.split_path(path)
 
     def read(self):
@@ -379,21 +397,11 @@ class _S3Store(_Store):
             raise
         return (resp or {}).get("ETag") or True
 
-    def delete_if(self, expect):
-        current, _ = self.read()
-        if current is None or not expect(current):
-            return False
-        self.fs.rm_file(self.path)
-        return True
 
-
-class _SettleStore(_Store):
+class _SettleStore(_FsStore):
     """Storage without exclusive create or conditional writes: write, wait, read back."""
 
     SETTLE_S = 1.0
-
-    def __init__(self, fs, path: str):
-        self.fs, self.path = fs, path
 
     def read(self):
         try:
@@ -417,13 +425,6 @@ class _SettleStore(_Store):
     def swap(self, expect, body):
         current, _ = self.read()
         return self._write_and_verify(body) if expect(current) else None
-
-    def delete_if(self, expect):
-        current, _ = self.read()
-        if current is None or not expect(current):
-            return False
-        self.fs.rm_file(self.path)
-        return True
 
 
 def _store(uri: str) -> _Store:
