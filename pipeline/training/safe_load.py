@@ -81,18 +81,21 @@ def read_dcp_metadata(data: bytes, path: str = ".metadata"):
 
 
 def dcp_reader(ckpt_dir: str):
-    """A DCP storage reader for `ckpt_dir` whose metadata is read by `read_dcp_metadata`."""
+    """A DCP storage reader for the local folder `ckpt_dir` whose metadata is read by
+    `read_dcp_metadata`. Only public names of torch's reader are relied on (its private helpers
+    differ between the torch versions babelforge allows)."""
     from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import StorageMeta
 
     class SafeFileSystemReader(FileSystemReader):
         def read_metadata(self, *args, **kwargs):
-            path = self._get_metadata_path(kwargs.get("rank"))
-            with self.fs.create_stream(path, "rb") as f:
-                metadata = read_dcp_metadata(f.read(), str(path))
+            rank = kwargs.get("rank")  # a rank's own index (written without collectives), else the global one
+            path = Path(ckpt_dir, ".metadata" if rank is None else f"__{rank}.metadata")
+            metadata = read_dcp_metadata(path.read_bytes(), str(path))
             if getattr(metadata, "storage_meta", None) is None:
                 metadata.storage_meta = StorageMeta()
-            metadata.storage_meta.load_id = self.load_id
+            if getattr(self, "load_id", None) is not None:
+                metadata.storage_meta.load_id = self.load_id
             return metadata
 
     return SafeFileSystemReader(ckpt_dir)
