@@ -131,17 +131,28 @@ def cmd_profiles_derive(args: argparse.Namespace) -> int:
     from pipeline.corpus.profile_stats import derive
     from pipeline.corpus.profiles import DERIVED, PROFILE_DIR
 
-    cfg = _config(args)
-    derived = derive(args.inputs, langid_cfg=cfg.corpus.langid)
     out = args.out or str(PROFILE_DIR / DERIVED)
-    header = ("# Thresholds derived from clean text per language-script label (pipeline/corpus/profile_stats.py).\n"
-              f"# Made by: babelforge profiles derive {' '.join(args.inputs)}\n"
-              "# Hand-written <code>.yaml profiles and the run config override these values.\n")
-    with open(out, "w", encoding="utf-8") as f:
-        f.write(header + yaml.safe_dump(derived, allow_unicode=True, sort_keys=True, width=120))
-    print(f"{len(derived)} labels with derived thresholds -> {out}")
+    if not args.tables_only:
+        cfg = _config(args)
+        derived = derive(args.inputs, langid_cfg=cfg.corpus.langid)
+        header = ("# Thresholds derived from clean text per language-script label (pipeline/corpus/profile_stats.py).\n"
+                  f"# Made by: babelforge profiles derive {' '.join(args.inputs)}\n"
+                  "# Hand-written <code>.yaml profiles and the run config override these values.\n")
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(header + yaml.safe_dump(derived, allow_unicode=True, sort_keys=True, width=120))
+        print(f"{len(derived)} labels with derived thresholds -> {out}")
     from pipeline.corpus import letter_pairs
+    from pipeline.corpus.profile_stats import reference_amounts
+    from pipeline.corpus.profiles import REFERENCE
 
+    amounts = reference_amounts(args.inputs)
+    ref_out = os.path.join(os.path.dirname(out), REFERENCE)
+    with open(ref_out, "w", encoding="utf-8") as f:
+        f.write("# Clean reference text per language-script label that the derived thresholds were measured on\n"
+                "# (docs: documents of 5 lines); checks that need more abstain (pipeline/corpus/profiles.py).\n"
+                f"# Made by: babelforge profiles derive {' '.join(args.inputs)}\n"
+                + yaml.safe_dump(amounts, sort_keys=True, default_flow_style=None, width=120))
+    print(f"reference amounts for {len(amounts)} labels -> {ref_out}")
     tables = letter_pairs.build(letter_pairs.texts_by_script(args.inputs))
     pairs_out = os.path.join(os.path.dirname(out), os.path.basename(letter_pairs.PATH))
     letter_pairs.save(tables, pairs_out)
@@ -318,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", help="folders of <label>.txt files (clean text, one paragraph a line)")
     p.add_argument("--out", help="output YAML (default: pipeline/corpus/lang_profiles/_derived.yaml)")
     p.add_argument("--config", help="YAML config; its corpus.langid section picks the models")
+    p.add_argument("--tables-only", action="store_true",
+                   help="skip _derived.yaml (its language-ID thresholds need the models); write only "
+                   "_reference.yaml and _letter_pairs.npz")
     p.set_defaults(func=cmd_profiles_derive)
     for name, func, help_ in (("pretrain", cmd_pretrain, "train the tokenizer and pretrain on the corpus (Ray Train)"),
                               ("finetune", cmd_finetune, "fine-tune the pretrained model and evaluate per language")):

@@ -144,8 +144,9 @@ def test_letter_pairs_need_enough_text_and_a_known_script():
     assert letter_pairs.score("qzx vbn", "Latn") is None  # too few pairs to judge
     assert letter_pairs.score("漢字" * 200, "Hani") is None  # no table for thousands of characters
     tables = letter_pairs.build({"Latn": ["the cat sat on the mat " * 20] * 10})
-    alphabet, pmi = tables["Latn"]
+    alphabet, pmi, counts, support = tables["Latn"]
     assert "".join(map(chr, alphabet)) == "acehmnost" and pmi.dtype.name == "float16"
+    assert counts.sum() == support["letters"] == 3400 and support["pairs"] == 4600  # what it stands on
     assert letter_pairs.score("the cat sat on the mat " * 10, "Latn", tables=tables) > 1.0
     assert letter_pairs.score("tah mta nso cat " * 10, "Latn", tables=tables) < 0.0
 

@@ -19,7 +19,7 @@ import re
 from collections import Counter
 
 from . import letter_pairs
-from .profiles import LanguageProfile, line_end_characters, profile, segment
+from .profiles import LanguageProfile, last_character, line_end_characters, profile, segment
 
 _BULLETS = ("•", "‣", "◦", "⁃", "●", "▪", "-", "*", "·")
 _ELLIPSIS = ("...", "…")
@@ -104,10 +104,24 @@ def check_quality(text: str, words: list[str], lines: list[str], p: LanguageProf
         if found < q.min_stopwords:
             return "stopwords", f"{found} stopwords < {q.min_stopwords}"
     if q.min_letter_pair_pmi is not None:
-        pmi = letter_pairs.score(text, script, q.letter_pair_min_pairs)
-        if pmi is not None and pmi < q.min_letter_pair_pmi:
-            return "gibberish", f"letter-pair PMI {pmi:.2f} < {q.min_letter_pair_pmi}"
+        pmi = letter_pairs.score(text, script, q.letter_pair_min_pairs,
+                                 min_letter_share=q.letter_pair_min_letter_share)
+        if pmi is not None:
+            bar, thin = letter_pair_bar(script, q)
+            if bar is not None and pmi < bar:
+                return "gibberish", f"letter-pair PMI {pmi:.2f} < {bar}" + (" (thin table)" if thin else "")
     return None
+
+
+def letter_pair_bar(script: str, q, tables: dict | None = None) -> tuple[float | None, bool]:
+    """(gibberish threshold, whether the script's table is thin): a table derived from fewer than
+    `q.letter_pair_min_reference_pairs` letter pairs (recorded with it) falls back to the looser
+    `q.min_letter_pair_pmi_thin`."""
+    t = letter_pairs.table(script, tables)
+    thin = t is not None and t.reference_pairs < q.letter_pair_min_reference_pairs
+    if not thin or q.min_letter_pair_pmi_thin is None:
+        return (None if thin else q.min_letter_pair_pmi), thin
+    return min(q.min_letter_pair_pmi_thin, q.min_letter_pair_pmi), thin  # never stricter than a thick table
 
 
 def check_repetition(text: str, words: list[str], lines: list[str], p: LanguageProfile,
@@ -146,9 +160,9 @@ def check_lines(text: str, words: list[str], lines: list[str], p: LanguageProfil
     li = p.lines
     if len(lines) < li.min_lines:
         return None
-    if li.min_line_punct_ratio > 0:
+    if li.min_line_punct_ratio > 0 and p.reference_docs >= li.min_reference_docs:
         ends = line_end_characters() | frozenset(p.terminal_punctuation)
-        punct = sum(l.rstrip()[-1:] in ends for l in lines) / len(lines)
+        punct = sum(last_character(l) in ends for l in lines) / len(lines)
         if punct < li.min_line_punct_ratio:
             return "lines_without_punctuation", f"{punct:.2f} < {li.min_line_punct_ratio}"
     short = sum(len(l.strip()) <= li.short_line_chars for l in lines) / len(lines)

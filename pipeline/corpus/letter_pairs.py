@@ -18,6 +18,25 @@ per-language model (CCNet's KenLM perplexity) has nothing to go by.
 The tables (`lang_profiles/_letter_pairs.npz`, float16, one per script with at most
 `MAX_ALPHABET` letters; scripts of thousands of characters such as Han are not scored) are
 built from the lines `langid train` does not hold out, by `babelforge profiles derive`.
+
+How much text a table stands on is recorded next to it and decides, at filter time, how far it
+is trusted (issue 26: thin tables rejected clean Tigrinya, Tifinagh, Cherokee, Syriac and
+Tongan as gibberish):
+
+- per letter (`counts`): how often the reference text had it. A letter below
+  `min_letter_share` of the script's reference letters (or not in the table at all, or of
+  another script: Latin homoglyphs in Cyrillic text) is too thin to judge: pairs with it are
+  not scored, and a document with too few scored pairs (`min_pairs`, or under half of its
+  pairs) is not judged (None);
+- per row (Witten-Bell smoothing): `P(b | a)` is interpolated with `P(b)` in proportion to
+  how many different letters followed `a` against how often `a` was seen, so a pair never
+  seen after a rarely seen letter costs little (log2 T/(c+T)) and one never seen after a
+  letter seen a million times costs a lot;
+- per table (`support`: characters, letters, letter pairs and distinct pairs it was built
+  from): `filters.py` judges a table built from fewer than
+  `quality.letter_pair_min_reference_pairs` letter pairs (about one UDHR translation: one
+  text, one or two languages) only at the looser `quality.min_letter_pair_pmi_thin`, the level
+  of random letters.
 """
 
 from __future__ import annotations
@@ -25,14 +44,33 @@ from __future__ import annotations
 import os
 from collections import Counter, defaultdict
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
 PATH = os.path.join(os.path.dirname(__file__), "lang_profiles", "_letter_pairs.npz")
 MAX_ALPHABET = 600  # letters per script kept in a table (more: a logographic script, not scored)
-MIN_LETTER_COUNT = 5  # rarer letters share one "other letter" row
-SMOOTH = 0.01
+MIN_LETTER_COUNT = 5  # rarer letters share one "other letter" row (never scored)
+MIN_LETTER_SHARE = 1e-4  # letters rarer than this in the script's reference text are not scored
+MIN_JUDGED_SHARE = 0.5  # a document with fewer of its letter pairs scorable is not judged
 BOUNDARY = 0  # index of the word boundary; 1 is "other letter"
+SUPPORT = ("characters", "letters", "pairs", "distinct_pairs")  # what a table was built from
+
+
+class Table(NamedTuple):
+    """One script's table: alphabet (sorted code points), PMI (row: first letter, column: second;
+    0 = word boundary, 1 = other letter, i + 2 = alphabet[i]), how often the reference text had
+    each alphabet letter, and how much reference text it was built from (`SUPPORT`)."""
+
+    alphabet: np.ndarray
+    pmi: np.ndarray
+    counts: np.ndarray | None = None
+    support: dict | None = None
+
+    @property
+    def reference_pairs(self) -> int:
+        """Letter pairs the table was derived from (0: not recorded, i.e. unknown)."""
+        return int((self.support or {}).get("pairs", 0))
 
 
 def _sequence(text: str) -> list[str]:
@@ -55,8 +93,10 @@ def _is_mark(ch: str) -> bool:
     return unicodedata.category(ch).startswith("M")  # vowel signs of Indic scripts, harakat
 
 
-def build(texts_by_script: dict[str, list[str]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{script: (alphabet code points, PMI table float16)} from clean texts grouped by script."""
+def build(texts_by_script: dict[str, list[str]]) -> dict[str, Table]:
+    """{script: Table} from clean texts grouped by script. Letters of another script (a Latin
+    word in a Cyrillic line) are left out of a script's alphabet; PMI is Witten-Bell smoothed
+    (see the module docstring); the letter counts and the amount of text are kept with it."""
     tables = {}
     for script, texts in sorted(texts_by_script.items()):
         letters: Counter = Counter()
@@ -64,47 +104,80 @@ def build(texts_by_script: dict[str, list[str]]) -> dict[str, tuple[np.ndarray, 
         for s in seqs:
             letters.update(c for c in s if c)
         alphabet = sorted(c for c, n in letters.items() if n >= MIN_LETTER_COUNT and len(c) == 1)
-        if not alphabet or len(alphabet) > MAX_ALPHABET:
+        if not alphabet or len(alphabet) > MAX_ALPHABET:  # (a logographic script: not scored)
             continue
+        alphabet = [c for c, own in zip(alphabet, _own_script(alphabet, script)) if own]
         index = {c: i + 2 for i, c in enumerate(alphabet)}
         size = len(alphabet) + 2
         pairs = np.zeros((size, size), np.float64)
         for s in seqs:
             idx = np.array([index.get(c, 1) if c else BOUNDARY for c in s], np.int64)
             np.add.at(pairs, (idx[:-1], idx[1:]), 1)
+        total = pairs.sum()
         first = pairs.sum(axis=1, keepdims=True)
-        second = pairs.sum(axis=0, keepdims=True)
-        cond = (pairs + SMOOTH) / (first + SMOOTH * size)
-        marg = (second + SMOOTH) / (pairs.sum() + SMOOTH * size)
-        tables[script] = (np.array([ord(c) for c in alphabet], np.int32),
-                          (np.log2(cond) - np.log2(marg)).astype(np.float16))
+        marg = (pairs.sum(axis=0, keepdims=True) + 0.5) / (total + 0.5 * size)
+        types = (pairs > 0).sum(axis=1, keepdims=True)  # distinct letters seen after each letter
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cond = np.where(first > 0, (pairs + types * marg) / (first + types), marg)
+        counts = np.array([letters[c] for c in alphabet], np.int64)
+        support = {"characters": sum(len(t) for t in texts), "letters": int(sum(letters.values())),
+                   "pairs": int(total), "distinct_pairs": int((pairs > 0).sum())}
+        tables[script] = Table(np.array([ord(c) for c in alphabet], np.int32),
+                               (np.log2(cond) - np.log2(marg)).astype(np.float16), counts, support)
     return tables
 
 
-def save(tables: dict[str, tuple[np.ndarray, np.ndarray]], path: str = PATH) -> None:
+def _own_script(letters: list[str], script: str) -> list[bool]:
+    """Whether each letter belongs to `script` or to no particular script (combining marks,
+    modifier letters such as the okina), as `detect_scripts` sees a text of that one letter."""
+    from .langid import detect_scripts
+
+    return [s in (script, "Zyyy") for s in detect_scripts(letters)]
+
+
+def save(tables: dict[str, Table], path: str = PATH) -> None:
     arrays = {}
-    for script, (alphabet, pmi) in tables.items():
-        arrays[f"{script}_alphabet"] = alphabet
-        arrays[f"{script}_pmi"] = pmi
+    for script, t in tables.items():
+        arrays[f"{script}_alphabet"] = t.alphabet
+        arrays[f"{script}_pmi"] = t.pmi
+        if t.counts is not None:
+            arrays[f"{script}_counts"] = np.asarray(t.counts, np.int64)
+        if t.support is not None:
+            arrays[f"{script}_support"] = np.array([t.support[k] for k in SUPPORT], np.int64)
     np.savez_compressed(path, **arrays)
 
 
 @lru_cache(maxsize=4)
-def load(path: str = PATH) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load(path: str = PATH) -> dict[str, Table]:
+    """The tables of an .npz file; tables saved without counts or support (older files) judge
+    every letter and count as thin (reference_pairs 0)."""
     if not os.path.exists(path):
         return {}
     with np.load(path) as z:
         scripts = {k.rsplit("_", 1)[0] for k in z.files}
-        return {s: (z[f"{s}_alphabet"], z[f"{s}_pmi"].astype(np.float32)) for s in scripts}
+        out = {}
+        for s in scripts:
+            sup = z[f"{s}_support"] if f"{s}_support" in z.files else None
+            out[s] = Table(z[f"{s}_alphabet"], z[f"{s}_pmi"].astype(np.float32),
+                           z[f"{s}_counts"] if f"{s}_counts" in z.files else None,
+                           dict(zip(SUPPORT, map(int, sup))) if sup is not None else None)
+        return out
 
 
-def score(text: str, script: str, min_pairs: int = 100, tables: dict | None = None) -> float | None:
+def table(script: str, tables: dict | None = None) -> Table | None:
+    """The table of a script (shipped tables unless `tables`), or None."""
+    return (tables if tables is not None else load()).get(script)
+
+
+def score(text: str, script: str, min_pairs: int = 100, tables: dict | None = None,
+          min_letter_share: float = MIN_LETTER_SHARE) -> float | None:
     """Mean letter-pair PMI of a text under its script's table; None when the script has no
-    table or the text has fewer than `min_pairs` letter pairs (too short to judge)."""
-    table = (tables if tables is not None else load()).get(script)
-    if table is None:
+    table or the text has fewer than `min_pairs` letter pairs the table can judge (too short,
+    or too many letters the table knows too little about: see the module docstring)."""
+    t = table(script, tables)
+    if t is None:
         return None
-    alphabet, pmi = table
+    alphabet, pmi = t.alphabet, t.pmi
     folded = text.casefold()
     cps = np.frombuffer(folded.encode("utf-32-le"), np.uint32).astype(np.int64)
     if len(cps) <= min_pairs:
@@ -122,7 +195,24 @@ def score(text: str, script: str, min_pairs: int = 100, tables: dict | None = No
     idx = np.r_[BOUNDARY, idx, BOUNDARY] if letter[-1] else np.r_[BOUNDARY, idx]
     if len(idx) - 1 < min_pairs:
         return None
-    return float(pmi[idx[:-1], idx[1:]].mean())
+    first, second = idx[:-1], idx[1:]
+    known = _known(t, min_letter_share)
+    judged = known[first] & known[second]
+    n = int(judged.sum())
+    if n < min_pairs or n < MIN_JUDGED_SHARE * len(first):
+        return None
+    return float(pmi[first[judged], second[judged]].mean())
+
+
+def _known(t: Table, min_letter_share: float) -> np.ndarray:
+    """Per table index: whether the reference text had enough of that letter to judge its pairs
+    (the boundary always; "other letter" never)."""
+    known = np.ones(len(t.alphabet) + 2, bool)
+    known[1] = False
+    if t.counts is not None:
+        letters = (t.support or {}).get("letters") or int(np.sum(t.counts))
+        known[2:] = t.counts >= max(MIN_LETTER_COUNT, min_letter_share * letters)
+    return known
 
 
 def _letter_mask(cps: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..config import LangIdConfig, LidTrainConfig
-from .profiles import base_profile, line_end_characters, profile, segment
+from .profiles import base_profile, last_character, line_end_characters, profile, segment
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def measure(text: str, label: str, script: str) -> dict[str, float]:
     return {
         "avg_word_length": sum(len(w) for w in words) / n,
         "alpha_words": sum(any(ch.isalpha() for ch in w) for w in words) / n,
-        "line_punct": sum(l.rstrip()[-1:] in ends for l in lines) / max(len(lines), 1),
+        "line_punct": sum(last_character(l) in ends for l in lines) / max(len(lines), 1),
     }
 
 
@@ -112,6 +112,24 @@ def derive(inputs: list[str], doc_lines: int = 5, min_docs: int = 10,
             out[lab] = over
     log.info("profiles: derived thresholds for %d of %d labels", len(out), len(by_label))
     return out
+
+
+def reference_amounts(inputs: list[str], doc_lines: int = 5) -> dict[str, dict[str, int]]:
+    """{label: {"docs", "lines", "characters"}}: how much clean text `derive` measures each label's
+    thresholds on (documents of `doc_lines` lines, as there), written to _reference.yaml so that
+    a check can abstain for a language whose reference text is too thin to set it
+    (`lines.min_reference_docs`)."""
+    from . import langid_train
+
+    raw, texts = langid_train.read_labelled(inputs)
+    labs = langid_train.canonical_labels(raw, texts)
+    out: dict[str, dict[str, int]] = defaultdict(lambda: {"docs": 0, "lines": 0, "characters": 0})
+    for lab, text in zip(labs, texts):
+        out[lab]["lines"] += 1
+        out[lab]["characters"] += len(text.strip())
+    for v in out.values():
+        v["docs"] = v["lines"] // doc_lines
+    return dict(sorted(out.items()))
 
 
 def _columns(rows: list[dict]) -> dict[str, list]:

@@ -5,7 +5,9 @@ A profile is built from layered YAML files in `pipeline/corpus/lang_profiles/`:
     (built-in defaults)       the pydantic models below: every language
     _scripts.yaml             by script family (ISO 15924 of the document): Hani, Thai, Arab...
     _derived.yaml             per language-script label, thresholds measured on real clean text
-                              (`babelforge profiles derive`, pipeline/corpus/profile_stats.py)
+                              (`babelforge profiles derive`, pipeline/corpus/profile_stats.py),
+                              and _reference.yaml, how much clean text they were measured on
+                              (`reference_docs`: checks that need more abstain)
     <lang>.yaml               one small file per configured language, named by its ISO 639-3
                               code (e.g. fra.yaml for fra_Latn; see pipeline/language_codes.py)
     CleanConfig.languages     run-time overrides from the pipeline config
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 PROFILE_DIR = Path(__file__).with_name("lang_profiles")
 DERIVED = "_derived.yaml"  # thresholds measured on clean text per label (pipeline/corpus/profile_stats.py)
+REFERENCE = "_reference.yaml"  # how much clean text each label's thresholds were measured on (same command)
 
 
 class _Strict(BaseModel):
@@ -55,7 +58,20 @@ class QualityThresholds(_Strict):
         "information of adjacent letters under the script's table; clean text of every language we have "
         "scores > -0.25, random letters < -0.6. None: off.")
     letter_pair_min_pairs: int = Field(
-        default=100, description="Shorter documents (fewer letter pairs) are not judged by letter pairs.")
+        default=100, description="Shorter documents (fewer letter pairs the table can judge) are not judged "
+        "by letter pairs.")
+    letter_pair_min_letter_share: float = Field(
+        default=1e-4, ge=0.0, description="Letters that made less than this share of the letters a script's "
+        "table was derived from (counts recorded in _letter_pairs.npz) are too thin to judge: their pairs are "
+        "not scored, and a document of mostly such letters is not judged.")
+    letter_pair_min_reference_pairs: int = Field(
+        default=20_000, ge=0, description="A script's table derived from fewer letter pairs of reference text "
+        "(recorded in _letter_pairs.npz; ~ one UDHR translation) is thin: it judges only at "
+        "min_letter_pair_pmi_thin, since clean text of a language or genre it has not seen can score "
+        "near -0.5 under it.")
+    min_letter_pair_pmi_thin: float | None = Field(
+        default=-1.0, description="The gibberish threshold under a thin table (random letters of the thin "
+        "scripts score -1.2 to -2.8 under their tables). None: thin tables do not judge.")
 
 
 class RepetitionThresholds(_Strict):
@@ -79,6 +95,12 @@ class LineThresholds(_Strict):
     short_line_chars: int = 30
     max_newline_per_word: float = 0.3
     min_lines: int = Field(default=3, description="Line statistics need at least this many lines.")
+    min_reference_docs: int = Field(
+        default=60, ge=0, description="The line-punctuation check applies only to languages whose clean "
+        "reference text had at least this many documents (`reference_docs`, recorded by `profiles derive`): "
+        "the threshold rests on the 5th percentile of their punctuation share, which fewer than 3 / 0.05 "
+        "documents cannot estimate; below it nothing says how the language ends its lines (Ewe, Oromo: 18 "
+        "UDHR documents, news without final punctuation).")
 
 
 class LangIdThresholds(_Strict):
@@ -105,6 +127,9 @@ class LanguageProfile(_Strict):
     quality: QualityThresholds = Field(default_factory=QualityThresholds)
     repetition: RepetitionThresholds = Field(default_factory=RepetitionThresholds)
     lines: LineThresholds = Field(default_factory=LineThresholds)
+    reference_docs: int = Field(
+        default=0, ge=0, description="Documents (of 5 lines) of clean reference text this language's "
+        "thresholds were measured on, from _reference.yaml (`babelforge profiles derive`); 0: none.")
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -159,6 +184,9 @@ def _profile(lang: str, script: str, overrides_yaml: str, derived: bool = True) 
     merged = dict(_yaml("_scripts.yaml").get(script, {}))
     if derived:
         merged = _deep_merge(merged, _yaml(DERIVED).get(lang, {}))
+        docs = (_yaml(REFERENCE).get(lang) or {}).get("docs")
+        if docs is not None:
+            merged["reference_docs"] = docs
     merged = _deep_merge(merged, _language_file(lang))
     merged = _deep_merge(merged, yaml.safe_load(overrides_yaml) or {})
     try:
@@ -176,6 +204,19 @@ def line_end_characters() -> frozenset[str]:
 
     pattern = regex.compile(r"[\p{Sentence_Terminal}\p{Terminal_Punctuation}\p{Pe}\p{Pf}…\"'»]")
     return frozenset(chr(c) for c in range(0x30000) if pattern.match(chr(c)))
+
+
+def last_character(line: str) -> str:
+    """The last visible character of a line: trailing whitespace and invisible format characters
+    (the left-to-right / right-to-left marks that Pashto or Sindhi text puts after its full stop,
+    zero-width spaces) do not count. '' for an empty line. (A loop from the end, not a regex
+    `[...]+$`, which would restart at every character of a long inner run: quadratic.)"""
+    import unicodedata
+
+    i = len(line)
+    while i and (line[i - 1].isspace() or unicodedata.category(line[i - 1]) == "Cf"):
+        i -= 1
+    return line[i - 1 : i]
 
 
 def _punctuation_class() -> str:
