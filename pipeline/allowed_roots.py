@@ -46,7 +46,7 @@ RAY_ENV = "BABELFORGE_ALLOWED_RAY_ADDRESSES"
 GLOB = "*?["
 # names of the language-ID models shipped with babelforge (pipeline/corpus/langid.py `resolve_path`):
 # files of the installation, not locations a config chooses
-SHIPPED_LID_MODELS = ("lid.176", "babelforge")
+SHIPPED_LID_MODELS = ("lid.176", "babelforge", "heliport")
 
 
 class InputNotAllowedError(ValueError):
@@ -173,6 +173,8 @@ def run_inputs(cfg, reads=READS) -> list[tuple[str, str]]:
     if "corpus" in reads:
         out += [(f"corpus.langid.models[{i}].path", m.path) for i, m in enumerate(cfg.corpus.langid.models)
                 if m.path not in SHIPPED_LID_MODELS]
+        if cfg.corpus.langid.combiner not in ("weighted", "shipped"):
+            out.append(("corpus.langid.combiner", cfg.corpus.langid.combiner))
     if reads & {"corpus", "translate"}:
         for i, m in enumerate(cfg.corpus.augment.models):
             out.append((f"corpus.augment.models[{i}].model_dir", m.model_dir))

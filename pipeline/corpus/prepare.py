@@ -443,7 +443,9 @@ def _prepare(inputs: list[str], out_dir: str, cfg: CorpusConfig, ray_cfg: RayCon
         return report
     remove(manifest_uri)  # from here on the old corpus (if any) is no longer committed
     for m in cfg.langid.models:
-        langid.load_model(m.path)  # fail early on a bad model path
+        langid.lid_backends.backend(m)  # fail early on a bad model path or a missing backend
+    if langid.combiner_path(cfg.langid):
+        langid.lid_combine.load(langid.combiner_path(cfg.langid))  # and on a combiner that is not one
 
     units = run_units(files, out_dir, cfg, ray_cfg)
     timings: Counter[str] = Counter()
