@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--models", required=True, help="folder with lid-without-<genre>/model.ftz")
     ap.add_argument("--out", default="bench/langid_genres.json")
     ap.add_argument("--heliport", action="store_true", help="also heliport (optional extra)")
+    ap.add_argument("--write-combiners", metavar="DIR", help="also fit the combiners on all five genres and "
+                    "write them as DIR/combiner.<members>.json (pipeline/corpus/lid_models: the shipped ones)")
     a = ap.parse_args()
     models_dir = Path(a.models)
     names = ["lid.176", "babelforge"] + (["heliport"] if a.heliport else [])
@@ -92,7 +94,7 @@ def main() -> None:
             sub = {k: [(lid_combine.candidates([ans[i] for i in idx], knows, s), gold) for _, gold, s, ans in rows[k]]
                    for k in GENRES}
             comb = lid_fit.fit_across_genres({k: v for k, v in sub.items() if k != g}, used)
-            for bar, tag in ((comb.abstain_below, f"bar {comb.abstain_below}, chosen across the other genres"),
+            for bar, tag in ((comb.abstain_below, f"bar {comb.abstain_below}, chosen across the other genres (und <= 5% where a member names the truth)"),
                              (0.0, "never abstains")):
                 decided = [lid_combine.decide(c, comb.probabilities(c), bar, s)[0]
                            for (c, _), (_, _, s, _) in zip(sub[g], rows[g])]
@@ -103,6 +105,23 @@ def main() -> None:
                                for k, v in res.items()}
         print(g, {k: {x: y for x, y in v.items() if x != "per_language"} for k, v in report["genres"][g].items()},
               flush=True)
+    if a.write_combiners:
+        for used in (names[:2], names):
+            idx = [names.index(n) for n in used]
+            sub = {}
+            for k in GENRES:
+                members = rows[k + ":weighted"][0]
+                knows = [lid_backends.backend(members[i]).knows for i in idx]
+                sub[k] = [(lid_combine.candidates([ans[i] for i in idx], knows, s), gold) for _, gold, s, ans in rows[k]]
+            comb = lid_fit.fit_across_genres(sub, used, meta={
+                "fitted_on": {k: len(v) for k, v in sub.items()},
+                "made_by": "bench/langid_genres.py --write-combiners (babelforge member: the model trained "
+                           "without each genre, on that genre's documents)"})
+            path = Path(a.write_combiners) / Path(lid_combine.combiner_file(used)).name
+            path.write_text(json.dumps(comb.to_json(), indent=0) + "\n", encoding="utf-8")
+            print("wrote", path, "bar", comb.abstain_below)
+            if len(used) == len(names):
+                break
     report["docs_per_second"] = {n: round(n_docs / s) if s else None for n, s in speed.items()}
     print(report["docs_per_second"])
     Path(a.out).write_text(json.dumps(report, indent=1), encoding="utf-8")

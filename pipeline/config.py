@@ -160,10 +160,11 @@ class LangIdConfig(_Model):
     combiner: str = Field(
         default="weighted",
         description="How the models' answers become one label: 'weighted' (the weighted mean of their "
-        "probabilities, with min_score and the per-language thresholds as the bar; the default: on news text "
-        "held out from every choice it beats the stacked combiner fitted so far, bench/RESULTS.md), a stacked "
-        "combiner file fitted by `pipeline.corpus.lid_fit` (JSON), or 'shipped' (the one in "
-        "pipeline/corpus/lid_models/combiner.<models>.json for exactly these models).")
+        "probabilities, with min_score and the per-language thresholds as the bar; the default: with lid.176 + "
+        "babelforge it does as well as the stacked combiner on held-out genres, bench/RESULTS.md), 'shipped' "
+        "(the stacked combiner in pipeline/corpus/lid_models/combiner.<models>.json for exactly these models: "
+        "lid.176 + babelforge, or lid.176 + babelforge + heliport, which beats the default on every genre), or "
+        "a combiner file fitted by pipeline/corpus/lid_fit.py (JSON).")
     abstain_below: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="With a fitted combiner: the probability that its best label is right below which the "

@@ -136,3 +136,27 @@ def test_the_pipeline_uses_a_fitted_combiner_file(shared_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="no combiner fitted"):
         langid.predict_top(["x y z"], LangIdConfig(combiner="shipped", models=[
             LidModel(path="lid.176"), LidModel(path="babelforge"), LidModel(path="lid.176")], confident=1.0), 3)
+
+
+def test_the_abstention_bar_is_chosen_across_genres(shared_data):
+    rows = _rows(shared_data, 4)
+    by_genre = {"a": rows[: len(rows) // 2], "b": rows[len(rows) // 2:]}
+    comb = lid_fit.fit_across_genres(by_genre, ["lid.176", "babelforge"])
+    assert comb.abstain_below in lid_combine.BARS
+    named = [c for c, gold in rows if gold in c.labels]
+    und = np.mean([comb.probabilities(c).max() < comb.abstain_below for c in named])
+    assert und <= 0.05  # where a member names the truth, it is rarely left unidentified
+
+
+def test_the_shipped_combiners_load_and_label_real_news(shared_data):
+    pytest.importorskip("heliport", reason="heliport is an optional extra (pip install 'babelforge[heliport]')")
+    docs = dict(lid_fit.genre_documents(str(shared_data / "ntrex"), 10, 1))
+    texts = [docs[l] for l in ("fra_Latn", "fao_Latn", "kin_Latn", "srp_Latn")]
+    cfg = LangIdConfig(models=[LidModel(path="lid.176"), LidModel(path="babelforge", max_chars=300),
+                               LidModel(path="heliport")], combiner="shipped", confident=1.0)
+    assert langid.combiner_path(cfg).endswith("combiner.lid.176+babelforge+heliport.json")
+    langs, scores, _ = langid.predict_top(texts, cfg, 3)
+    assert langs[:2] == ["fra_Latn", "fao_Latn"] and langs[3] == "srp_Latn"
+    assert langs[2] in ("kin_Latn", "und_Latn")  # no member but babelforge knows Kinyarwanda
+    two = LangIdConfig(combiner="shipped")
+    assert lid_combine.load(langid.combiner_path(two)).abstain_below in lid_combine.BARS

@@ -278,7 +278,7 @@ def fit(rows: list[tuple[Candidates, str]], members: list[str], l2: float = 1e-3
     return comb
 
 
-BARS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+BARS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
 
 def choose_bar(comb: Combiner, rows: list[tuple[Candidates, str]]) -> float:

@@ -104,18 +104,22 @@ def summary(per_lang: dict[str, Counter], right_bar: float = 0.9) -> dict:
             "und_share": round(und / max(n, 1), 4), "documents": n}
 
 
-def fit_across_genres(rows: dict[str, list], names: list[str], meta: dict | None = None):
+def fit_across_genres(rows: dict[str, list], names: list[str], max_und: float = 0.05, meta: dict | None = None):
     """A combiner fitted on every genre's documents, its abstention bar chosen across genres:
-    for each genre h, a combiner fitted without h is scored on h (`lid_combine.bar_values`),
-    and the bar with the best mean wins. A new genre lowers the members' confidence; a bar
-    chosen on the genres the fit saw would abstain on text it should label."""
+    for each genre h, a combiner fitted without h reads h, and the bar is the highest at which
+    at most `max_und` of the documents whose language some member named (the truth is a
+    candidate) are left unidentified, on average over the genres (the target: und <= 5% of
+    the documents of languages some model knows). Abstention then falls on documents of
+    languages no member knows. A bar chosen on the genres the fit saw would abstain on text of
+    a new genre, where the members are less sure of languages they do know."""
     all_rows = [r for rs in rows.values() for r in rs]
+    bar = 0.5
     if len(rows) > 1:
-        totals: Counter = Counter()
+        und: Counter = Counter()
         for h in rows:
             held = lid_combine.fit([r for k, rs in rows.items() if k != h for r in rs], names, abstain_below=0.5)
-            totals.update(lid_combine.bar_values(held, rows[h]))
-        bar = max(lid_combine.BARS, key=lambda b: totals[b])
-    else:
-        bar = None
+            best = np.array([held.probabilities(c).max() for c, gold in rows[h] if gold in c.labels])
+            for b in lid_combine.BARS:
+                und[b] += float((best < b).mean()) / len(rows) if len(best) else 0.0
+        bar = max([b for b in lid_combine.BARS if und[b] <= max_und] or [0.0])
     return lid_combine.fit(all_rows, names, abstain_below=bar, meta=meta)
